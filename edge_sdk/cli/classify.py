@@ -1,0 +1,46 @@
+"""`edge-classify classify IMAGE...`: print the top classes of image files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edge_sdk.cli.models import mirror_option
+from edge_sdk.preprocess import read_image
+
+
+@click.command("classify")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", default="squeezenet1.1", show_default=True, help="Zoo name or model file.")
+@click.option("--runtime", default="litert", show_default=True, help="litert, onnxruntime or opencv.")
+@click.option("--precision", default="int8", show_default=True, type=click.Choice(["int8", "float"]))
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
+@mirror_option
+def classify(
+    images: tuple[Path, ...],
+    model: str,
+    runtime: str,
+    precision: str,
+    threads: int | None,
+    top_k: int,
+    as_json: bool,
+    mirror: Path | None,
+) -> None:
+    """Classify image files and print the top classes of each."""
+    from edge_sdk.classifier import Classifier
+
+    with Classifier.from_model(
+        model, runtime=runtime, precision=precision, num_threads=threads, top_k=top_k, mirror=mirror
+    ) as clf:
+        for path in images:
+            prediction = clf.classify(read_image(path))
+            if as_json:
+                click.echo(json.dumps({"file": str(path), **prediction.to_dict()}))
+                continue
+            click.echo(f"{path}:")
+            for label in prediction.top:
+                click.echo(f"  {label.score:6.1%}  {label.index:4d}  {label.name}")

@@ -1,0 +1,65 @@
+"""Image preprocessing shared by inference, calibration and evaluation.
+
+One function, used everywhere, so a quantized model is calibrated on exactly what it later sees.
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from edge_sdk.errors import SourceError
+from edge_sdk.types import Image
+
+
+def crop_box(height: int, width: int, resize_shorter: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Return (top, left, crop_h, crop_w) in source pixels of the centre crop.
+
+    The crop is where a `size` crop would fall after resizing the shorter side to
+    `resize_shorter`; with `resize_shorter` 0 it is the whole image.
+    """
+    if resize_shorter <= 0:
+        return 0, 0, height, width
+    scale = resize_shorter / min(height, width)
+    crop_h = min(height, max(1, round(size[0] / scale)))
+    crop_w = min(width, max(1, round(size[1] / scale)))
+    return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
+
+
+def resize_crop(image: Image, size: tuple[int, int], resize_shorter: int) -> Image:
+    """Centre-crop and resize a BGR uint8 image to `size` (height, width).
+
+    Equivalent to "resize the shorter side to `resize_shorter`, then centre-crop `size`", but it
+    crops first and resizes only the crop: the same pixels with less work on a 720p frame.
+    INTER_AREA averages the pixels each output pixel covers, which avoids aliasing on the large
+    downscales camera frames need.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an H x W x 3 uint8 BGR image, got {image.dtype} {image.shape}")
+    top, left, crop_h, crop_w = crop_box(image.shape[0], image.shape[1], resize_shorter, size)
+    roi = image[top : top + crop_h, left : left + crop_w]
+    if roi.shape[:2] == size:
+        return np.ascontiguousarray(roi)
+    interpolation = cv2.INTER_AREA if crop_h > size[0] else cv2.INTER_LINEAR
+    out: Image = cv2.resize(roi, (size[1], size[0]), interpolation=interpolation)
+    return out
+
+
+def read_image(path: str | os.PathLike[str]) -> Image:
+    """Read an image file as BGR uint8 (grey and alpha images are converted).
+
+    Raises:
+        SourceError: the file is missing or is not an image OpenCV can decode.
+    """
+    if not os.path.isfile(path):
+        raise SourceError(f"no such image file: {os.fspath(path)}")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise SourceError(
+            f"{os.fspath(path)} is not an image OpenCV can decode; give a JPEG, PNG, BMP or TIFF file"
+        )
+    result: Image = image
+    return result

@@ -1,0 +1,76 @@
+"""The three plugin interfaces. They are Protocols: a plugin need not inherit anything.
+
+Built-in plugins also inherit `Closing`, which only adds the context-manager methods.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_sdk.types import Frame, Prediction, TensorSpec
+
+
+class Closing:
+    """Mixin: ``with obj:`` calls ``obj.close()`` on the way out."""
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        """Release what the object holds; calling it twice is harmless."""
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """Moves one tensor through a model; knows nothing about images or labels.
+
+    `run` takes an array matching `input_spec` (batch of 1) and returns the first output as an
+    array matching `output_spec`. It is called from one thread at a time.
+    """
+
+    model_format: str
+    input_spec: TensorSpec
+    output_spec: TensorSpec
+
+    def run(self, tensor: npt.NDArray[Any]) -> npt.NDArray[Any]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    """Produces frames. `read` blocks until a frame is ready and returns None at the end."""
+
+    uri: str
+
+    def read(self) -> Frame | None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Consumes predictions. `publish` gets each prediction with the frame it came from.
+
+    `frame` may be None when the pipeline did not keep the image. A sink must not block for long:
+    the pipeline calls it from the sink's own worker thread, but a slow sink still loses frames.
+    """
+
+    def publish(self, prediction: Prediction, frame: Frame | None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+FloatArray = npt.NDArray[np.float32]

@@ -1,0 +1,107 @@
+"""Lazy plugin registry: short names map to ``"module:Class"`` strings, imported only when chosen.
+
+Built-in names are listed here; third-party packages add theirs through the entry-point groups
+``edge_sdk.runtimes``, ``edge_sdk.sources`` and ``edge_sdk.sinks``, which are read only for a
+name that is not built in (so start-up never scans installed packages).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+from edge_sdk.errors import BackendUnavailable, ConfigError
+
+#: kind -> name -> "module:Class". A kind is also the entry-point group suffix.
+BUILTINS: dict[str, dict[str, str]] = {
+    "runtimes": {
+        "litert": "edge_sdk.runtimes.litert:LiteRTRuntime",
+        "onnxruntime": "edge_sdk.runtimes.onnxruntime:OnnxRuntime",
+        "opencv": "edge_sdk.runtimes.opencv:OpenCVRuntime",
+    },
+    "sources": {},
+    "sinks": {},
+}
+
+#: Top-level import name -> the pip command that provides it.
+PIP_HINTS: dict[str, str] = {
+    "ai_edge_litert": "pip install ai-edge-litert",
+    "tflite_runtime": "pip install ai-edge-litert",
+    "onnxruntime": "pip install 'edge-sdk[onnx]'",
+    "onnx": "pip install 'edge-sdk[build]'",
+    "tensorflow": "pip install 'edge-sdk[build]'",
+    "cv2": "pip install opencv-python",
+    "paho": "pip install 'paho-mqtt>=2'",
+    "prometheus_client": "pip install prometheus-client",
+    "picamera2": "sudo apt install python3-picamera2 (and create the venv with --system-site-packages)",
+}
+
+
+def missing_package(exc: ImportError, what: str) -> BackendUnavailable:
+    """Build the `BackendUnavailable` for an ImportError raised while loading `what`."""
+    top = (exc.name or "").split(".")[0]
+    hint = PIP_HINTS.get(top, f"pip install {top}" if top else "reinstall edge-sdk")
+    return BackendUnavailable(f"{what} needs the Python package {top or '?'!s}: {hint}")
+
+
+def names(kind: str) -> list[str]:
+    """Return the built-in and entry-point names of one kind, sorted."""
+    found = set(BUILTINS[kind])
+    try:
+        found.update(ep.name for ep in metadata.entry_points(group=f"edge_sdk.{kind}"))
+    except Exception:  # noqa: BLE001 - a broken third-party distribution must not break listing
+        pass
+    return sorted(found)
+
+
+def resolve(kind: str, name: str) -> type[Any]:
+    """Import and return the class registered as `name` of `kind`.
+
+    Raises:
+        ConfigError: unknown name (the message lists the known ones).
+        BackendUnavailable: the class's module needs a package that is not installed.
+    """
+    if kind not in BUILTINS:
+        raise ValueError(f"unknown plugin kind {kind!r}; expected one of {sorted(BUILTINS)}")
+    target = BUILTINS[kind].get(name)
+    if target is None:
+        eps = [ep for ep in metadata.entry_points(group=f"edge_sdk.{kind}") if ep.name == name]
+        if not eps:
+            raise ConfigError(
+                f"unknown {kind[:-1]} {name!r}; choose one of: {', '.join(names(kind))}"
+            )
+        target = eps[0].value
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise missing_package(exc, f"the {kind[:-1]} {name!r}") from exc
+    cls: type[Any] = getattr(module, attr)
+    return cls
+
+
+def accepted_options(cls: type[Any]) -> list[str]:
+    """Return the keyword-only constructor parameters of `cls`: its accepted options."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def check_options(cls: type[Any], options: Mapping[str, Any], what: str) -> None:
+    """Raise ConfigError if `options` has a key `cls` does not accept, listing the accepted ones."""
+    accepted = accepted_options(cls)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"{what} has no option {', '.join(map(repr, unknown))}; "
+            f"accepted: {', '.join(accepted) or '(none)'}"
+        )
+
+
+def create(kind: str, name: str, *args: Any, **options: Any) -> Any:
+    """Resolve `name`, check `options` against its keyword-only parameters, and construct it."""
+    cls = resolve(kind, name)
+    check_options(cls, options, f"the {kind[:-1]} {name!r}")
+    return cls(*args, **options)

@@ -1,0 +1,83 @@
+"""LiteRT (ai-edge-litert) runtime, falling back to the older tflite_runtime package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_sdk.errors import BackendUnavailable, ModelError
+from edge_sdk.protocols import Closing
+from edge_sdk.types import TensorSpec
+
+try:
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError:  # pragma: no cover - depends on what the board has installed
+    try:
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+    except ImportError:
+        raise BackendUnavailable(
+            "the litert runtime needs ai-edge-litert (or tflite_runtime): pip install ai-edge-litert"
+        ) from None
+
+
+def _spec(detail: dict[str, Any], image: bool) -> TensorSpec:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    shape = tuple(int(d) for d in detail["shape"])
+    layout = "NHWC" if image and len(shape) == 4 else ("NC" if len(shape) == 2 else "")
+    return TensorSpec(
+        shape=shape,
+        dtype=np.dtype(detail["dtype"]).name,
+        layout=layout,  # type: ignore[arg-type]
+        scale=float(scale),
+        zero_point=int(zero_point),
+    )
+
+
+class LiteRTRuntime(Closing):
+    """Runs a .tflite model with the LiteRT interpreter (XNNPACK on CPU).
+
+    Args:
+        model_path: The .tflite file.
+        num_threads: Interpreter threads; None lets LiteRT choose.
+    """
+
+    model_format = "tflite"
+
+    def __init__(self, model_path: str | Path, *, num_threads: int | None = None) -> None:
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        path = Path(model_path)
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(
+                f"LiteRT cannot load {path} ({reason}); the file is corrupt or not a TFLite "
+                "model: rebuild it with 'edge-classify models build' or copy it again"
+            ) from None
+        inputs = self._interpreter.get_input_details()
+        outputs = self._interpreter.get_output_details()
+        if len(inputs) != 1 or not outputs:
+            raise ModelError(
+                f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; edge-sdk needs an "
+                "image classifier with one input"
+            )
+        self._input_index = inputs[0]["index"]
+        self._output_index = outputs[0]["index"]
+        self.input_spec = _spec(inputs[0], image=True)
+        self.output_spec = _spec(outputs[0], image=False)
+        self.num_threads = num_threads
+
+    def run(self, tensor: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Run the model on one input tensor and return a copy of the first output."""
+        self._interpreter.set_tensor(self._input_index, tensor)
+        self._interpreter.invoke()
+        out: npt.NDArray[Any] = self._interpreter.get_tensor(self._output_index)
+        return out
+
+    def close(self) -> None:
+        self._interpreter = None  # type: ignore[assignment]

@@ -1,0 +1,87 @@
+"""onnxruntime runtime for float ONNX models and int8 ONNX models from its quantizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_sdk.errors import BackendUnavailable, ModelError
+from edge_sdk.protocols import Closing
+from edge_sdk.types import TensorSpec
+
+try:
+    import onnxruntime as ort
+except ImportError:  # pragma: no cover - optional extra
+    raise BackendUnavailable(
+        "the onnxruntime runtime needs onnxruntime: pip install 'edge-sdk[onnx]'"
+    ) from None
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+}
+
+
+def _spec(arg: Any, image: bool) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else 1 for d in arg.shape)
+    if image and len(shape) == 4:
+        layout = "NCHW" if shape[1] == 3 else "NHWC"
+    else:
+        layout = "NC" if len(shape) == 2 else ""
+    return TensorSpec(shape=shape, dtype=_ORT_TYPES.get(arg.type, arg.type), layout=layout)  # type: ignore[arg-type]
+
+
+class OnnxRuntime(Closing):
+    """Runs an .onnx model with onnxruntime's CPU execution provider.
+
+    Args:
+        model_path: The .onnx file.
+        num_threads: Intra-op threads; None lets onnxruntime choose.
+    """
+
+    model_format = "onnx"
+
+    def __init__(self, model_path: str | Path, *, num_threads: int | None = None) -> None:
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        path = Path(model_path)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if num_threads is not None:
+            options.intra_op_num_threads = num_threads
+            options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ModelError(
+                f"onnxruntime cannot load {path} ({reason}); the file is corrupt or not an ONNX "
+                "model: copy it again or rebuild it"
+            ) from None
+        inputs = self._session.get_inputs()
+        outputs = self._session.get_outputs()
+        if len(inputs) != 1 or not outputs:
+            raise ModelError(
+                f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; edge-sdk needs an "
+                "image classifier with one input"
+            )
+        self._input_name = inputs[0].name
+        self._output_name = outputs[0].name
+        self.input_spec = _spec(inputs[0], image=True)
+        self.output_spec = _spec(outputs[0], image=False)
+        self.num_threads = num_threads
+
+    def run(self, tensor: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Run the model on one input tensor and return its first output."""
+        out = self._session.run([self._output_name], {self._input_name: tensor})[0]
+        return np.asarray(out)
+
+    def close(self) -> None:
+        self._session = None  # type: ignore[assignment]

@@ -1,0 +1,146 @@
+"""The small frozen values that flow through edge-sdk: frames, labels, predictions, tensor specs."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+#: Version of the JSON produced by `Prediction.to_dict`; bump on any incompatible change.
+PREDICTION_SCHEMA_VERSION = 1
+
+Image = npt.NDArray[np.uint8]
+"""An H x W x 3 uint8 image in BGR order (OpenCV's)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One captured image.
+
+    Attributes:
+        image: H x W x 3 uint8, BGR. Treat as read-only: sinks share it.
+        index: Position in the source's sequence, from 0; gaps mean frames were dropped.
+        timestamp_ns: `time.monotonic_ns()` when the frame was captured (or decoded, for files).
+        source: The URI the frame came from.
+    """
+
+    image: Image
+    index: int
+    timestamp_ns: int
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Label:
+    """One class with its score.
+
+    Attributes:
+        index: Class index in the model card's label list (offset already removed).
+        name: Human-readable class name.
+        score: Probability in [0, 1].
+    """
+
+    index: int
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Per-stage durations of one prediction, in milliseconds.
+
+    `capture_wait` is how long inference waited for a frame; `age` is the frame's age (now minus
+    its capture timestamp) when the prediction was handed to the sinks.
+    """
+
+    capture_wait: float = 0.0
+    preprocess: float = 0.0
+    inference: float = 0.0
+    postprocess: float = 0.0
+    age: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The classifier's answer for one frame.
+
+    Attributes:
+        frame_index: Index of the frame it was computed from.
+        timestamp_ns: Capture timestamp of that frame (monotonic clock).
+        top: Best classes first.
+        timings: Per-stage durations.
+        model: Model name (zoo name or file stem).
+    """
+
+    frame_index: int
+    timestamp_ns: int
+    top: tuple[Label, ...]
+    timings: Timings = field(default_factory=Timings)
+    model: str = ""
+
+    @property
+    def label(self) -> Label | None:
+        """The best class, or None when a threshold filtered everything out."""
+        return self.top[0] if self.top else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the versioned JSON-ready form every sink publishes.
+
+        Keys: `v` (schema version), `frame`, `ts_ns`, `model`, `top` (list of
+        `{index, label, score}`), `timings_ms`.
+        """
+        return {
+            "v": PREDICTION_SCHEMA_VERSION,
+            "frame": self.frame_index,
+            "ts_ns": self.timestamp_ns,
+            "model": self.model,
+            "top": [
+                {"index": lb.index, "label": lb.name, "score": round(lb.score, 5)} for lb in self.top
+            ],
+            "timings_ms": self.timings.to_dict(),
+        }
+
+    def with_timings(self, **changes: float) -> Prediction:
+        """Return a copy whose timings have the given fields replaced."""
+        return dataclasses.replace(self, timings=dataclasses.replace(self.timings, **changes))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Prediction:
+        """Inverse of `to_dict` (timings and scores keep their rounding)."""
+        return cls(
+            frame_index=int(data["frame"]),
+            timestamp_ns=int(data["ts_ns"]),
+            top=tuple(Label(int(t["index"]), str(t["label"]), float(t["score"])) for t in data["top"]),
+            timings=Timings(**{k: float(v) for k, v in data.get("timings_ms", {}).items()}),
+            model=str(data.get("model", "")),
+        )
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Shape, type and quantization of a runtime's input or output tensor.
+
+    Attributes:
+        shape: Full shape including the batch dimension.
+        dtype: numpy dtype name: "uint8", "int8", "float32", ...
+        layout: "NHWC" or "NCHW" for image inputs, "NC" for class scores, "" when unknown.
+        scale: Quantization scale; 0.0 for float tensors.
+        zero_point: Quantization zero point.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    layout: Literal["NHWC", "NCHW", "NC", ""] = ""
+    scale: float = 0.0
+    zero_point: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One-command setup for development and tests: system packages, a virtual environment in .venv,
+# edge-sdk installed editable with every extra. Safe to run again.
+#   bash scripts/setup.sh            # everything (needs root or sudo for apt)
+#   bash scripts/setup.sh --no-apt   # only the Python side
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# ffmpeg: test videos; mosquitto: the MQTT broker the tests start; chromium: the web view's
+# end-to-end test; systemd: systemd-analyze verify of the unit.
+APT_PACKAGES="ffmpeg mosquitto chromium systemd"
+
+if [[ "${1:-}" != "--no-apt" ]]; then
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $APT_PACKAGES
+  # The tests start their own broker; the packaged one need not run.
+  $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+fi
+
+PYTHON=${PYTHON:-python3}
+[[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[onnx,build,web,test]'
+echo "setup done: activate with 'source .venv/bin/activate'"
