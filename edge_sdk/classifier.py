@@ -137,7 +137,8 @@ class Classifier(Closing):
 
     def _check_output(self) -> None:
         spec, card = self.runtime.output_spec, self.card
-        classes = spec.shape[-1] if card.layout == "NHWC" or card.output_kind != "logit_map" else spec.shape[1]
+        channels_first = card.layout == "NCHW" and card.output_kind == "logit_map"
+        classes = spec.shape[1] if channels_first else spec.shape[-1]
         if classes != card.num_outputs:
             raise self._mismatch(
                 f"output has {classes} classes, card lists {len(card.labels)} labels + "
@@ -192,7 +193,8 @@ class Classifier(Closing):
         x = x[card.label_offset :]
         if card.output_kind == "probabilities":
             total = float(x.sum())
-            return (x / total).astype(np.float32) if total > 0 else x.astype(np.float32)
+            scaled: FloatArray = (x / total if total > 0 else x).astype(np.float32)
+            return scaled
         e = np.exp(x - x.max())
         probs: FloatArray = (e / e.sum()).astype(np.float32)
         return probs
@@ -235,7 +237,8 @@ class Classifier(Closing):
 
     def scores(self, image: Image) -> FloatArray:
         """Return the full probability vector for one image (for evaluation)."""
-        return self.probabilities(self.runtime.run(self.preprocess(image)))
+        probs: FloatArray = self.probabilities(self.runtime.run(self.preprocess(image)))
+        return probs
 
     def close(self) -> None:
         self.runtime.close()

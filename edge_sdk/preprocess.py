@@ -14,7 +14,9 @@ from edge_sdk.errors import SourceError
 from edge_sdk.types import Image
 
 
-def crop_box(height: int, width: int, resize_shorter: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+def crop_box(
+    height: int, width: int, resize_shorter: int, size: tuple[int, int]
+) -> tuple[int, int, int, int]:
     """Return (top, left, crop_h, crop_w) in source pixels of the centre crop.
 
     The crop is where a `size` crop would fall after resizing the shorter side to
@@ -43,8 +45,8 @@ def resize_crop(image: Image, size: tuple[int, int], resize_shorter: int) -> Ima
     if roi.shape[:2] == size:
         return np.ascontiguousarray(roi)
     interpolation = cv2.INTER_AREA if crop_h > size[0] else cv2.INTER_LINEAR
-    out: Image = cv2.resize(roi, (size[1], size[0]), interpolation=interpolation)
-    return out
+    out = cv2.resize(roi, (size[1], size[0]), interpolation=interpolation)
+    return np.asarray(out, dtype=np.uint8)
 
 
 def read_image(path: str | os.PathLike[str]) -> Image:
@@ -61,5 +63,4 @@ def read_image(path: str | os.PathLike[str]) -> Image:
         raise SourceError(
             f"{os.fspath(path)} is not an image OpenCV can decode; give a JPEG, PNG, BMP or TIFF file"
         )
-    result: Image = image
-    return result
+    return np.asarray(image, dtype=np.uint8)

@@ -7,6 +7,7 @@ name that is not built in (so start-up never scans installed packages).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 from collections.abc import Mapping
@@ -22,8 +23,15 @@ BUILTINS: dict[str, dict[str, str]] = {
         "onnxruntime": "edge_sdk.runtimes.onnxruntime:OnnxRuntime",
         "opencv": "edge_sdk.runtimes.opencv:OpenCVRuntime",
     },
+    # Sources are chosen by URI scheme; edge_sdk.sources fills these in.
     "sources": {},
-    "sinks": {},
+    "sinks": {
+        "overlay": "edge_sdk.sinks.overlay:OverlaySink",
+        "jsonl": "edge_sdk.sinks.jsonl:JsonlSink",
+        "video": "edge_sdk.sinks.video:VideoSink",
+        "mqtt": "edge_sdk.sinks.mqtt:MqttSink",
+        "web": "edge_sdk.web.sink:WebSink",
+    },
 }
 
 #: Top-level import name -> the pip command that provides it.
@@ -50,10 +58,9 @@ def missing_package(exc: ImportError, what: str) -> BackendUnavailable:
 def names(kind: str) -> list[str]:
     """Return the built-in and entry-point names of one kind, sorted."""
     found = set(BUILTINS[kind])
-    try:
+    # A broken third-party distribution must not break listing.
+    with contextlib.suppress(Exception):
         found.update(ep.name for ep in metadata.entry_points(group=f"edge_sdk.{kind}"))
-    except Exception:  # noqa: BLE001 - a broken third-party distribution must not break listing
-        pass
     return sorted(found)
 
 

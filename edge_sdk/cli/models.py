@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from edge_sdk.cli.errors import FriendlyGroup
-from edge_sdk.models import ZOO
-from edge_sdk.models import store
+from edge_sdk.models import ZOO, store
 from edge_sdk.runtimes import runtime_format
 
 mirror_option = click.option(

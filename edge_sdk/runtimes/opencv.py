@@ -14,7 +14,6 @@ from edge_sdk.protocols import Closing
 from edge_sdk.types import TensorSpec
 
 
-
 class OpenCVRuntime(Closing):
     """Runs a float .onnx model with OpenCV's DNN module on the CPU.
 
@@ -71,4 +70,4 @@ class OpenCVRuntime(Closing):
         return out
 
     def close(self) -> None:
-        self._net = None
+        self._net = None  # type: ignore[assignment]

@@ -1,0 +1,76 @@
+"""The Classifier on the reference float models and the pre-quantized MobileNets (real runtimes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_sdk.classifier import Classifier
+from edge_sdk.errors import ConfigError, ModelError, SourceError
+from edge_sdk.preprocess import read_image, resize_crop
+
+CATS = {281, 282, 285}
+ESPRESSO = 967
+
+
+@pytest.mark.parametrize(
+    ("model", "runtime", "precision"),
+    [
+        ("squeezenet1.1", "onnxruntime", "float"),
+        ("squeezenet1.1-caffe", "opencv", "float"),
+        ("mobilenet-v2-quant", "litert", "int8"),
+        ("mobilenet-v1-quant", "litert", "int8"),
+    ],
+)
+def test_reference_photos(photos: Path, model: str, runtime: str, precision: str) -> None:
+    with Classifier.from_model(model, runtime=runtime, precision=precision, top_k=3) as clf:
+        cat = clf.classify(read_image(photos / "chelsea.png"))
+        coffee = clf.classify(read_image(photos / "coffee.png"))
+    assert cat.top[0].index in CATS
+    assert coffee.top[0].index == ESPRESSO
+    assert cat.timings.inference > 0 and cat.model == model
+    assert abs(sum(lb.score for lb in cat.top) - 1.0) < 0.05 or len(cat.top) == 3
+
+
+def test_threshold_and_top_k(photos: Path) -> None:
+    with Classifier.from_model(
+        "mobilenet-v1-quant", runtime="litert", top_k=5, threshold=0.5
+    ) as clf:
+        prediction = clf.classify(read_image(photos / "chelsea.png"))
+    assert len(prediction.top) == 1 and prediction.top[0].score >= 0.5
+
+
+def test_resize_crop_matches_resize_then_crop() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    out = resize_crop(image, (224, 224), 256)
+    assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+    with pytest.raises(ValueError, match="H x W x 3"):
+        resize_crop(image[:, :, 0], (224, 224), 256)
+
+
+def test_unknown_runtime_and_option() -> None:
+    with pytest.raises(ConfigError, match="litert, onnxruntime, opencv"):
+        Classifier.from_model("mobilenet-v1-quant", runtime="tensorrt")
+    with pytest.raises(ConfigError, match="accepted: num_threads"):
+        Classifier.from_model("mobilenet-v1-quant", runtime="litert", turbo=True)
+
+
+def test_model_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="choose one of"):
+        Classifier.from_model("resnet50")
+    with pytest.raises(ModelError, match="only as TFLite"):
+        Classifier.from_model("mobilenet-v2-quant", runtime="onnxruntime")
+    with pytest.raises(ModelError, match="does not exist"):
+        Classifier.from_model("mobilenet-v2-quant", mirror=tmp_path / "nowhere")
+    with pytest.raises(ModelError, match="is not in the model mirror"):
+        Classifier.from_model("mobilenet-v2-quant", mirror=tmp_path)
+
+
+def test_not_an_image(tmp_path: Path) -> None:
+    path = tmp_path / "notes.png"
+    path.write_text("not a picture")
+    with pytest.raises(SourceError, match="not an image"):
+        read_image(path)
