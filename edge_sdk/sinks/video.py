@@ -1,0 +1,110 @@
+"""An annotated video file: what the overlay window would show, for headless runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge_sdk.errors import SinkError
+from edge_sdk.protocols import Closing
+from edge_sdk.sinks.annotate import annotate
+from edge_sdk.types import Frame, Prediction
+
+log = logging.getLogger(__name__)
+
+#: File extension -> FourCC OpenCV's FFmpeg writer can produce without extra codecs.
+CODECS: dict[str, str] = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v",
+                          ".mkv": "MJPG"}
+
+#: Frame rate written when neither the option nor the source gives one.
+DEFAULT_FPS = 15.0
+
+
+class VideoSink(Closing):
+    """Writes each frame it gets, annotated with its prediction, to a video file.
+
+    The writer opens on the first frame (its size is the video's size; later frames of another
+    size, e.g. after a reconnect, are resized to it). Like the overlay it is a visual sink: in a
+    live run a busy disk loses frames rather than slowing inference; with ``--every-frame``
+    every frame is written.
+
+    Args:
+        path: Output file; the extension picks the codec (.avi: MJPEG, .mp4/.mov: MPEG-4 part 2,
+            .mkv: MJPEG). Its folder must exist.
+        fps: Frame rate stored in the file; default: the source's, else 15.
+        codec: FourCC to use instead of the extension's.
+
+    Raises:
+        SinkError: unknown extension, or a folder that does not exist.
+        ValueError: a bad `fps` or `codec`.
+    """
+
+    lossless = False
+    wants_frames = True
+    name = "video"
+
+    def __init__(
+        self, *, path: str | os.PathLike[str], fps: float | None = None, codec: str | None = None
+    ) -> None:
+        self.path = Path(path)
+        ext = self.path.suffix.lower()
+        if codec is None and ext not in CODECS:
+            raise SinkError(
+                f"cannot tell the video format of {self.path}: name it .avi, .mp4, .mov or .mkv"
+            )
+        if codec is not None and len(codec) != 4:
+            raise ValueError(f"codec must be a FourCC like 'MJPG', got {codec!r}")
+        if not self.path.parent.is_dir():
+            raise SinkError(f"cannot record to {self.path}: folder {self.path.parent} does not exist")
+        if fps is not None and not fps > 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        self.codec = codec or CODECS[ext]
+        self.fps = fps
+        self.frames = 0
+        self._size: tuple[int, int] | None = None
+        self._writer: cv2.VideoWriter | None = None
+        self._pipeline: Any = None
+
+    def attach(self, pipeline: Any) -> None:
+        """Take the frame rate from the pipeline's source when none was given."""
+        self._pipeline = pipeline
+        if self.fps is None and pipeline.fps > 0:
+            self.fps = float(pipeline.fps)
+
+    def _open(self, width: int, height: int) -> cv2.VideoWriter:
+        fps = self.fps or DEFAULT_FPS
+        writer = cv2.VideoWriter(
+            str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*self.codec), fps,
+            (width, height),
+        )
+        if not writer.isOpened():
+            raise SinkError(
+                f"OpenCV cannot write {self.codec} video to {self.path}; try a .avi file"
+            )
+        log.info("recording %dx%d at %.1f fps to %s", width, height, fps, self.path)
+        self._size = (width, height)
+        return writer
+
+    def publish(self, prediction: Prediction, frame: Frame | None) -> None:
+        if frame is None:
+            return
+        image = frame.image
+        if self._writer is None:
+            self._writer = self._open(image.shape[1], image.shape[0])
+        assert self._size is not None
+        if (image.shape[1], image.shape[0]) != self._size:
+            image = np.asarray(cv2.resize(image, self._size, interpolation=cv2.INTER_AREA))
+        fps = self._pipeline.metrics.rates()[1] if self._pipeline is not None else None
+        self._writer.write(annotate(image, prediction, fps=fps))
+        self.frames += 1
+
+    def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.release()
+            log.info("wrote %d frames to %s", self.frames, self.path)
