@@ -78,3 +78,83 @@ def info(model: str, runtime: str, precision: str, show_card: bool, mirror: Path
         f"{card.input_size[0]}x{card.input_size[1]}, {card.colour}, mean {card.mean}, std {card.std}"
     )
     click.echo(f"labels:     {len(card.labels)} (+{card.label_offset} offset)")
+    click.echo(f"labels:     {len(card.labels)} (+{card.label_offset} offset)")
+
+
+@models.command("eval")
+@click.argument("model")
+@click.option(
+    "--images",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Labelled folder: labels.csv (filename,class_index[,split]) or one sub-folder per class.",
+)
+@click.option("--runtime", default=None, help="Runtime [default: by file type; litert for zoo names].")
+@click.option("--precision", default="int8", show_default=True, type=click.Choice(["int8", "float"]))
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads.")
+@click.option("--against", "reference", default=None, help="Reference model (zoo name or file).")
+@click.option(
+    "--against-runtime", default=None, help="Reference runtime [default: onnxruntime for zoo names]."
+)
+@click.option(
+    "--against-precision", default="float", show_default=True, type=click.Choice(["int8", "float"])
+)
+@click.option("--split", default=None, help="labels.csv rows of this split [default: eval, if split column].")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@mirror_option
+def eval_model(
+    model: str,
+    images: Path,
+    runtime: str | None,
+    precision: str,
+    threads: int | None,
+    reference: str | None,
+    against_runtime: str | None,
+    against_precision: str,
+    split: str | None,
+    limit: int | None,
+    as_json: bool,
+    mirror: Path | None,
+) -> None:
+    """Top-1 / top-5 and speed of MODEL on a labelled folder, optionally against a reference.
+
+    Accuracies count each image once; with --against, both models see the same images and the
+    report adds top-1 agreement, mean |Δp| (L1 distance of the probability vectors, 0..2) and
+    the paired 95% interval of the top-1 difference.
+    """
+    import contextlib
+    import sys
+
+    from edge_sdk import evaluate as ev
+
+    with contextlib.ExitStack() as stack:
+        clf, info = ev.open_model(
+            model,
+            runtime=runtime or ev.default_runtime(model),
+            precision=precision,
+            num_threads=threads,
+            mirror=mirror,
+        )
+        stack.enter_context(clf)
+        ref = ref_info = None
+        if reference is not None:
+            ref, ref_info = ev.open_model(
+                reference,
+                runtime=against_runtime or ev.default_runtime(reference, reference=True),
+                precision=against_precision,
+                num_threads=threads,
+                mirror=mirror,
+            )
+            stack.enter_context(ref)
+        folder = ev.load_labelled_folder(images, clf.card.labels, split=split, limit=limit)
+
+        def show_progress(done: int, total: int) -> None:
+            if done % 20 == 0 or done == total:
+                click.echo(f"\r{done}/{total} images", nl=done == total, err=True)
+
+        progress = show_progress if not as_json and sys.stderr.isatty() else None
+        report = ev.evaluate(
+            clf, folder, reference=ref, model_info=info, reference_info=ref_info, progress=progress
+        )
+    click.echo(json.dumps(report.to_dict(), indent=1) if as_json else report.table())

@@ -1,0 +1,176 @@
+"""int8 ONNX built with onnxruntime's static quantizer, for the `onnxruntime` runtime.
+
+The float ONNX source is quantized in QDQ form (QuantizeLinear / DequantizeLinear pairs around
+each quantized operator, which onnxruntime fuses into integer kernels at load time): weights
+per output channel, activations calibrated by min/max on the `calibration` split, each image
+preprocessed by the Classifier of the float source itself, so calibration sees exactly what
+inference sees. The int8 model keeps the source's float input and output, so its card has the
+source's preprocessing.
+
+Why these settings (measured, see docs/benchmarks.md "Model accuracy (int8 ONNX on
+onnxruntime)"): on x86 CPUs without VNNI, onnxruntime multiplies uint8 activations by int8
+weights with VPMADDUBSW, which adds two products into a saturating int16; with full-range
+weights the sums overflow and top-1 drops by points. `reduce_range` keeps weights within 7 bits
+(|w| <= 64), so two products of a uint8 and a 7-bit weight always fit: exact on every x86 CPU,
+for a very small loss in weight resolution.
+
+Needs the `build` extra (onnx, onnxruntime); never imported on the frame path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy.typing as npt
+from onnxruntime import quantization as ortq
+
+from edge_sdk.build.calibration import calibration_images
+from edge_sdk.classifier import Classifier
+from edge_sdk.models import store
+from edge_sdk.models.card import ModelCard
+from edge_sdk.models.zoo import ZooEntry
+from edge_sdk.preprocess import read_image
+
+
+@dataclass(frozen=True)
+class OnnxQuantSettings:
+    """The quantizer's choices; the defaults are the measured best (see the module docstring).
+
+    Attributes:
+        activations: "uint8" or "int8" activations.
+        reduce_range: 7-bit weights (avoids int16 saturation on x86 without VNNI).
+        symmetric_activations: Zero point 0 for activations (int8 only sensibly).
+        calibration: "minmax", "percentile" or "entropy".
+        float_tail: Leave the last convolution, the average pool and the softmax in float, so
+            the 1000 class scores are not rounded to 256 levels (fewer top-1 ties).
+    """
+
+    activations: str = "uint8"
+    reduce_range: bool = True
+    symmetric_activations: bool = False
+    calibration: str = "minmax"
+    float_tail: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_METHODS = {
+    "minmax": ortq.CalibrationMethod.MinMax,
+    "percentile": ortq.CalibrationMethod.Percentile,
+    "entropy": ortq.CalibrationMethod.Entropy,
+}
+_TYPES = {"uint8": ortq.QuantType.QUInt8, "int8": ortq.QuantType.QInt8}
+
+
+class _PreprocessedImages(ortq.CalibrationDataReader):  # type: ignore[misc]
+    """Feeds calibration images to the quantizer, preprocessed by the float model's Classifier."""
+
+    def __init__(self, classifier: Classifier, input_name: str, images: Sequence[Path]) -> None:
+        self._classifier = classifier
+        self._input_name = input_name
+        self._images = list(images)
+        self._iter: Iterator[dict[str, npt.NDArray[Any]]] = self._tensors()
+
+    def _tensors(self) -> Iterator[dict[str, npt.NDArray[Any]]]:
+        for path in self._images:
+            yield {self._input_name: self._classifier.preprocess(read_image(path))}
+
+    def get_next(self) -> dict[str, npt.NDArray[Any]] | None:
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = self._tensors()
+
+
+def _graph_facts(model_path: Path) -> tuple[str, list[str]]:
+    """Return the input name and the nodes from the last Conv on (conv10 ... softmax)."""
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in initializers]
+    nodes = list(graph.node)
+    last_conv = max(i for i, n in enumerate(nodes) if n.op_type == "Conv")
+    return inputs[0], [n.name for n in nodes[last_conv:]]
+
+
+def build_onnx_int8(
+    entry: ZooEntry,
+    mirror: Path,
+    out_path: Path,
+    calibration_images: list[Path],
+    settings: OnnxQuantSettings | None = None,
+) -> ModelCard:
+    """Quantize `entry`'s float ONNX source to int8 and write it with its card.
+
+    Same inputs give byte-identical files: calibration reads the images in the order given and
+    the quantizer has no randomness.
+
+    Args:
+        entry: A SqueezeNet zoo entry (float ONNX source).
+        mirror: Folder holding the source and label files.
+        out_path: Where to write the .onnx (normally ``store.built_path(name, "onnx", "int8")``);
+            the card goes next to it.
+        calibration_images: The images to calibrate on (the `calibration` split).
+        settings: Quantizer choices; the default is the measured best.
+
+    Returns:
+        The card written next to `out_path`.
+
+    Raises:
+        ValueError: `entry` has no float ONNX source, or no calibration images.
+        ModelError: the source is missing or corrupt; an image cannot be read.
+    """
+    if entry.prebuilt:
+        raise ValueError(f"{entry.name} is pre-quantized TFLite; only ONNX sources can be quantized")
+    if not calibration_images:
+        raise ValueError("no calibration images given")
+    settings = settings or OnnxQuantSettings()
+    source = store.source_path(entry, mirror)
+    card = store.source_card(entry, mirror)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    input_name, tail = _graph_facts(source)
+    with Classifier.from_model(source, runtime="onnxruntime", mirror=mirror) as float_clf:
+        reader = _PreprocessedImages(float_clf, input_name, calibration_images)
+        extra: dict[str, Any] = {"ActivationSymmetric": settings.symmetric_activations}
+        with tempfile.TemporaryDirectory(prefix=".quant-", dir=out_path.parent) as tmp:
+            # Write next to the target only when complete, so a crash leaves no half model.
+            partial = Path(tmp) / out_path.name
+            ortq.quantize_static(
+                str(source),
+                str(partial),
+                reader,
+                quant_format=ortq.QuantFormat.QDQ,
+                per_channel=True,
+                reduce_range=settings.reduce_range,
+                activation_type=_TYPES[settings.activations],
+                weight_type=ortq.QuantType.QInt8,
+                calibrate_method=_METHODS[settings.calibration],
+                nodes_to_exclude=tail if settings.float_tail else None,
+                extra_options=extra,
+            )
+            partial.replace(out_path)
+    int8_card = dataclasses.replace(
+        card,
+        precision="int8",
+        notes={
+            "built_by": "onnxruntime.quantization.quantize_static (QDQ, per-channel int8 weights)",
+            "settings": settings.describe(),
+            "calibration_images": len(calibration_images),
+        },
+    )
+    int8_card.save(store.card_path(out_path))
+    return int8_card
+
+
+def build_from_folder(
+    entry: ZooEntry, mirror: Path, images_dir: Path, out_path: Path, settings: OnnxQuantSettings | None = None
+) -> ModelCard:
+    """`build_onnx_int8` calibrated on the `calibration` split of a labelled folder."""
+    return build_onnx_int8(entry, mirror, out_path, calibration_images(images_dir), settings)
