@@ -29,7 +29,6 @@ from typing import Any
 import numpy.typing as npt
 from onnxruntime import quantization as ortq
 
-from edge_sdk.build.calibration import calibration_images
 from edge_sdk.classifier import Classifier
 from edge_sdk.models import store
 from edge_sdk.models.card import ModelCard
@@ -173,4 +172,6 @@ def build_from_folder(
     entry: ZooEntry, mirror: Path, images_dir: Path, out_path: Path, settings: OnnxQuantSettings | None = None
 ) -> ModelCard:
     """`build_onnx_int8` calibrated on the `calibration` split of a labelled folder."""
+    from edge_sdk.build.calibration import calibration_images
+
     return build_onnx_int8(entry, mirror, out_path, calibration_images(images_dir), settings)
