@@ -78,7 +78,6 @@ def info(model: str, runtime: str, precision: str, show_card: bool, mirror: Path
         f"{card.input_size[0]}x{card.input_size[1]}, {card.colour}, mean {card.mean}, std {card.std}"
     )
     click.echo(f"labels:     {len(card.labels)} (+{card.label_offset} offset)")
-    click.echo(f"labels:     {len(card.labels)} (+{card.label_offset} offset)")
 
 
 @models.command("eval")
