@@ -1,0 +1,472 @@
+"""MQTT sink: predictions as JSON to a broker, with a retained status, last will and HA discovery.
+
+Topics (``{prefix}`` defaults to ``edge-sdk``):
+
+* ``{prefix}/{device_id}/prediction``: one `Prediction.to_dict()` JSON object per published
+  prediction (see docs/mqtt.md for the schema), at the configured QoS, not retained.
+* ``{prefix}/{device_id}/status``: retained ``online`` once connected; ``offline`` on a clean stop
+  and, through the last will, when the connection dies (power cut, kill -9, network loss).
+* ``homeassistant/sensor/{device_id}/.../config``: Home Assistant discovery (`edge_sdk.mqtt_discovery`).
+
+Delivery: paho-mqtt's network thread (``loop_start``) connects, reconnects with capped exponential
+backoff and resends. QoS 1/2 predictions published while the broker is away wait in paho's
+outgoing queue and go out after the reconnect; this sink bounds that queue at `queue_size`
+predictions and counts (and logs) what did not fit. `publish` never waits on the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_sdk.errors import ConfigError
+from edge_sdk.mqtt_discovery import (
+    DEFAULT_DISCOVERY_PREFIX,
+    OFFLINE,
+    ONLINE,
+    discovery_messages,
+)
+from edge_sdk.protocols import Closing
+from edge_sdk.secrets import MQTT_PASSWORD_CREDENTIAL, credential_path, read_secret
+from edge_sdk.sinks.mqtt_policy import PublishPolicy
+from edge_sdk.types import Frame, Prediction
+
+log = logging.getLogger("edge_sdk.mqtt")
+
+# CONNACK reasons that retrying with the same settings will not fix; worth an ERROR line.
+_AUTH_REASONS = ("Bad user name or password", "Not authorized", "Client identifier not valid")
+_OVERFLOW_LOG_EVERY = 10.0  # seconds between repeated overflow warnings
+_PREDICTION, _CONTROL = "prediction", "control"
+
+
+def _check_topic_part(name: str, value: str, *, slashes: bool) -> None:
+    if not value or any(c in value for c in "+#\0") or (not slashes and "/" in value):
+        allowed = "" if slashes else ", '/'"
+        raise ValueError(f"{name} {value!r} must be non-empty without '+', '#'{allowed}")
+
+
+def default_device_id() -> str:
+    """The host name, which is what a user calls the board."""
+    return socket.gethostname().split(".")[0] or "edge-sdk"
+
+
+class MqttSink(Closing):
+    """Publishes predictions to an MQTT broker without ever losing an accepted one quietly.
+
+    All arguments are keyword-only options (the names used by the `[mqtt]` config table).
+
+    Args:
+        host: Broker host name or address.
+        port: Broker port; default 8883 with TLS, else 1883.
+        device_id: This device's id in topics; default the host name.
+        prefix: First topic level.
+        qos: 0, 1 or 2. QoS 1 (default) survives broker restarts and network outages.
+        on_change: Publish only when the top label changes (see `PublishPolicy`).
+        hysteresis: Predictions in a row a new label needs before it counts as a change.
+        min_interval: Seconds between two change publications.
+        interval: Publish every N seconds (0: off); combined with `on_change` it is a heartbeat.
+        tls: Use TLS (implied by `ca_file` or `certfile`); without `ca_file`, the system's CAs.
+        ca_file: CA certificate(s) to verify the broker with (PEM).
+        certfile: Client certificate (PEM), for brokers that authenticate clients by certificate.
+        keyfile: The client certificate's private key (PEM).
+        username: Broker user name.
+        password_file: File whose first line is the password. Without it, a `username` takes the
+            password from the systemd credential ``mqtt-password`` when the service has one.
+        keepalive: Seconds between keep-alive pings; the broker declares the device offline
+            (last will) after 1.5 times this without traffic.
+        queue_size: Predictions kept while unacknowledged (broker away, slow link); more are
+            counted as overflow and logged.
+        discovery: Publish Home Assistant discovery configs.
+        discovery_prefix: Home Assistant's discovery prefix.
+        reconnect_min: First reconnect delay in seconds; it doubles on each failure...
+        reconnect_max: ...up to this.
+        close_timeout: Seconds `close` waits for queued predictions and the `offline` status.
+
+    Raises:
+        ValueError: an option is out of range or a topic part contains MQTT wildcards.
+        ConfigError: a TLS or password file is missing or unreadable.
+    """
+
+    #: The pipeline hands this sink every prediction through a bounded FIFO, never dropping one.
+    lossless = True
+
+    def __init__(
+        self,
+        *,
+        host: str = "localhost",
+        port: int | None = None,
+        device_id: str | None = None,
+        prefix: str = "edge-sdk",
+        qos: int = 1,
+        on_change: bool = False,
+        hysteresis: int = 3,
+        min_interval: float = 1.0,
+        interval: float = 0.0,
+        tls: bool = False,
+        ca_file: str | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        username: str | None = None,
+        password_file: str | None = None,
+        keepalive: int = 30,
+        queue_size: int = 1000,
+        discovery: bool = True,
+        discovery_prefix: str = DEFAULT_DISCOVERY_PREFIX,
+        reconnect_min: float = 1.0,
+        reconnect_max: float = 60.0,
+        close_timeout: float = 1.5,
+    ) -> None:
+        if qos not in (0, 1, 2):
+            raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
+        if not host:
+            raise ValueError("host must be a broker host name or address")
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"port must be within 1..65535, got {port}")
+        if keepalive < 5:
+            raise ValueError(f"keepalive must be >= 5 seconds, got {keepalive}")
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        if not 0 < reconnect_min <= reconnect_max:
+            raise ValueError(
+                f"need 0 < reconnect_min <= reconnect_max, got {reconnect_min}, {reconnect_max}"
+            )
+        if close_timeout < 0:
+            raise ValueError(f"close_timeout must be >= 0, got {close_timeout}")
+        if keyfile and not certfile:
+            raise ValueError("keyfile needs certfile (the client certificate)")
+        device_id = device_id or default_device_id()
+        _check_topic_part("device_id", device_id, slashes=False)
+        _check_topic_part("prefix", prefix, slashes=True)
+        _check_topic_part("discovery_prefix", discovery_prefix, slashes=True)
+        self.policy = PublishPolicy(
+            on_change=on_change, hysteresis=hysteresis, min_interval=min_interval, interval=interval
+        )
+        self.host = host
+        self.tls = bool(tls or ca_file or certfile)
+        self.port = port or (8883 if self.tls else 1883)
+        self.device_id = device_id
+        self.qos = qos
+        self.queue_size = queue_size
+        self.close_timeout = close_timeout
+        self.prediction_topic = f"{prefix}/{device_id}/prediction"
+        self.status_topic = f"{prefix}/{device_id}/status"
+        self.discovery = discovery
+        self.discovery_prefix = discovery_prefix
+        self.username = username
+        self._model = ""
+
+        # Counters. `_pending` maps the mid of each unacknowledged QoS>0 message to its kind;
+        # `_early` holds mids whose acknowledgement overtook our bookkeeping (see `_track`).
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._pending: dict[int, str] = {}
+        self._early: set[int] = set()
+        self._queued = 0  # predictions in `_pending`
+        self.accepted = 0
+        self.published = 0
+        self.overflow = 0
+        self.dropped = 0
+        self.connects = 0
+        self.connect_failures = 0
+        self._connected = threading.Event()
+        self._closed = False
+        self._last_problem = ""
+        self._overflow_logged_at = -_OVERFLOW_LOG_EVERY
+        self._overflow_logged_count = 0
+        self._disconnected_at: float | None = None
+
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"edge-sdk-{device_id}",
+            clean_session=True,
+            protocol=mqtt.MQTTv311,
+        )
+        # Control messages (status, discovery) must always fit next to a full prediction queue.
+        client.max_queued_messages_set(queue_size + 16)
+        client.reconnect_delay_set(reconnect_min, reconnect_max)  # type: ignore[arg-type]
+        client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
+        self._set_auth(client, username, password_file)
+        if self.tls:
+            self._set_tls(client, ca_file, certfile, keyfile)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        self.client = client
+        client.connect_async(host, self.port, keepalive)
+        client.loop_start()
+        log.info("MQTT: publishing to %s on %s:%d (QoS %d)", self.prediction_topic, host, self.port, qos)
+
+    # -- setup ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _set_auth(client: mqtt.Client, username: str | None, password_file: str | None) -> None:
+        if password_file and not username:
+            raise ConfigError("mqtt: password_file is set but username is not; set username too")
+        if not username:
+            return
+        password: str | None = None
+        if password_file:
+            password = read_secret(password_file, "the MQTT password_file")
+        elif (cred := credential_path(MQTT_PASSWORD_CREDENTIAL)) is not None:
+            password = read_secret(cred, f"the systemd credential {MQTT_PASSWORD_CREDENTIAL}")
+        client.username_pw_set(username, password)
+
+    @staticmethod
+    def _set_tls(
+        client: mqtt.Client, ca_file: str | None, certfile: str | None, keyfile: str | None
+    ) -> None:
+        for name, path in (("ca_file", ca_file), ("certfile", certfile), ("keyfile", keyfile)):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"mqtt: {name} {path!r} does not exist; give the PEM file's path")
+        try:
+            client.tls_set(ca_certs=ca_file, certfile=certfile, keyfile=keyfile)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(
+                f"mqtt: cannot load the TLS files ({exc}); check ca_file, certfile and keyfile are PEM"
+            ) from None
+
+    # -- Sink -------------------------------------------------------------------------------
+
+    def attach(self, pipeline: Any) -> None:
+        """Register this sink's gauges with the pipeline's metrics, when it has them."""
+        metrics = getattr(pipeline, "metrics", None)
+        register = getattr(metrics, "register_gauge", None)
+        if register is None:
+            return
+        register("mqtt_queue_depth", lambda: float(self.queue_depth))
+        register("mqtt_overflow_total", lambda: float(self.overflow))
+        register("mqtt_dropped_total", lambda: float(self.dropped))
+        register("mqtt_published_total", lambda: float(self.published))
+        register("mqtt_connected", lambda: 1.0 if self.connected else 0.0)
+
+    def publish(self, prediction: Prediction, frame: Frame | None = None) -> None:
+        """Queue `prediction` for the broker if the publish policy selects it; never blocks.
+
+        A prediction that finds the queue full is counted in `overflow` (and logged); a QoS 0
+        prediction while disconnected is counted in `dropped`.
+        """
+        if self._closed:
+            log.debug("MQTT: publish after close ignored (frame %d)", prediction.frame_index)
+            return
+        label = prediction.label.name if prediction.label else None
+        if not self.policy.decide(label, time.monotonic()):
+            return
+        if prediction.model and prediction.model != self._model:
+            self._model = prediction.model
+        if self._queued >= self.queue_size:
+            self._count_overflow()
+            return
+        payload = json.dumps(prediction.to_dict(), separators=(",", ":"))
+        info = self.client.publish(self.prediction_topic, payload, qos=self.qos)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            self._count_overflow()
+            return
+        if self.qos == 0:
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                self.accepted += 1
+                self.published += 1
+            else:
+                self.dropped += 1
+            return
+        self.accepted += 1
+        self._track(info.mid, _PREDICTION)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every accepted prediction is acknowledged; return whether that happened."""
+        deadline = time.monotonic() + timeout
+        with self._drained:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._drained.wait(left)
+        return True
+
+    def close(self) -> None:
+        """Deliver what is queued (for up to `close_timeout`), publish `offline`, disconnect.
+
+        The clean disconnect tells the broker to drop the last will, so `offline` is published
+        explicitly. Safe to call twice.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        deadline = time.monotonic() + self.close_timeout
+        if self.connected and not self.flush(self.close_timeout * 0.7):
+            log.warning("MQTT: closing with %d predictions not acknowledged", self.queue_depth)
+        elif not self.connected and self.queue_depth:
+            log.warning(
+                "MQTT: closing while disconnected from %s:%d; %d queued predictions are lost",
+                self.host, self.port, self.queue_depth,
+            )
+        if self.connected:
+            info = self.client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
+            # Not delivered in time: the broker still publishes the last will (offline).
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(max(0.05, deadline - time.monotonic()))
+        self.client.disconnect()
+        self.client.loop_stop()
+        log.info(
+            "MQTT: closed; %d predictions published, %d overflowed, %d dropped",
+            self.published, self.overflow, self.dropped,
+        )
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def queue_depth(self) -> int:
+        """Accepted predictions not yet acknowledged by the broker."""
+        return self._queued
+
+    def stats(self) -> dict[str, int | bool]:
+        """Counters for logs, `doctor` and tests."""
+        return {
+            "connected": self.connected,
+            "accepted": self.accepted,
+            "published": self.published,
+            "queue_depth": self.queue_depth,
+            "overflow": self.overflow,
+            "dropped": self.dropped,
+            "connects": self.connects,
+            "connect_failures": self.connect_failures,
+        }
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait for the broker to accept the connection; return whether it did."""
+        return self._connected.wait(timeout)
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _track(self, mid: int, kind: str) -> None:
+        # paho may deliver the acknowledgement on its thread before publish() has returned here;
+        # such a mid is waiting in `_early`. Holding our lock around client.publish() instead
+        # would deadlock: paho calls on_publish while holding its own lock.
+        with self._lock:
+            if mid in self._early:
+                self._early.discard(mid)
+                self._acknowledged(kind)
+            else:
+                self._pending[mid] = kind
+                if kind == _PREDICTION:
+                    self._queued += 1
+
+    def _acknowledged(self, kind: str) -> None:
+        if kind == _PREDICTION:
+            self.published += 1
+        if not self._pending:
+            self._drained.notify_all()
+
+    def _count_overflow(self) -> None:
+        self.overflow += 1
+        now = time.monotonic()
+        if now - self._overflow_logged_at >= _OVERFLOW_LOG_EVERY:
+            log.warning(
+                "MQTT: queue full (%d predictions waiting for %s:%d); %d predictions overflowed "
+                "so far; raise [mqtt] queue_size or check the broker",
+                self.queue_size, self.host, self.port, self.overflow,
+            )
+            self._overflow_logged_at = now
+
+    def _problem(self, message: str, level: int) -> None:
+        # One line per new kind of trouble; repeats (every retry) only at DEBUG.
+        if message != self._last_problem:
+            log.log(level, "%s", message)
+            self._last_problem = message
+        else:
+            log.debug("%s", message)
+
+    # -- paho callbacks (network thread) ------------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if reason.is_failure:
+            self.connect_failures += 1
+            name = str(reason)
+            hint = (
+                "; check username and password_file" if any(a in name for a in _AUTH_REASONS) else ""
+            )
+            self._problem(
+                f"MQTT: broker {self.host}:{self.port} refused the connection: {name}{hint}; "
+                "retrying",
+                logging.ERROR,
+            )
+            return
+        self.connects += 1
+        self._last_problem = ""
+        outage = ""
+        if self._disconnected_at is not None:
+            outage = f" after {time.monotonic() - self._disconnected_at:.1f} s away"
+            self._disconnected_at = None
+        log.info(
+            "MQTT: connected to %s:%d%s; %d predictions queued",
+            self.host, self.port, outage, self.queue_depth,
+        )
+        self._connected.set()
+        # Retained messages first, so they precede the backlog paho resends after this callback.
+        self._send_control(self.status_topic, ONLINE.encode())
+        if self.discovery:
+            for msg in discovery_messages(
+                device_id=self.device_id,
+                prediction_topic=self.prediction_topic,
+                status_topic=self.status_topic,
+                model=self._model,
+                qos=self.qos,
+                discovery_prefix=self.discovery_prefix,
+            ):
+                self._send_control(msg.topic, msg.encode())
+
+    def _send_control(self, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=True)
+        if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            self._track(info.mid, _CONTROL)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self.connect_failures += 1
+        if self._disconnected_at is None:
+            self._disconnected_at = time.monotonic()
+        self._problem(
+            f"MQTT: cannot reach broker {self.host}:{self.port}; retrying with backoff",
+            logging.WARNING,
+        )
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if self._closed or not was_connected:
+            return
+        self._disconnected_at = time.monotonic()
+        log.warning(
+            "MQTT: connection to %s:%d lost (%s); %d predictions queued, reconnecting",
+            self.host, self.port, reason, self.queue_depth,
+        )
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
+        with self._lock:
+            kind = self._pending.pop(mid, None)
+            if kind is not None:
+                if kind == _PREDICTION:
+                    self._queued -= 1
+                self._acknowledged(kind)
+            elif self.qos > 0 and not self._closed:
+                # QoS 0 messages are never tracked, so their mids must not pile up here.
+                self._early.add(mid)

@@ -1,0 +1,404 @@
+"""MQTT sink against a real Mosquitto started by the suite on a free loopback port."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.mosquitto import Mosquitto, Recorder, free_port, make_tls, mosquitto, retained
+
+from edge_sdk.errors import ConfigError
+from edge_sdk.mqtt_discovery import (
+    ATTRIBUTES_TEMPLATE,
+    LABEL_TEMPLATE,
+    SCORE_TEMPLATE,
+    discovery_messages,
+)
+from edge_sdk.sinks.mqtt import MqttSink
+from edge_sdk.sinks.mqtt_policy import PublishPolicy
+from edge_sdk.types import PREDICTION_SCHEMA_VERSION, Label, Prediction, Timings
+
+__all__ = ["mosquitto"]  # the fixture, imported for pytest
+
+FAST = {"reconnect_min": 0.1, "reconnect_max": 0.5}
+
+
+def prediction(i: int, label: str = "tabby", model: str = "squeezenet1.1") -> Prediction:
+    top = (Label(281, label, 0.875), Label(282, "tiger cat", 0.0625))
+    return Prediction(i, 1_000 + i, top, Timings(0.1, 1.5, 6.25, 0.2, 9.0), model)
+
+
+def frames_of(rec: Recorder, topic: str) -> list[int]:
+    return [m["frame"] for m in rec.json(topic)]
+
+
+def test_predictions_arrive_with_the_documented_schema(mosquitto: Mosquitto) -> None:
+    rec = Recorder(mosquitto, ["edge-sdk/#"])
+    sink = MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="cam1", discovery=False)
+    try:
+        assert sink.wait_connected(5)
+        for i in range(200):
+            sink.publish(prediction(i), None)
+        assert sink.flush(10)
+        topic = "edge-sdk/cam1/prediction"
+        assert rec.wait_for(lambda m: len([t for t, _, _ in m if t == topic]) == 200)
+        assert frames_of(rec, topic) == list(range(200))
+        first = rec.json(topic)[0]
+        assert set(first) == {"v", "frame", "ts_ns", "model", "top", "timings_ms"}
+        assert first["v"] == PREDICTION_SCHEMA_VERSION
+        assert first["top"][0] == {"index": 281, "label": "tabby", "score": 0.875}
+        assert set(first["timings_ms"]) == {
+            "capture_wait", "preprocess", "inference", "postprocess", "age"
+        }
+        assert Prediction.from_dict(first) == prediction(0)
+        assert sink.stats()["published"] == 200 and sink.queue_depth == 0
+    finally:
+        sink.close()
+        rec.close()
+    assert retained(mosquitto, "edge-sdk/cam1/status") == b"offline"
+
+
+def test_status_is_retained_online_while_running(mosquitto: Mosquitto) -> None:
+    with MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="cam2", prefix="home/vision",
+                  discovery=False) as sink:
+        assert sink.wait_connected(5)
+        assert sink.flush(5)
+        assert retained(mosquitto, "home/vision/cam2/status") == b"online"
+    assert retained(mosquitto, "home/vision/cam2/status") == b"offline"
+
+
+@pytest.mark.slow
+def test_qos1_predictions_during_a_broker_outage_all_arrive(tmp_path: Path) -> None:
+    """Broker down for 5 s mid-run: every prediction accepted meanwhile arrives, no gaps."""
+    broker = Mosquitto(tmp_path, persistence=True)
+    broker.start()
+    topic = "edge-sdk/cam3/prediction"
+    # A persistent session: the broker keeps queueing for the recorder across its own restart,
+    # so what the recorder misses can only be the sink's fault.
+    rec = Recorder(broker, [topic], session="recorder-cam3")
+    sink = MqttSink(host=broker.host, port=broker.port, device_id="cam3", discovery=False,
+                    queue_size=2000, **FAST)
+    stop = threading.Event()
+    sent: list[int] = []
+
+    def produce() -> None:  # ~100 predictions/s, like a camera pipeline
+        i = 0
+        while not stop.is_set() and i < 5000:
+            sink.publish(prediction(i), None)
+            sent.append(i)
+            i += 1
+            stop.wait(0.01)
+
+    producer = threading.Thread(target=produce)
+    before: Recorder | None = rec
+    after: Recorder | None = None
+    try:
+        assert sink.wait_connected(5)
+        producer.start()
+        assert rec.wait_for(lambda m: len(m) >= 50)
+        rec.close()
+        broker.stop()
+        time.sleep(5)  # the outage itself: nothing to wait for
+        during = sink.stats()
+        assert not during["connected"] and during["queue_depth"] > 300
+        broker.start()
+        after = Recorder(broker, [topic], session="recorder-cam3")
+        assert sink.wait_connected(10)
+        resumed = len(sent) + 50
+        assert after.wait_for(lambda m: len(m) > 0 and json.loads(m[-1][1])["frame"] >= resumed,
+                              timeout=20)
+        stop.set()
+        producer.join()
+        assert sink.flush(10)
+        n = len(sent)
+        assert after.wait_for(lambda m: json.loads(m[-1][1])["frame"] == n - 1)
+        got = frames_of(before, topic) + frames_of(after, topic)
+        missing = sorted(set(range(n)) - set(got))
+        assert not missing, f"{len(missing)} missing frames, first {missing[:20]}"
+        stats = sink.stats()
+        assert stats["overflow"] == 0 and stats["published"] == n and stats["connects"] >= 2
+    finally:
+        stop.set()
+        if producer.is_alive():
+            producer.join()
+        sink.close()
+        if after is not None:
+            after.close()
+        broker.stop()
+
+
+def test_queue_overflow_is_counted_logged_and_the_rest_delivered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = Mosquitto(tmp_path)  # not started yet: the sink starts disconnected
+    caplog.set_level(logging.WARNING, "edge_sdk.mqtt")
+    sink = MqttSink(host=broker.host, port=broker.port, device_id="cam4", discovery=False,
+                    queue_size=5, **FAST)
+    try:
+        for i in range(8):
+            sink.publish(prediction(i), None)
+        assert sink.overflow == 3 and sink.queue_depth == 5
+        assert any("queue full" in r.getMessage() for r in caplog.records)
+        broker.start()
+        rec = Recorder(broker, ["edge-sdk/cam4/prediction"])
+        # The recorder may subscribe after the backlog went out; publish one more to be sure
+        # the connection works, and check the counters for the backlog.
+        assert sink.wait_connected(10)
+        assert sink.flush(10)
+        sink.publish(prediction(8), None)
+        assert sink.flush(5)
+        assert rec.wait_for(lambda m: len(m) >= 1)
+        assert sink.stats()["published"] == 6
+        rec.close()
+    finally:
+        sink.close()
+        broker.stop()
+
+
+def test_wrong_password_logs_one_line_and_keeps_retrying(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = Mosquitto(tmp_path, users={"camera": "s3cret"})
+    broker.start()
+    bad = tmp_path / "bad-password"
+    bad.write_text("wrong\n")
+    caplog.set_level(logging.DEBUG, "edge_sdk.mqtt")
+    sink = MqttSink(host=broker.host, port=broker.port, device_id="cam5", username="camera",
+                    password_file=str(bad), **FAST)
+    try:
+        deadline = time.monotonic() + 10
+        while sink.connect_failures < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a counter paho's thread bumps; no event to wait on
+        assert sink.connect_failures >= 3 and not sink.connected
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        message = errors[0].getMessage()
+        assert "\n" not in message and "refused" in message and "password_file" in message
+        assert errors[0].exc_info is None
+        sink.publish(prediction(0), None)  # still accepted, waiting for a good login
+        assert sink.queue_depth == 1
+    finally:
+        sink.close()
+        broker.stop()
+
+
+def test_right_password_from_a_systemd_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = Mosquitto(tmp_path, users={"camera": "s3cret"})
+    broker.start()
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("s3cret\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    try:
+        with MqttSink(host=broker.host, port=broker.port, device_id="cam6", username="camera",
+                      discovery=False, **FAST) as sink:
+            assert sink.wait_connected(5)
+    finally:
+        broker.stop()
+
+
+def test_tls_with_a_self_signed_ca(tmp_path: Path) -> None:
+    tls = make_tls(tmp_path / "tls")
+    broker = Mosquitto(tmp_path, tls=tls)
+    broker.start()
+    try:
+        rec = Recorder(broker, ["edge-sdk/cam7/prediction"], ca_file=tls.ca_file)
+        with MqttSink(host="127.0.0.1", port=broker.port, device_id="cam7", ca_file=str(tls.ca_file),
+                      discovery=False, **FAST) as sink:
+            assert sink.tls and sink.wait_connected(10)
+            sink.publish(prediction(1), None)
+            assert rec.wait_for(lambda m: len(m) == 1)
+        rec.close()
+        # The system's CAs do not know ours: the sink must refuse the broker, and keep trying.
+        with MqttSink(host="127.0.0.1", port=broker.port, device_id="cam7b", tls=True,
+                      discovery=False, **FAST) as untrusting:
+            assert not untrusting.wait_connected(1.0)
+            assert untrusting.connect_failures >= 1
+    finally:
+        broker.stop()
+
+
+def test_discovery_configs_are_retained_and_tied_to_the_status(mosquitto: Mosquitto) -> None:
+    with MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="shelf-cam") as sink:
+        assert sink.wait_connected(5)
+        assert sink.flush(5)
+    raw = retained(mosquitto, "homeassistant/sensor/shelf-cam/label/config")
+    assert raw is not None
+    config = json.loads(raw)
+    assert config["state_topic"] == "edge-sdk/shelf-cam/prediction"
+    assert config["availability_topic"] == "edge-sdk/shelf-cam/status"
+    assert (config["payload_available"], config["payload_not_available"]) == ("online", "offline")
+    assert retained(mosquitto, "homeassistant/sensor/shelf-cam/score/config") is not None
+
+
+def test_discovery_off_publishes_no_config(mosquitto: Mosquitto) -> None:
+    with MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="quiet", discovery=False) as s:
+        assert s.wait_connected(5) and s.flush(5)
+    assert retained(mosquitto, "homeassistant/sensor/quiet/label/config") is None
+
+
+# Keys of Home Assistant's MQTT sensor discovery schema (https://www.home-assistant.io/integrations/sensor.mqtt/,
+# plus the shared `device` and `origin` blocks of https://www.home-assistant.io/integrations/mqtt/).
+HA_SENSOR_KEYS = {
+    "availability", "availability_mode", "availability_template", "availability_topic", "device",
+    "device_class", "enabled_by_default", "encoding", "entity_category", "entity_picture",
+    "expire_after", "force_update", "icon", "json_attributes_template", "json_attributes_topic",
+    "last_reset_value_template", "name", "default_entity_id", "options", "origin",
+    "payload_available", "payload_not_available", "platform", "qos",
+    "suggested_display_precision", "state_class", "state_topic", "unique_id",
+    "unit_of_measurement", "value_template",
+}
+HA_DEVICE_KEYS = {
+    "configuration_url", "connections", "hw_version", "identifiers", "manufacturer", "model",
+    "model_id", "name", "serial_number", "suggested_area", "sw_version", "via_device",
+}
+HA_ORIGIN_KEYS = {"name", "sw_version", "support_url"}
+
+
+def test_discovery_payloads_use_only_documented_keys() -> None:
+    messages = discovery_messages(device_id="pi.kitchen", prediction_topic="p/t",
+                                  status_topic="s/t", model="squeezenet1.1")
+    assert [m.topic for m in messages] == [
+        "homeassistant/sensor/pi_kitchen/label/config",
+        "homeassistant/sensor/pi_kitchen/score/config",
+    ]
+    ids = set()
+    for m in messages:
+        p = m.payload
+        assert set(p) <= HA_SENSOR_KEYS, set(p) - HA_SENSOR_KEYS
+        assert set(p["device"]) <= HA_DEVICE_KEYS and set(p["origin"]) <= HA_ORIGIN_KEYS
+        assert {"name", "unique_id", "state_topic", "availability_topic"} <= set(p)
+        assert p["device"]["identifiers"] and p["device"]["model"] == "squeezenet1.1"
+        ids.add(p["unique_id"])
+        json.loads(m.encode())
+    assert len(ids) == 2
+
+
+def test_discovery_templates_render_label_score_and_attributes() -> None:
+    """Render the templates with Jinja as Home Assistant does, on a real prediction payload."""
+    jinja2 = pytest.importorskip("jinja2")
+    env = jinja2.Environment()
+    env.filters["tojson"] = lambda v: json.dumps(v)  # Home Assistant's to_json / tojson
+    value = prediction(7, label="tabby, tabby cat").to_dict()
+
+    def render(template: str, payload: dict[str, Any]) -> str:
+        return str(env.from_string(template).render(value_json=payload))
+
+    assert render(LABEL_TEMPLATE, value) == "tabby, tabby cat"
+    assert float(render(SCORE_TEMPLATE, value)) == pytest.approx(87.5)
+    attributes = json.loads(render(ATTRIBUTES_TEMPLATE, value))
+    assert attributes == {"scores": {"tabby, tabby cat": 0.875, "tiger cat": 0.0625},
+                          "model": "squeezenet1.1", "frame": 7}
+    empty = {**value, "top": []}
+    assert render(LABEL_TEMPLATE, empty) == "none"
+    assert json.loads(render(ATTRIBUTES_TEMPLATE, empty))["scores"] == {}
+
+
+def test_policy_every_prediction_by_default() -> None:
+    policy = PublishPolicy()
+    assert all(policy.decide(label, t) for t, label in enumerate("aabba"))
+
+
+def test_policy_on_change_with_hysteresis_and_minimum_interval() -> None:
+    policy = PublishPolicy(on_change=True, hysteresis=3, min_interval=1.0)
+    labels = "aaab" + "a" * 3 + "bbb" + "b" * 5 + "a"
+    times = [i * 0.25 for i in range(len(labels))]
+    chosen = [i for i, (label, t) in enumerate(zip(labels, times, strict=True)) if policy.decide(label, t)]
+    # index 2: 'a' stable; the lone 'b' (3) is a flicker; 'b' is stable at 9 and 1.0 s have passed
+    assert chosen == [2, 9]
+
+
+def test_policy_holds_a_change_until_min_interval_then_publishes_it() -> None:
+    policy = PublishPolicy(on_change=True, hysteresis=1, min_interval=10.0)
+    assert policy.decide("a", 0.0)
+    assert not policy.decide("b", 1.0)  # too soon
+    assert not policy.decide("b", 9.0)
+    assert policy.decide("b", 10.5)
+    assert not policy.decide("b", 30.0)  # no change, no heartbeat
+
+
+def test_policy_interval_heartbeat_alone_and_with_changes() -> None:
+    beat = PublishPolicy(interval=5.0)
+    assert [t for t in range(0, 16) if beat.decide("a", float(t))] == [0, 5, 10, 15]
+    both = PublishPolicy(on_change=True, hysteresis=1, min_interval=0.0, interval=5.0)
+    assert [t for t, lb in enumerate("aabaaaaaaaaa") if both.decide(lb, float(t))] == [0, 2, 3, 8]
+
+
+def test_on_change_mode_publishes_only_changes(mosquitto: Mosquitto) -> None:
+    rec = Recorder(mosquitto, ["edge-sdk/cam8/prediction"])
+    with MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="cam8", discovery=False,
+                  on_change=True, hysteresis=2, min_interval=0.0) as sink:
+        assert sink.wait_connected(5)
+        for i, label in enumerate("aaaaabbbbba"):
+            sink.publish(prediction(i, label=label), None)
+        assert sink.flush(5)
+        assert rec.wait_for(lambda m: len(m) == 2)
+    assert frames_of(rec, "edge-sdk/cam8/prediction") == [1, 6]
+    rec.close()
+
+
+def test_gauges_registered_through_attach(mosquitto: Mosquitto) -> None:
+    gauges: dict[str, Any] = {}
+
+    class Metrics:
+        def register_gauge(self, name: str, fn: Any) -> None:
+            gauges[name] = fn
+
+    class PipelineLike:
+        metrics = Metrics()
+
+    with MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="cam9", discovery=False) as s:
+        s.attach(PipelineLike())
+        assert s.wait_connected(5)
+        s.publish(prediction(0), None)
+        assert s.flush(5)
+        assert {k: fn() for k, fn in gauges.items()} == {
+            "mqtt_queue_depth": 0.0, "mqtt_overflow_total": 0.0, "mqtt_dropped_total": 0.0,
+            "mqtt_published_total": 1.0, "mqtt_connected": 1.0,
+        }
+
+
+@pytest.mark.parametrize(
+    "options, error",
+    [
+        ({"qos": 3}, "qos must be 0, 1 or 2"),
+        ({"device_id": "a/b"}, "device_id"),
+        ({"prefix": "x/#"}, "prefix"),
+        ({"queue_size": 0}, "queue_size"),
+        ({"keyfile": "k.pem"}, "keyfile needs certfile"),
+        ({"reconnect_min": 5.0, "reconnect_max": 1.0}, "reconnect_min"),
+    ],
+)
+def test_bad_options_are_value_errors(options: dict[str, Any], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        MqttSink(host="127.0.0.1", port=free_port(), **options)
+
+
+def test_missing_password_file_and_ca_file_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"password_file .* does not exist"):
+        MqttSink(host="127.0.0.1", port=free_port(), username="u",
+                 password_file=str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="ca_file"):
+        MqttSink(host="127.0.0.1", port=free_port(), ca_file=str(tmp_path / "ca.pem"))
+
+
+def test_publish_never_waits_on_a_dead_broker() -> None:
+    sink = MqttSink(host="127.0.0.1", port=free_port(), device_id="cam10", queue_size=100, **FAST)
+    try:
+        start = time.perf_counter()
+        for i in range(100):
+            sink.publish(prediction(i), None)
+        # Generous bound: a network wait would be seconds; this is about not blocking at all.
+        assert time.perf_counter() - start < 2.0
+        assert sink.queue_depth == 100
+    finally:
+        start = time.perf_counter()
+        sink.close()
+        assert time.perf_counter() - start < 2.0
