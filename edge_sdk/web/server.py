@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -125,7 +126,7 @@ class WebServer:
 def _bind_error(bind: BindAddress, exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE:
         return (f"web: {bind} is already in use (another edge-classify?); choose another port, "
-                f"e.g. --web {bind.host}:{bind.port + 1}")
+                f"e.g. {BindAddress(bind.host, bind.port + 1)}")
     if exc.errno == errno.EADDRNOTAVAIL:
         return f"web: {bind.host} is not an address of this machine; use 0.0.0.0 or 127.0.0.1"
     if exc.errno == errno.EACCES:
@@ -203,6 +204,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         return True
 
+    def _client_gone(self) -> bool:
+        """True if the client closed its end (checked while a stream idles, without blocking).
+
+        Without this, a viewer who left would only be noticed at the next write, and the sink
+        would go on encoding frames for nobody while the pipeline idles.
+        """
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
+        except (OSError, ValueError):
+            return True
+
     # -- routes -----------------------------------------------------------------------------
 
     def page(self) -> None:
@@ -236,6 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
                 while not jpegs.closed:
                     got = jpegs.wait_newer(seq, _WAKE_S)
                     if got is None:
+                        if self._client_gone():
+                            break
                         continue
                     seq, jpeg = got
                     self.wfile.write(
@@ -260,6 +275,8 @@ class _Handler(BaseHTTPRequestHandler):
                 while not predictions.closed:
                     got = predictions.wait_newer(seq, _WAKE_S)
                     if got is None:
+                        if self._client_gone():
+                            break
                         if time.monotonic() - idle_since > _KEEPALIVE_S:
                             self.wfile.write(b": keepalive\n\n")
                             self.wfile.flush()

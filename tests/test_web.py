@@ -1,0 +1,341 @@
+"""The web view: access rules, routes, streams, metrics, and the page in a real headless Chromium.
+
+Everything runs for real on loopback: the sink's own HTTP server, HTTP clients from the standard
+library, the real pipeline with the real int8 model on an ffmpeg-made video, Debian's Chromium.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from edge_sdk import registry
+from edge_sdk.errors import ConfigError, SinkError
+from edge_sdk.metrics import Metrics
+from edge_sdk.types import Frame, Label, Prediction, Timings
+from edge_sdk.web.access import BindAddress
+from edge_sdk.web.server import BOUNDARY
+from edge_sdk.web.sink import WebSink
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def prediction(i: int, label: str = "tench") -> Prediction:
+    return Prediction(
+        frame_index=i, timestamp_ns=time.monotonic_ns(),
+        top=(Label(0, label, 0.875), Label(1, "goldfish", 0.0625)),
+        timings=Timings(capture_wait=0.5, preprocess=1.0, inference=6.0, postprocess=0.25, age=9.0),
+        model="squeezenet1.1",
+    )
+
+
+@pytest.fixture(scope="module")
+def picture(imagenet: Path) -> np.ndarray:
+    image = cv2.imread(str(imagenet / "n01440764_tench.jpg"))
+    assert image is not None
+    return np.ascontiguousarray(cv2.resize(image, (640, 480)))
+
+
+def frame(image: np.ndarray, i: int) -> Frame:
+    return Frame(image, i, time.monotonic_ns(), "test")
+
+
+@pytest.fixture()
+def sink() -> Iterator[WebSink]:
+    with WebSink(bind="127.0.0.1:0", stream_fps=0) as s:
+        yield s
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, Any]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, r.read(), r.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers
+
+
+class MjpegViewer:
+    """Reads an MJPEG stream in a thread, keeping the JPEGs it got (or just connects, if lazy)."""
+
+    def __init__(self, sink: WebSink, *, read: bool = True, query: str = "") -> None:
+        self.jpegs: list[bytes] = []
+        self.ended = threading.Event()
+        self._sock = socket.create_connection((sink.address.host, sink.address.port), timeout=10)
+        self._sock.sendall(f"GET /stream.mjpg{query} HTTP/1.0\r\n\r\n".encode())
+        self.response = http.client.HTTPResponse(self._sock)
+        self.response.begin()
+        assert self.response.status == 200, self.response.status
+        assert BOUNDARY in self.response.headers["Content-Type"]
+        self._thread = threading.Thread(target=self._read if read else lambda: None, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        stream = self.response
+        try:
+            while True:
+                line = stream.readline()
+                if not line:
+                    break
+                if line.strip() != f"--{BOUNDARY}".encode():
+                    continue
+                headers = {}
+                while (line := stream.readline().strip()):
+                    key, _, value = line.decode().partition(":")
+                    headers[key.lower()] = value.strip()
+                self.jpegs.append(stream.read(int(headers["content-length"])))
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.ended.set()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._thread.join(5)
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+# -- bind address and token ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "host", "port"), [
+    ("127.0.0.1:8080", "127.0.0.1", 8080), ("0.0.0.0:80", "0.0.0.0", 80),
+    ("[::1]:9000", "::1", 9000), ("localhost:8081", "127.0.0.1", 8081),
+    (":8082", "127.0.0.1", 8082), ("8083", "127.0.0.1", 8083),
+])
+def test_bind_address_forms(text: str, host: str, port: int) -> None:
+    assert BindAddress.parse(text) == BindAddress(host, port)
+
+
+@pytest.mark.parametrize("text", ["", "8080:", "camera.local:8080", "1.2.3.4:99999",
+                                  "::1:8080", "[::1]8080", "1.2.3.4:http"])
+def test_bad_bind_address(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"127\.0\.0\.1|0-65535") as info:
+        WebSink(bind=text)
+    assert "\n" not in str(info.value)
+
+
+def test_non_loopback_bind_needs_a_token(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"token_file=FILE.*insecure=True"):
+        WebSink(bind="0.0.0.0:0")
+    with WebSink(bind="0.0.0.0:0", insecure=True) as open_sink:
+        assert get(open_sink.url + "api/prediction")[0] == 503  # served, just nothing yet
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    with WebSink(bind="0.0.0.0:0", token_file=token_file) as guarded:
+        assert get(guarded.url)[0] == 401
+        assert get(guarded.url, {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+    with pytest.raises(ConfigError, match="cannot read token_file"):
+        WebSink(bind="0.0.0.0:0", token_file=tmp_path / "missing")
+    with pytest.raises(ConfigError, match="empty"):
+        WebSink(bind="0.0.0.0:0", token="  ")
+
+
+def test_token_checked_on_every_route_but_healthz(picture: np.ndarray) -> None:
+    with WebSink(bind="127.0.0.1:0", token=TOKEN) as s:
+        s.publish(prediction(0), frame(picture, 0))
+        for route in ("", "index.html", "stream.mjpg", "api/prediction", "api/events", "metrics",
+                      "nothing-here"):
+            assert get(s.url + route)[0] == 401, route
+            assert get(s.url + route, {"Authorization": "Bearer wrong"})[0] == 401, route
+            assert get(s.url + route + "?token=" + TOKEN[:-1])[0] == 401, route
+            assert get(s.url + route + "?token=" + TOKEN + "x")[0] == 401, route
+        status, body, headers = get(s.url + "?token=" + TOKEN)
+        assert status == 200 and b"EventSource" in body
+        assert headers["Referrer-Policy"] == "no-referrer"
+        status, body, _ = get(s.url + "api/prediction", {"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200 and json.loads(body)["frame"] == 0
+        assert get(s.url + "metrics?token=" + TOKEN)[0] == 200
+        assert get(s.url + "nothing-here?token=" + TOKEN)[0] == 404
+        status, body, _ = get(s.url + "healthz")
+        assert status == 200 and json.loads(body)["predictions"] == 1
+
+
+def test_foreign_host_header_refused_without_token(sink: WebSink) -> None:
+    # A page elsewhere that rebinds its own name to 127.0.0.1 still sends its name as Host.
+    assert get(sink.url + "api/prediction", {"Host": "evil.example:8080"})[0] == 403
+    assert get(sink.url + "api/prediction", {"Host": f"localhost:{sink.address.port}"})[0] == 503
+
+
+def test_port_in_use_is_one_line_sink_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SinkError, match=r"already in use.*choose another port") as info:
+            WebSink(bind=f"127.0.0.1:{port}")
+    assert "\n" not in str(info.value)
+
+
+def test_created_through_the_registry() -> None:
+    with registry.create("sinks", "web", bind="127.0.0.1:0") as s:
+        assert isinstance(s, WebSink) and s.address.port > 0
+    with pytest.raises(ConfigError, match="accepted: bind, token, token_file, insecure"):
+        registry.create("sinks", "web", port=8080)
+
+
+# -- streams -----------------------------------------------------------------------------------
+
+def test_prediction_json_and_event_stream(sink: WebSink) -> None:
+    assert get(sink.url + "api/prediction")[0] == 503
+    conn = http.client.HTTPConnection(sink.address.host, sink.address.port, timeout=10)
+    conn.request("GET", "/api/events")
+    events = conn.getresponse()
+    assert events.headers["Content-Type"].startswith("text/event-stream")
+    wait_until(lambda: sink.predictions.readers == 1)
+    for i in range(3):
+        sink.publish(prediction(i), None)
+        seen: dict[str, Any] = {}
+        while "data" not in seen:
+            line = events.readline().decode().rstrip("\n")
+            key, _, value = line.partition(": ")
+            if key in ("event", "data"):
+                seen[key] = value
+        assert seen["event"] == "prediction"
+        data = json.loads(seen["data"])
+        assert data["frame"] == i and data["top"][0]["label"] == "tench"
+        assert set(data["rates"]) >= {"fps"}
+    status, body, _ = get(sink.url + "api/prediction")
+    latest = json.loads(body)
+    assert status == 200 and latest["frame"] == 2
+    assert Prediction.from_dict(latest).top == prediction(2).top
+    conn.close()
+
+
+def test_frames_encoded_only_while_watched_once_for_all_viewers(
+    sink: WebSink, picture: np.ndarray
+) -> None:
+    for i in range(5):
+        sink.publish(prediction(i), frame(picture, i))
+    assert sink._jpeg_frames == 0  # nobody watching: no JPEG work at all
+
+    viewers = [MjpegViewer(sink) for _ in range(3)]
+    wait_until(lambda: sink.viewers == 3)
+    for i in range(5, 15):
+        sink.publish(prediction(i), frame(picture, i))
+        wait_until(lambda: all(len(v.jpegs) >= 1 for v in viewers))
+    # Ten frames published, ten encoded: three viewers share each JPEG.
+    assert sink._jpeg_frames == 10
+    for viewer in viewers:
+        image = cv2.imdecode(np.frombuffer(viewer.jpegs[-1], np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (480, 640, 3)  # under max_width: not scaled
+        viewer.close()
+    wait_until(lambda: sink.viewers == 0)
+    for i in range(15, 20):
+        sink.publish(prediction(i), frame(picture, i))
+    assert sink._jpeg_frames == 10
+    assert sink.jpegs.get()[1] is None  # the last JPEG is not kept for the next viewer
+
+
+def test_slow_viewer_never_blocks_the_sink(picture: np.ndarray) -> None:
+    big = np.ascontiguousarray(cv2.resize(picture, (1280, 960)))
+    with WebSink(bind="127.0.0.1:0", stream_fps=0, max_width=0, quality=95) as s:
+        stuck = MjpegViewer(s, read=False)  # connected, never reads: its socket fills up
+        fast = MjpegViewer(s)
+        wait_until(lambda: s.viewers == 2)
+        for i in range(150):  # ~150 x 200 kB: far more than the stuck socket's buffers
+            s.publish(prediction(i), frame(big, i))
+        assert s._jpeg_frames == 150
+        wait_until(lambda: len(fast.jpegs) > 0)
+        s.publish(prediction(150, "last"), frame(big, 150))
+        wait_until(lambda: fast.jpegs[-1] == s.jpegs.get()[1])
+        fast.close()
+        stuck.close()
+
+
+def test_stream_fps_and_max_width(picture: np.ndarray) -> None:
+    with WebSink(bind="127.0.0.1:0", stream_fps=5, max_width=320) as s:
+        viewer = MjpegViewer(s)
+        wait_until(lambda: s.viewers == 1)
+        for i in range(20):  # 20 frames in ~0.2 s: at 5 fps only the first is due
+            s.publish(prediction(i), frame(picture, i))
+        assert 1 <= s._jpeg_frames <= 2
+        wait_until(lambda: len(viewer.jpegs) >= 1)
+        image = cv2.imdecode(np.frombuffer(viewer.jpegs[0], np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (240, 320, 3)
+        viewer.close()
+
+
+def test_close_ends_open_streams(picture: np.ndarray) -> None:
+    s = WebSink(bind="127.0.0.1:0")
+    viewer = MjpegViewer(s)
+    wait_until(lambda: s.viewers == 1)
+    s.publish(prediction(0), frame(picture, 0))
+    started = time.monotonic()
+    s.close()
+    assert viewer.ended.wait(5)
+    assert time.monotonic() - started < 3
+    s.close()  # idempotent
+    s.publish(prediction(1), frame(picture, 1))  # after close: ignored, no error
+    with pytest.raises(OSError):
+        socket.create_connection((s.address.host, s.address.port), timeout=1).close()
+
+
+def test_too_many_streams_get_503(picture: np.ndarray) -> None:
+    with WebSink(bind="127.0.0.1:0", max_streams=1) as s:
+        viewer = MjpegViewer(s)
+        wait_until(lambda: s.viewers == 1)
+        assert get(s.url + "stream.mjpg")[0] == 503
+        assert get(s.url + "api/prediction")[0] == 503  # no prediction yet; not a stream
+        viewer.close()
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+def families(text: str) -> dict[str, Any]:
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def test_metrics_parse_with_prometheus_parser(sink: WebSink) -> None:
+    for i in range(4):
+        sink.publish(prediction(i), None)
+    status, body, headers = get(sink.url + "metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    found = families(body.decode())
+    assert found["edge_sdk_predictions"].samples[0].value == 4
+    stage = found["edge_sdk_stage_seconds"]
+    assert stage.type == "histogram"
+    counts = {s.labels["stage"]: s.value for s in stage.samples if s.name.endswith("_count")}
+    assert counts["inference"] == 4
+    sums = {s.labels["stage"]: s.value for s in stage.samples if s.name.endswith("_sum")}
+    assert sums["inference"] == pytest.approx(4 * 6.0 / 1e3)
+    assert found["edge_sdk_web_viewers"].samples[0].value == 0
+
+
+def test_metrics_from_an_attached_pipeline_with_mqtt_queue_gauge(sink: WebSink) -> None:
+    class Attached:  # what attach() reads from a Pipeline: its Metrics (a real one)
+        metrics = Metrics()
+
+    Attached.metrics.register_gauge("mqtt_queue", lambda: 7)
+    Attached.metrics.register_sink("web", lossless=False, queue_depth=lambda: 1)
+    Attached.metrics.sink_dropped("web", 3)
+    sink.attach(Attached)
+    Attached.metrics.record_prediction(prediction(0).timings)
+    sink.publish(prediction(0), None)
+    found = families(get(sink.url + "metrics")[1].decode())
+    assert found["edge_sdk_mqtt_queue"].samples[0].value == 7
+    assert found["edge_sdk_predictions"].samples[0].value == 1  # the pipeline's count, once
+    dropped = found["edge_sdk_sink_dropped"].samples
+    assert [(s.labels["sink"], s.value) for s in dropped] == [("web", 3)]
+    assert "fps_in" in json.loads(get(sink.url + "api/prediction")[1])["rates"]
