@@ -23,8 +23,20 @@ BUILTINS: dict[str, dict[str, str]] = {
         "onnxruntime": "edge_sdk.runtimes.onnxruntime:OnnxRuntime",
         "opencv": "edge_sdk.runtimes.opencv:OpenCVRuntime",
     },
-    # Sources are chosen by URI scheme; edge_sdk.sources fills these in.
-    "sources": {},
+    # Sources are chosen by URI scheme (edge_sdk.sources.route); "file" and "image" are the
+    # video-file and image backends that bare paths and file:// URIs go to.
+    "sources": {
+        "v4l2": "edge_sdk.sources.v4l2:V4L2Source",
+        "file": "edge_sdk.sources.video:VideoFileSource",
+        "image": "edge_sdk.sources.images:ImageSource",
+        "http": "edge_sdk.sources.mjpeg:MjpegHttpSource",
+        "https": "edge_sdk.sources.mjpeg:MjpegHttpSource",
+        "rtsp": "edge_sdk.sources.rtsp:RtspSource",
+        "rtsps": "edge_sdk.sources.rtsp:RtspSource",
+        "gst": "edge_sdk.sources.gstreamer:GStreamerSource",
+        "csi": "edge_sdk.sources.csi:CsiSource",
+        "test": "edge_sdk.sources.synthetic:SyntheticSource",
+    },
     "sinks": {
         "overlay": "edge_sdk.sinks.overlay:OverlaySink",
         "jsonl": "edge_sdk.sinks.jsonl:JsonlSink",

@@ -1,1 +1,114 @@
-"""Frame sources behind one URI scheme."""
+"""Frame sources behind one URI scheme.
+
+`open_source(uri, **options)` picks the backend from the URI and opens it:
+
+==============================  ==========================================================
+``0``, ``1``, ``/dev/video0``,  USB camera through OpenCV's V4L2 backend (MJPG requested)
+``v4l2:///dev/video0``
+``clip.mp4``, ``file://...``    video file (MJPEG files are read as undecoded JPEGs)
+``photo.jpg``, ``photos/``,     one image, a folder of images, or a glob of images
+``'photos/*.jpg'``
+``http(s)://host/stream``       MJPEG IP camera (multipart/x-mixed-replace)
+``rtsp://host/stream``          RTSP camera through OpenCV's FFmpeg backend
+``gst://PIPELINE``              GStreamer pipeline (needs OpenCV built with GStreamer)
+``csi://0``                     Raspberry Pi camera (picamera2) or Jetson CSI camera
+``test://?size=640x480&fps=30`` synthetic frames
+==============================  ==========================================================
+
+Every source hands out BGR uint8 `Frame`s stamped with `time.monotonic_ns()` at capture and
+reports `size` (width, height), `fps` (0.0 if unknown) and `live`. Backends are imported only
+when chosen; other packages add schemes through the ``edge_sdk.sources`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from edge_sdk import registry
+from edge_sdk.errors import ConfigError
+from edge_sdk.protocols import FrameSource
+from edge_sdk.sources.base import BaseSource, JpegSource, Packet, PacketSource, uses_packets
+
+__all__ = [
+    "SCHEMES_HELP",
+    "BaseSource",
+    "JpegSource",
+    "Packet",
+    "PacketSource",
+    "open_source",
+    "route",
+    "source_class",
+    "source_options",
+    "uses_packets",
+]
+
+#: The accepted URI forms, as error messages list them.
+SCHEMES_HELP = (
+    "N or v4l2:///dev/videoN (USB camera), FILE.mp4 or file://PATH (video), an image, "
+    "a folder or glob of images, http(s)://... (MJPEG), rtsp://..., gst://PIPELINE, csi://N, "
+    "test://"
+)
+
+_IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm"}
+)
+
+
+def _is_images(path: str) -> bool:
+    return (
+        os.path.isdir(path)
+        or any(c in path for c in "*?[")
+        or os.path.splitext(path)[1].lower() in _IMAGE_EXTENSIONS
+    )
+
+
+def route(uri: str) -> str:
+    """Return the registry name of the source that opens `uri` ("v4l2", "file", "image", ...).
+
+    Raises:
+        ConfigError: empty URI or unknown scheme (the message lists the accepted forms).
+    """
+    if not isinstance(uri, str):
+        raise TypeError(f"a source URI is a str, not {type(uri).__name__}")
+    text = uri.strip()
+    if not text:
+        raise ConfigError(f"empty source; give one of: {SCHEMES_HELP}")
+    if text.isdigit() or text.startswith("/dev/video"):
+        return "v4l2"
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return "image" if _is_images(text) else "file"
+    scheme = scheme.lower()
+    if scheme == "file":
+        return "image" if _is_images(rest) else "file"
+    # "file" and "image" are names of file backends; "image://" is no scheme of its own.
+    if scheme != "image" and (
+        scheme in registry.BUILTINS["sources"] or scheme in registry.names("sources")
+    ):
+        return scheme
+    raise ConfigError(f"unknown source scheme {scheme + '://'!r}; use one of: {SCHEMES_HELP}")
+
+
+def source_class(uri: str) -> type[Any]:
+    """Return the class that would open `uri` (imports its backend module)."""
+    return registry.resolve("sources", route(uri))
+
+
+def source_options(uri: str) -> list[str]:
+    """Return the options `open_source(uri, ...)` accepts, e.g. to pass ``reduce`` only where
+    it is understood."""
+    return registry.accepted_options(source_class(uri))
+
+
+def open_source(uri: str, **options: Any) -> FrameSource:
+    """Open the source `uri` names, with backend options (see docs/sources.md).
+
+    Raises:
+        ConfigError: malformed URI, unknown scheme, or an option this source does not take.
+        SourceError: the camera, file or stream is not there or cannot be read.
+        BackendUnavailable: the backend needs a package that is not installed.
+    """
+    name = route(uri)
+    source: FrameSource = registry.create("sources", name, uri.strip(), **options)
+    return source

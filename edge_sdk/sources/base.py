@@ -1,0 +1,165 @@
+"""What every built-in source shares: the attributes it reports and the encoded-packet split.
+
+A source is anything with `uri`, `read()` and `close()` (the `FrameSource` protocol). Built-in
+sources also report `size`, `fps` and `live`, and the ones that receive JPEG bytes (MJPEG streams,
+MJPEG video files, image files) implement `PacketSource` too: `read_packet()` hands out the
+encoded bytes and `decode()` turns one packet into a Frame. The capture thread uses that split to
+throw stale frames away before paying for their decode.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edge_sdk.protocols import Closing
+from edge_sdk.types import Frame, Image
+
+#: `reduce` values and the imdecode flag that decodes a JPEG at 1/N of its size in each direction.
+REDUCE_FLAGS: dict[int, int] = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+
+def check_reduce(reduce: int) -> int:
+    """Return `reduce` if it is 1, 2, 4 or 8.
+
+    Raises:
+        ValueError: any other value.
+    """
+    if reduce not in REDUCE_FLAGS:
+        raise ValueError(f"reduce must be one of 1, 2, 4, 8, not {reduce!r}")
+    return reduce
+
+
+def decode_jpeg(data: npt.NDArray[np.uint8] | bytes, reduce: int = 1) -> Image | None:
+    """Decode JPEG (or any OpenCV-readable) bytes to BGR uint8, at 1/`reduce` size.
+
+    libjpeg-turbo skips most of the inverse DCT when asked for a reduced size, so `reduce=2`
+    costs a fraction of a full decode (see docs/benchmarks.md). Returns None for bytes that do
+    not decode (a truncated or corrupt frame), so callers can skip the frame instead of failing.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data.reshape(-1)
+    if buf.size == 0:
+        return None
+    image = cv2.imdecode(buf, REDUCE_FLAGS[reduce])
+    if image is None:
+        return None
+    if image.ndim == 2:  # imdecode can still return grey for odd inputs
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+@dataclass(frozen=True, eq=False)
+class Packet:
+    """One encoded (JPEG) frame, not decoded yet.
+
+    Attributes:
+        data: The encoded bytes, as a 1-D uint8 array.
+        index: Position in the source's sequence (counts packets the source skipped, too).
+        timestamp_ns: `time.monotonic_ns()` when the packet was received or read.
+    """
+
+    data: npt.NDArray[np.uint8]
+    index: int
+    timestamp_ns: int
+
+
+@runtime_checkable
+class PacketSource(Protocol):
+    """A source whose frames arrive encoded, so decoding can be deferred or skipped.
+
+    `packets` is False when this particular source cannot hand out packets after all (an MJPEG-
+    capable file class that opened an H.264 file): then only `read` may be used.
+    """
+
+    uri: str
+    live: bool
+    packets: bool
+
+    def read_packet(self) -> Packet | None:
+        """Block until the next encoded frame is ready; None at the end of the source."""
+        ...
+
+    def decode(self, packet: Packet) -> Frame | None:
+        """Decode one packet; None when its bytes are corrupt (skip it)."""
+        ...
+
+
+class BaseSource(Closing):
+    """Base of the built-in sources: sets the reported attributes, does nothing else.
+
+    A backend overrides `read` (and `close` if it holds anything). JPEG backends override
+    `read_packet` and inherit `read` = `decode(read_packet())` from `JpegSource`.
+
+    Attributes:
+        uri: What the source was opened from.
+        size: (width, height) of the frames it hands out; (0, 0) until known.
+        fps: The source's real frame rate; 0.0 when it is not known.
+        live: True for cameras and streams (frames arrive whether or not they are read);
+            False for files, which wait for the reader.
+    """
+
+    uri: str = ""
+    size: tuple[int, int] = (0, 0)
+    fps: float = 0.0
+    live: bool = False
+
+    def read(self) -> Frame | None:  # pragma: no cover - overridden
+        """Block until the next frame; None when the source has ended."""
+        return None
+
+    def close(self) -> None:
+        """Release what the source holds; calling it twice is harmless."""
+
+    def __repr__(self) -> str:
+        w, h = self.size
+        return f"{type(self).__name__}({self.uri!r}, {w}x{h}, {self.fps:.1f} fps, live={self.live})"
+
+
+class JpegSource(BaseSource):
+    """Base of sources that receive JPEG bytes: `read` decodes what `read_packet` returns.
+
+    Attributes:
+        reduce: Frames are decoded at 1/`reduce` of their encoded width and height.
+        packets: True: `read_packet` and `decode` work (see `PacketSource`).
+    """
+
+    reduce: int = 1
+    packets: bool = True
+
+    def read_packet(self) -> Packet | None:  # pragma: no cover - overridden
+        """Block until the next encoded frame; None at the end of the source."""
+        return None
+
+    def decode(self, packet: Packet) -> Frame | None:
+        image = decode_jpeg(packet.data, self.reduce)
+        if image is None:
+            return None
+        return Frame(image, packet.index, packet.timestamp_ns, self.uri)
+
+    def read(self) -> Frame | None:
+        # Corrupt packets are skipped, not reported as the end of the source.
+        while (packet := self.read_packet()) is not None:
+            frame = self.decode(packet)
+            if frame is not None:
+                return frame
+        return None
+
+
+def uses_packets(source: object) -> bool:
+    """True if `source` can hand out encoded packets (see `PacketSource`)."""
+    return isinstance(source, PacketSource) and bool(source.packets)
+
+
+def now_ns() -> int:
+    """The clock every frame timestamp uses."""
+    return time.monotonic_ns()

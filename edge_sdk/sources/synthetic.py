@@ -1,0 +1,185 @@
+"""`test://`: synthetic frames that need no camera, file or network.
+
+Each frame carries its own number in a row of black and white blocks along its top edge
+(`stamp_number` / `read_number`), which survives JPEG compression and reduced-size decoding, so
+a test or benchmark can tell exactly which frame a prediction was made from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from edge_sdk.errors import ConfigError
+from edge_sdk.sources.base import BaseSource, now_ns
+from edge_sdk.types import Frame, Image
+
+#: Bits of the frame number in the stamp (numbers wrap at 2**STAMP_BITS).
+STAMP_BITS = 24
+# Two reference cells (white, black) let the reader pick a threshold per image.
+_CELLS = STAMP_BITS + 2
+
+
+def _stamp_geometry(height: int, width: int) -> tuple[int, int]:
+    cell_w = width // _CELLS
+    if cell_w < 2 or height < 8:
+        raise ValueError(f"image {width}x{height} is too small to stamp a frame number on")
+    return cell_w, max(4, height // 16)
+
+
+def stamp_number(image: Image, number: int) -> None:
+    """Draw `number` (mod 2**24) into the top rows of a BGR image, in place."""
+    cell_w, cell_h = _stamp_geometry(image.shape[0], image.shape[1])
+    number %= 1 << STAMP_BITS
+    bits = [1, 0] + [(number >> (STAMP_BITS - 1 - i)) & 1 for i in range(STAMP_BITS)]
+    for i, bit in enumerate(bits):
+        image[:cell_h, i * cell_w : (i + 1) * cell_w] = 255 if bit else 0
+
+
+def read_number(image: Image) -> int | None:
+    """Read the number `stamp_number` drew; None if the image carries no readable stamp.
+
+    Works on JPEG-compressed and reduced-size copies: it samples the middle of each cell.
+    """
+    try:
+        cell_w, cell_h = _stamp_geometry(image.shape[0], image.shape[1])
+    except ValueError:
+        return None
+    grey = image[:cell_h].mean(axis=2) if image.ndim == 3 else image[:cell_h]
+    y0, y1 = cell_h // 4, max(cell_h // 4 + 1, 3 * cell_h // 4)
+    x_margin = max(cell_w // 4, 0)
+    levels = [
+        float(grey[y0:y1, i * cell_w + x_margin : (i + 1) * cell_w - x_margin].mean())
+        for i in range(_CELLS)
+    ]
+    white, black = levels[0], levels[1]
+    if white - black < 64:
+        return None
+    threshold = (white + black) / 2
+    number = 0
+    for level in levels[2:]:
+        number = (number << 1) | int(level > threshold)
+    return number
+
+
+def parse_size(value: str | tuple[int, int]) -> tuple[int, int]:
+    """Parse "640x480" (or a (width, height) pair) to (width, height).
+
+    Raises:
+        ValueError: not two positive integers.
+    """
+    if isinstance(value, str):
+        parts = value.lower().split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"size must look like 640x480, not {value!r}")
+        value = (int(parts[0]), int(parts[1]))
+    width, height = (int(v) for v in value)
+    if width <= 0 or height <= 0:
+        raise ValueError(f"size must be positive, not {width}x{height}")
+    return width, height
+
+
+def _query(uri: str) -> Mapping[str, str]:
+    parts = urlsplit(uri)
+    query = parts.query or (parts.netloc + parts.path).lstrip("?")
+    return {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+
+
+def _truthy(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on", ""):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected a yes/no value, not {value!r}")
+
+
+class SyntheticSource(BaseSource):
+    """Synthetic BGR frames: a moving gradient with the frame number stamped on top.
+
+    URI: ``test://?size=640x480&fps=30&count=100&live=1`` (every part optional); keyword options
+    override the query.
+
+    A live source behaves like a camera: frame k exists at start + k/fps whether or not anyone
+    reads it, and `read` returns the newest one not yet returned (so a slow reader sees gaps in
+    the indices). A non-live source hands out frames as fast as they are read, like a file.
+    """
+
+    def __init__(
+        self,
+        uri: str = "test://",
+        *,
+        size: tuple[int, int] | str | None = None,
+        fps: float | None = None,
+        count: int | None = None,
+        live: bool | None = None,
+    ) -> None:
+        """Create the source.
+
+        Args:
+            uri: ``test://`` with optional query ``size``, ``fps``, ``count``, ``live``.
+            size: (width, height) or "WxH"; default 640x480.
+            fps: Frame rate; default 30. A live source is paced to it.
+            count: Number of frames before the source ends; 0 (default) for endless.
+            live: Paced like a camera (default) or as fast as read, like a file.
+
+        Raises:
+            ConfigError: a query value is malformed.
+        """
+        query = _query(uri)
+        unknown = sorted(set(query) - {"size", "fps", "count", "live"})
+        try:
+            if unknown:
+                raise ValueError(f"unknown option {', '.join(unknown)}; use size, fps, count, live")
+            self.size = parse_size(size if size is not None else query.get("size", "640x480"))
+            self.fps = float(fps if fps is not None else query.get("fps", "30"))
+            self._count = int(count if count is not None else query.get("count", "0"))
+            self.live = bool(live if live is not None else _truthy(query.get("live", "1")))
+        except ValueError as exc:
+            raise ConfigError(f"bad test:// source {uri!r}: {exc}") from exc
+        if self.fps <= 0 or self._count < 0:
+            raise ConfigError(f"bad test:// source {uri!r}: fps must be > 0 and count >= 0")
+        self.uri = uri
+        width, height = self.size
+        ramp = np.linspace(0, 255, width, dtype=np.float32)
+        self._base = np.empty((height, width, 3), np.uint8)
+        self._base[..., 0] = ramp.astype(np.uint8)
+        self._base[..., 1] = np.linspace(0, 255, height, dtype=np.float32)[:, None].astype(np.uint8)
+        self._base[..., 2] = 128
+        self._next = 0
+        self._start = time.monotonic()
+        self._closed = False
+
+    def render(self, index: int) -> Image:
+        """Return frame `index` as the source would hand it out."""
+        width = self.size[0]
+        image = self._base.copy()
+        # A bar sweeping across the frame makes consecutive frames differ visibly.
+        bar = max(1, width // 20)
+        x = (index * max(1, width // 60)) % max(1, width - bar)
+        image[:, x : x + bar] = (255, 255, 255)
+        with contextlib.suppress(ValueError):  # too small to stamp: the frame is still valid
+            stamp_number(image, index)
+        return image
+
+    def read(self) -> Frame | None:
+        if self._closed or (self._count and self._next >= self._count):
+            return None
+        index = self._next
+        if self.live:
+            # Like a sensor: frame k is exposed at start + k/fps; a late reader gets the newest.
+            elapsed = time.monotonic() - self._start
+            index = max(index, int(elapsed * self.fps))
+            if self._count:
+                index = min(index, self._count - 1)
+            delay = self._start + index / self.fps - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        self._next = index + 1
+        return Frame(self.render(index), index, now_ns(), self.uri)
+
+    def close(self) -> None:
+        self._closed = True
