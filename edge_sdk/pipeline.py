@@ -1,0 +1,555 @@
+"""Pipeline: source -> newest-frame slot -> classifier -> sinks, each stage in its own thread.
+
+Threads::
+
+    capture thread      reads the source continuously into a newest-frame slot (edge_sdk.capture)
+    inference thread    takes the newest frame, classifies it, stamps its age, fans it out
+    one thread per sink publishes from its own bounded queue (edge_sdk.sinks.worker)
+
+Capture never waits for inference and inference never works on a stale frame; a slow sink
+never slows inference (visual sinks lose their oldest queued frame, lossless sinks such as
+MQTT refuse overflow with a counted, logged warning). With ``keep_all=True`` (files processed
+whole) nothing is dropped anywhere: the slot and every sink queue make their producer wait.
+
+SDK use::
+
+    from edge_sdk import Classifier, Pipeline
+    from edge_sdk.sinks.jsonl import JsonlSink
+
+    clf = Classifier.from_model("squeezenet1.1")
+    with Pipeline("video.mp4", clf, [JsonlSink(path="out.jsonl")], max_frames=100) as p:
+        for prediction in p:                 # predictions as they are published
+            print(prediction.label)
+    print(p.metrics.snapshot()["fps_out"])
+
+or ``Pipeline(...).run()`` (blocks until the source ends, `max_frames`, or `stop`), or a
+callback: ``Pipeline(..., on_prediction=fn)`` calls ``fn(prediction)`` from its own worker.
+
+API for sink authors (MQTT, web):
+
+- A sink is any object with ``publish(prediction, frame)`` and ``close()``. Optional
+  attributes: ``lossless = True`` (ordered FIFO, overflow counted and logged, never silently
+  dropped), ``wants_frames = False`` (``frame`` is always None; when no sink wants frames the
+  pipeline decodes JPEG sources at reduced size), ``name`` (used in metrics and logs), and
+  ``attach(pipeline)``, called once by `Pipeline.start` before any publish, e.g. to call
+  ``pipeline.metrics.register_gauge("mqtt_queue", fn)`` or read ``pipeline.fps``.
+- `Pipeline.metrics` is the run's `edge_sdk.metrics.Metrics`; ``snapshot()`` gives the dict
+  described there. `Pipeline.request_stop` is safe from any thread and from signal handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from edge_sdk.capture import Backoff, Capture
+from edge_sdk.classifier import Classifier
+from edge_sdk.errors import EdgeSDKError, SourceError
+from edge_sdk.metrics import Metrics
+from edge_sdk.postprocess import Smoother, classify, make_smoother
+from edge_sdk.protocols import FrameSource
+from edge_sdk.sinks.worker import BoundedQueue, QueueClosed, SinkWorker, sink_name
+from edge_sdk.types import Frame, Prediction
+
+log = logging.getLogger(__name__)
+
+#: JPEG reduced-decode factors libjpeg offers.
+REDUCE_FACTORS = (8, 4, 2, 1)
+
+#: The inference thread gives up after this many frames in a row fail to classify.
+MAX_CONSECUTIVE_ERRORS = 10
+
+#: Predictions buffered for an iterating consumer (newest-wins unless keep_all).
+ITERATOR_CAPACITY = 8
+
+
+class CallbackSink:
+    """Adapts ``on_prediction(prediction)`` to the Sink interface (lossless, no frames)."""
+
+    lossless = True
+    wants_frames = False
+    name = "callback"
+
+    def __init__(self, fn: Callable[[Prediction], Any]) -> None:
+        self._fn = fn
+
+    def publish(self, prediction: Prediction, frame: Frame | None) -> None:
+        self._fn(prediction)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def choose_reduce(size: tuple[int, int], input_size: tuple[int, int], resize_shorter: int) -> int:
+    """Return the largest JPEG reduce factor that keeps enough pixels for the model.
+
+    The decoded image (libjpeg rounds each side up) must keep its shorter side at or above
+    `resize_shorter` (the card's "resize shorter side to" step) and each side at or above the
+    model input, so reduced decoding only skips pixels the resize would have thrown away.
+
+    Args:
+        size: (width, height) of the full-size frames; (0, 0) if unknown (gives 1).
+        input_size: The model's (height, width).
+        resize_shorter: The card's resize_shorter (0: the image is resized whole).
+    """
+    width, height = size
+    if width <= 0 or height <= 0:
+        return 1
+    for factor in REDUCE_FACTORS:
+        w, h = math.ceil(width / factor), math.ceil(height / factor)
+        if min(w, h) >= resize_shorter and h >= input_size[0] and w >= input_size[1]:
+            return factor
+    return 1
+
+
+class Pipeline:
+    """Runs a source through a classifier into sinks, in threads; see the module docstring.
+
+    Args:
+        source: A URI (anything `edge_sdk.sources.open_source` accepts: ``0``, a file, a
+            folder, ``http://...``, ``test://``, ...) or an open FrameSource. The pipeline
+            closes it when it stops.
+        classifier: The Classifier; used only by the inference thread, not closed here.
+        sinks: Where predictions go; each gets its own worker thread and queue. The pipeline
+            closes them when it stops.
+        max_fps: Publish at most this many predictions per second (frames in between are
+            dropped in the slot as usual).
+        max_frames: Stop after this many predictions.
+        keep_all: Process every frame of the source and make every queue wait instead of
+            dropping (offline runs and benchmarks: ``--every-frame``). Ignored for live
+            sources.
+        realtime: Pace a file source at its own frame rate, as if it were a camera.
+            With neither given, a file with a frame rate plays in real time and other
+            non-live sources (images) are processed whole; ``realtime=False`` alone reads a
+            file as fast as it decodes, newest-wins.
+        smoothing: Temporal smoothing: a frame count N (mean of the last N probability
+            vectors), a `Smoother`, or None.
+        on_prediction: Called as ``fn(prediction)`` for each prediction, in order, from its
+            own worker thread.
+        reduce: JPEG decode reduction (1, 2, 4 or 8) for sources that support it; None picks
+            it automatically (reduced only when no sink wants frames).
+        reconnect: How a live source that fails or stalls is reopened: an
+            `edge_sdk.capture.Backoff`, False for never (the run ends), or None/True for the
+            default backoff (live URI sources only; files end where they end).
+        drain_timeout: Seconds each sink gets at shutdown to publish what it has queued.
+
+    Raises:
+        ValueError: a bad argument (negative limits, unknown reduce factor, ...).
+    """
+
+    def __init__(
+        self,
+        source: str | FrameSource,
+        classifier: Classifier,
+        sinks: Iterable[Any] = (),
+        *,
+        max_fps: float | None = None,
+        max_frames: int | None = None,
+        keep_all: bool | None = None,
+        realtime: bool | None = None,
+        smoothing: int | Smoother | None = None,
+        on_prediction: Callable[[Prediction], Any] | None = None,
+        reduce: int | None = None,
+        reconnect: Backoff | bool | None = None,
+        drain_timeout: float = 2.0,
+    ) -> None:
+        if max_fps is not None and not max_fps > 0:
+            raise ValueError(f"max_fps must be > 0, got {max_fps}")
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        if reduce is not None and reduce not in REDUCE_FACTORS:
+            raise ValueError(f"reduce must be one of 1, 2, 4, 8, got {reduce}")
+        if not isinstance(source, str) and not hasattr(source, "read"):
+            raise TypeError(f"source must be a URI or a FrameSource, got {type(source).__name__}")
+        self.source: str | FrameSource = source
+        self.classifier = classifier
+        self.sinks: list[Any] = list(sinks)
+        if on_prediction is not None:
+            self.sinks.append(CallbackSink(on_prediction))
+        for sink in self.sinks:
+            if not callable(getattr(sink, "publish", None)):
+                raise TypeError(f"{type(sink).__name__} is not a sink: it has no publish()")
+        self.max_fps = max_fps
+        self.max_frames = max_frames
+        self.keep_all = keep_all
+        self.realtime = realtime
+        self.smoother = make_smoother(smoothing)
+        self.reduce = reduce
+        self.reconnect = reconnect
+        self.drain_timeout = drain_timeout
+        self.metrics = Metrics()
+        #: The capture thread object, once started.
+        self.capture: Capture | None = None
+        #: The error that ended the run early (source failed for good, classifier broken).
+        self.error: BaseException | None = None
+        self._workers: list[SinkWorker] = []
+        self._iter_queue: BoundedQueue[Prediction] | None = None
+        self._iterating = False
+        self._opened: FrameSource | None = None
+        self._reduce_factor = 1
+        self._stop_requested = threading.Event()
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._state = "new"  # new -> running -> stopped
+        self._thread: threading.Thread | None = None
+        self._published = 0
+
+    # -- what sinks may read ------------------------------------------------------------------
+
+    @property
+    def fps(self) -> float:
+        """The source's frame rate (0.0 if unknown or not opened yet)."""
+        holder = self.capture if self.capture is not None else self._opened
+        return float(getattr(holder, "fps", 0.0) or 0.0)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the frames handed out ((0, 0) if unknown or not opened yet)."""
+        holder = self.capture if self.capture is not None else self._opened
+        size = getattr(holder, "size", (0, 0)) or (0, 0)
+        return int(size[0]), int(size[1])
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running" and not self._done.is_set()
+
+    @property
+    def published(self) -> int:
+        """Predictions published so far."""
+        return self._published
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> Pipeline:
+        """Open the source, start the sink workers, the capture and the inference threads.
+
+        Raises:
+            SourceError, SinkError, ...: the source or a sink cannot be set up; everything
+                already started is stopped again first.
+            RuntimeError: the pipeline was already started.
+        """
+        with self._lock:
+            if self._state != "new":
+                raise RuntimeError("a Pipeline runs once; make a new one to run again")
+            self._state = "running"
+        self.metrics.reset_clock()
+        try:
+            self._open_source()
+            self._start_sinks()
+            self._start_capture()
+        except BaseException:
+            self._shutdown()
+            raise
+        self._thread = threading.Thread(target=self._infer_loop, name="inference", daemon=True)
+        self._thread.start()
+        return self
+
+    def _open_source(self) -> None:
+        """Open the source and settle the modes that depend on what it is."""
+        from edge_sdk.sources import open_source
+
+        uri = self.source if isinstance(self.source, str) else None
+        source: FrameSource = open_source(uri) if uri is not None else self.source  # type: ignore[assignment]
+        self._opened = source
+        live = bool(getattr(source, "live", False))
+        if live:
+            if self.keep_all:
+                log.info("keep_all does not apply to a live source: it would make %s back up",
+                         getattr(source, "uri", "it"))
+            self.keep_all, self.realtime = False, False
+        elif self.keep_all is None and self.realtime is None:
+            # A file with a frame rate plays like a camera; images (no rate) are each classified.
+            fps = float(getattr(source, "fps", 0.0) or 0.0)
+            self.realtime, self.keep_all = fps > 0, not fps > 0
+        self.keep_all, self.realtime = bool(self.keep_all), bool(self.realtime)
+        wants_frames = any(bool(getattr(sink, "wants_frames", True)) for sink in self.sinks)
+        self._reduce_factor = self._reduce_for(source, wants_frames)
+        self._apply_reduce(source, self._reduce_factor)
+
+    def _start_sinks(self) -> None:
+        names: set[str] = set()
+        for sink in self.sinks:
+            name = base = sink_name(sink)
+            n = 2
+            while name in names:
+                name, n = f"{base}{n}", n + 1
+            names.add(name)
+            worker = SinkWorker(sink, self.metrics, name=name, block=bool(self.keep_all))
+            self._workers.append(worker)
+            attach = getattr(sink, "attach", None)
+            if callable(attach):
+                attach(self)
+            worker.start()
+        if self._iterating:
+            self._iter_queue = BoundedQueue(ITERATOR_CAPACITY, lossless=False,
+                                            block=bool(self.keep_all))
+            self.metrics.register_sink("iterator", lossless=False,
+                                       queue_depth=self._iter_queue.__len__)
+
+    def _start_capture(self) -> None:
+        from edge_sdk.sources import open_source
+
+        first = self._opened
+        assert first is not None
+        uri = self.source if isinstance(self.source, str) else None
+        live = bool(getattr(first, "live", False))
+        reconnect = self.reconnect
+        if reconnect is None or reconnect is True:
+            reconnect = Backoff() if live and uri is not None else None
+        elif reconnect is False:
+            reconnect = None
+        if reconnect is not None and uri is None:
+            raise ValueError("reconnect needs the source as a URI, so it can be reopened")
+        opened = [first]
+        factor = self._reduce_factor
+
+        def reopen() -> FrameSource:
+            # The first call hands over the source opened in start() (so open errors surface
+            # there, before any thread runs); later calls are reconnects.
+            if opened:
+                return opened.pop()
+            assert uri is not None
+            src: FrameSource = open_source(uri)
+            self._apply_reduce(src, factor)
+            return src
+
+        capture = Capture(
+            reopen if reconnect is not None else first,
+            keep_all=bool(self.keep_all),
+            realtime=bool(self.realtime),
+            reconnect=reconnect,
+        )
+        capture.start()
+        self.capture = capture
+        self._opened = None  # the capture owns (and closes) it now
+        self.metrics.bind_source(self._capture_counters)
+
+    def _reduce_for(self, source: Any, wants_frames: bool) -> int:
+        if not hasattr(source, "reduce"):
+            return 1
+        if self.reduce is not None:
+            return self.reduce
+        if wants_frames:
+            return 1
+        card = self.classifier.card
+        size = getattr(source, "size", (0, 0)) or (0, 0)
+        # size is what the source hands out now, at its current reduction.
+        current = int(getattr(source, "reduce", 1) or 1)
+        full = (int(size[0]) * current, int(size[1]) * current)
+        return choose_reduce(full, tuple(card.input_size), card.resize_shorter)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _apply_reduce(source: Any, factor: int) -> None:
+        if hasattr(source, "reduce") and getattr(source, "reduce", 1) != factor:
+            source.reduce = factor
+            log.info("decoding %s at 1/%d size (no sink needs full-size frames)",
+                     getattr(source, "uri", "the source"), factor)
+
+    def _capture_counters(self) -> tuple[int, int, int]:
+        cap = self.capture
+        if cap is None:
+            return 0, 0, 0
+        return cap.frames_in, cap.frames_dropped, cap.reconnects
+
+    def request_stop(self) -> None:
+        """Ask the pipeline to stop; returns at once. Safe from any thread and signal handlers."""
+        self._stop_requested.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the inference thread has finished (source ended, max_frames or stop).
+
+        Returns:
+            True if it finished, False on timeout.
+        """
+        return self._done.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop and shut down in reverse order: source, inference, sinks (drained, then closed).
+
+        Idempotent. Called from one of the pipeline's own threads (e.g. a sink reacting to a
+        key press) it only requests the stop; whoever runs the pipeline finishes it.
+        """
+        self.request_stop()
+        current = threading.current_thread()
+        if current is self._thread or any(w._thread is current for w in self._workers):
+            return
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        with self._lock:
+            if self._state == "stopped":
+                return
+            self._state = "stopped"
+        self._stop_requested.set()
+        for worker in self._workers:  # unblock an inference thread waiting for queue room
+            worker.release()
+        if self._iter_queue is not None:
+            self._iter_queue.release()
+        if self.capture is not None:
+            try:
+                self.capture.stop()
+            except Exception:
+                log.exception("stopping the capture thread failed")
+        elif self._opened is not None:  # start() failed between opening and capturing
+            self._opened.close()
+            self._opened = None
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            if self._thread.is_alive():
+                log.warning("the inference thread did not stop within 5 s")
+        self.metrics.sample_source()
+        deadline = time.monotonic() + self.drain_timeout
+        for worker in self._workers:
+            worker.close(max(0.1, deadline - time.monotonic()))
+        if self._iter_queue is not None:
+            self._iter_queue.close()
+        self._done.set()
+
+    def run(self) -> dict[str, Any]:
+        """Start (if needed), block until the run ends or `request_stop`, then shut down.
+
+        Returns:
+            The final `Metrics.snapshot`.
+
+        Raises:
+            EdgeSDKError: what ended the run early (e.g. a source that failed for good).
+        """
+        if self._state == "new":
+            self.start()
+        try:
+            # Short waits keep the calling (main) thread responsive to signal handlers.
+            while not self._done.wait(0.2) and not self._stop_requested.is_set():
+                pass
+        finally:
+            self.stop()
+        if self.error is not None:
+            raise self.error
+        return self.metrics.snapshot()
+
+    def __enter__(self) -> Pipeline:
+        if self._state == "new":
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __iter__(self) -> Iterator[Prediction]:
+        """Yield predictions as they are published, until the run ends.
+
+        Starts the pipeline if needed and stops it when the loop ends or is left early.
+        At most `ITERATOR_CAPACITY` predictions wait for a slow loop; older ones are dropped
+        (counted as sink "iterator") unless ``keep_all`` is set, which makes inference wait.
+        Iterate once per run; a pipeline started before the first iteration (``with``)
+        buffers from the moment iteration begins.
+        """
+        self._iterating = True
+        if self._state == "new":
+            self.start()
+        elif self._iter_queue is None:
+            self._iter_queue = BoundedQueue(ITERATOR_CAPACITY, lossless=False,
+                                            block=bool(self.keep_all))
+            self.metrics.register_sink("iterator", lossless=False,
+                                       queue_depth=self._iter_queue.__len__)
+            if self._done.is_set():
+                self._iter_queue.close()
+        queue = self._iter_queue
+        assert queue is not None
+        try:
+            while True:
+                try:
+                    item = queue.get(timeout=0.2)
+                except QueueClosed:
+                    break
+                if item is None:
+                    if self._done.is_set() or self._stop_requested.is_set():
+                        self.stop()  # closes the queue; what is left is still yielded
+                    continue
+                yield item
+        finally:
+            self.stop()
+        if self.error is not None:
+            raise self.error
+
+    # -- the inference thread -----------------------------------------------------------------
+
+    def _infer_loop(self) -> None:
+        try:
+            self._infer()
+        except BaseException as exc:  # never die silently: the run() caller re-raises it
+            log.exception("the inference thread failed")
+            self.error = exc
+        finally:
+            if self._iter_queue is not None:
+                self._iter_queue.close()
+            self._done.set()
+
+    def _infer(self) -> None:
+        capture, metrics = self.capture, self.metrics
+        assert capture is not None
+        period_ns = int(1e9 / self.max_fps) if self.max_fps else 0
+        next_due = 0
+        failures = 0
+        stop = self._stop_requested
+        while not stop.is_set():
+            if period_ns:
+                delay = (next_due - time.monotonic_ns()) / 1e9
+                if delay > 0 and stop.wait(delay):
+                    break
+            waited_from = time.perf_counter_ns()
+            frame: Frame | None = None
+            while frame is None and not stop.is_set():
+                frame = capture.get(timeout=0.1)
+                if frame is None and capture.finished:
+                    break
+            if frame is None:
+                break
+            capture_wait = (time.perf_counter_ns() - waited_from) / 1e6
+            next_due = time.monotonic_ns() + period_ns
+            metrics.sample_source()
+            try:
+                prediction = classify(self.classifier, frame, self.smoother)
+            except Exception as exc:
+                metrics.record_error()
+                failures += 1
+                log.warning("frame %d could not be classified: %s: %s", frame.index,
+                            type(exc).__name__, exc)
+                if failures >= MAX_CONSECUTIVE_ERRORS:
+                    raise
+                continue
+            failures = 0
+            prediction = prediction.with_timings(
+                capture_wait=capture_wait, age=(time.monotonic_ns() - frame.timestamp_ns) / 1e6
+            )
+            metrics.record_prediction(prediction.timings)
+            for worker in self._workers:
+                worker.put(prediction, frame)
+            if self._iter_queue is not None:
+                _, lost = self._iter_queue.put(prediction)
+                if lost:
+                    metrics.sink_dropped("iterator", lost)
+            self._published += 1
+            if self.max_frames is not None and self._published >= self.max_frames:
+                break
+        error = capture.error
+        if capture.ended and error is not None and not stop.is_set():
+            # The source failed for good (no reconnect, or the backoff gave up).
+            if not isinstance(error, EdgeSDKError):
+                error = SourceError(
+                    f"{self._uri()} failed: {type(error).__name__}: {error}; check the camera "
+                    "or stream (live sources reconnect unless reconnect=False)"
+                )
+            self.error = error
+
+    def _uri(self) -> str:
+        return self.source if isinstance(self.source, str) else getattr(self.source, "uri", "?")
