@@ -157,3 +157,57 @@ def eval_model(
             clf, folder, reference=ref, model_info=info, reference_info=ref_info, progress=progress
         )
     click.echo(json.dumps(report.to_dict(), indent=1) if as_json else report.table())
+
+
+@models.command("build")
+@click.argument("name")
+@click.option("--precision", default="int8", show_default=True, type=click.Choice(["int8", "float"]))
+@click.option(
+    "--format", "fmt", default="tflite", show_default=True, type=click.Choice(["tflite", "onnx"]),
+    help="tflite: for litert; onnx: int8 ONNX for onnxruntime (float ONNX is the source itself).",
+)
+@mirror_option
+@click.option(
+    "--images",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="EDGE_SDK_CALIBRATION_IMAGES",
+    help="Calibration photos for int8: a folder (with labels.csv, only its 'calibration' split "
+    "is used) [env: EDGE_SDK_CALIBRATION_IMAGES].",
+)
+@click.option("--force", is_flag=True, help="Rebuild even if an up-to-date build is cached.")
+def build(
+    name: str, precision: str, fmt: str, mirror: Path | None, images: Path | None, force: bool
+) -> None:
+    """Build zoo model NAME into the cache (int8 TFLite by default).
+
+    The int8 model takes BGR uint8 camera pixels (mean/std and channel order are folded into
+    its first convolution) and is calibrated with the same preprocessing inference uses.
+    A build whose inputs have not changed is skipped.
+    """
+    import contextlib
+    import sys
+    from collections.abc import Callable, Iterator
+
+    from edge_sdk.build.builder import build_model
+
+    @contextlib.contextmanager
+    def progress(count: int) -> Iterator[Callable[[], None]]:
+        if count == 0:
+            click.echo(f"building {name} ({precision} {fmt})...", err=True)
+            yield lambda: None
+            return
+        with click.progressbar(
+            length=count, label=f"calibrating {name}", file=sys.stderr
+        ) as bar:
+
+            def tick() -> None:
+                bar.update(1)
+
+            yield tick
+
+    result = build_model(
+        name, precision=precision, fmt=fmt, mirror=mirror, images=images, force=force,
+        progress=progress,
+    )
+    size = result.path.stat().st_size / 1e6
+    click.echo(f"{result.path} ({size:.2f} MB, {result.seconds:.1f} s): {result.message}")

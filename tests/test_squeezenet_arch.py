@@ -1,0 +1,97 @@
+"""SqueezeNet in Keras: the reference weights loaded by layer reproduce the ONNX reference outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="the model builder needs the build extra")
+ort = pytest.importorskip("onnxruntime")
+
+from edge_sdk.build.onnx_weights import (  # noqa: E402
+    fold_input_normalization,
+    load_onnx_weights,
+    read_onnx_architecture,
+)
+from edge_sdk.build.squeezenet import squeezenet  # noqa: E402
+from edge_sdk.errors import ModelError  # noqa: E402
+from edge_sdk.models.zoo import ZOO  # noqa: E402
+from edge_sdk.preprocess import read_image, resize_crop  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["squeezenet1.1", "squeezenet1.1-caffe", "squeezenet1.0-dc"])
+def test_reference_weights_reproduce_onnx(name: str, mirror: Path, photos: Path) -> None:
+    entry = ZOO[name]
+    source = mirror / entry.source
+    arch = read_onnx_architecture(source)
+    assert arch.version == entry.architecture.removeprefix("squeezenet")
+    model = squeezenet(
+        arch.version,  # type: ignore[arg-type]
+        input_size=entry.input_size,
+        conv10_padding=arch.conv10_padding,
+    )
+    load_onnx_weights(model, source)
+    session = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    crops = np.stack(
+        [
+            resize_crop(read_image(photos / p), entry.input_size, entry.resize_shorter)
+            for p in ("chelsea.png", "coffee.png", "astronaut.png")
+        ]
+    ).astype(np.float32)
+    x = crops[..., ::-1] if entry.colour == "RGB" else crops
+    x = (x - np.float32(entry.mean)) / np.float32(entry.std)
+    reference = np.concatenate(
+        [session.run(None, {"data": img.transpose(2, 0, 1)[np.newaxis]})[0] for img in x]
+    )
+    out = model.predict(x, verbose=0)
+    np.testing.assert_allclose(out, reference, atol=2e-6, rtol=1e-4)
+    assert list(out.argmax(1)[:2]) == list(reference.argmax(1)[:2])
+
+    # Folding mean/std and the channel order into conv1: BGR pixels straight in, same output.
+    fold_input_normalization(model, entry.mean, entry.std, entry.colour)
+    np.testing.assert_allclose(model.predict(crops, verbose=0), reference, atol=2e-6, rtol=1e-4)
+
+
+def test_pooling_sizes_follow_caffe_ceil_mode() -> None:
+    sizes = {}
+    for version, size in (("1.1", 224), ("1.1", 227), ("1.0", 227), ("1.0", 224)):
+        model = squeezenet(version, input_size=(size, size), output="logit_map")  # type: ignore[arg-type]
+        sizes[version, size] = [model.get_layer(f"pool{i}").output.shape[1] for i in (1, 2, 3)]
+    assert sizes["1.1", 224] == [55, 27, 13]
+    assert sizes["1.1", 227] == [56, 28, 14]
+    assert sizes["1.0", 227] == [55, 27, 13]
+    assert sizes["1.0", 224] == [54, 27, 13]  # torchvision 1.0: 109 -> 54 -> 27 -> 13
+
+
+def test_bypass_variants_and_new_head(mirror: Path) -> None:
+    plain = squeezenet("1.1")
+    simple = squeezenet("1.1", bypass="simple")
+    complex_ = squeezenet("1.1", bypass="complex")
+    # Simple bypass adds no weights; complex adds 1x1 projections around fire2, 4, 6 and 8.
+    assert simple.count_params() == plain.count_params()
+    projections = sum(c_in * c_out + c_out for c_in, c_out in ((64, 128), (128, 256), (256, 384), (384, 512)))
+    assert complex_.count_params() == plain.count_params() + projections
+    assert [layer.name for layer in simple.layers if layer.name.endswith("_bypass")] == [
+        "fire3_bypass", "fire5_bypass", "fire7_bypass", "fire9_bypass",
+    ]
+    # A new 10-class head keeps the reference features and its own conv10.
+    head = squeezenet("1.1", num_classes=10, bypass="simple", output="logits")
+    load_onnx_weights(head, mirror / "squeezenet1.1.onnx", head=False)
+    assert head.output.shape == (None, 10)
+    with pytest.raises(ModelError, match="conv10"):
+        load_onnx_weights(head, mirror / "squeezenet1.1.onnx")
+    with pytest.raises(ModelError, match="shape"):
+        load_onnx_weights(squeezenet("1.0", input_size=(227, 227)), mirror / "squeezenet1.1.onnx")
+
+
+def test_bad_arguments_and_files(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="version"):
+        squeezenet("2.0")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="bypass"):
+        squeezenet("1.1", bypass="dense")  # type: ignore[arg-type]
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00not onnx at all" * 10)
+    with pytest.raises(ModelError, match="not a readable ONNX"):
+        read_onnx_architecture(junk)
