@@ -125,16 +125,39 @@ class BaseSource(Closing):
         return f"{type(self).__name__}({self.uri!r}, {w}x{h}, {self.fps:.1f} fps, live={self.live})"
 
 
+def reduced_size(size: tuple[int, int], reduce: int) -> tuple[int, int]:
+    """(width, height) of an image of `size` decoded at 1/`reduce` (libjpeg rounds up)."""
+    return (-(-size[0] // reduce), -(-size[1] // reduce))
+
+
 class JpegSource(BaseSource):
     """Base of sources that receive JPEG bytes: `read` decodes what `read_packet` returns.
 
+    Subclasses set `full_size` (the encoded frame size) and then `reduce`.
+
     Attributes:
-        reduce: Frames are decoded at 1/`reduce` of their encoded width and height.
         packets: True: `read_packet` and `decode` work (see `PacketSource`).
+        full_size: (width, height) of the frames as encoded.
     """
 
-    reduce: int = 1
     packets: bool = True
+    full_size: tuple[int, int] = (0, 0)
+    _reduce: int = 1
+
+    @property
+    def reduce(self) -> int:
+        """Frames are decoded at 1/`reduce` of their encoded width and height (1, 2, 4, 8).
+
+        It may be changed while the source is open (the pipeline lowers it when no sink needs
+        full-size frames); `size` follows.
+        """
+        return self._reduce
+
+    @reduce.setter
+    def reduce(self, value: int) -> None:
+        self._reduce = check_reduce(value)
+        if self.full_size != (0, 0):
+            self.size = reduced_size(self.full_size, self._reduce)
 
     def read_packet(self) -> Packet | None:  # pragma: no cover - overridden
         """Block until the next encoded frame; None at the end of the source."""

@@ -81,7 +81,7 @@ class ImageSource(JpegSource):
         if fps < 0:
             raise ValueError(f"fps must be >= 0, not {fps}")
         self.uri = uri
-        self.reduce = check_reduce(reduce)
+        check_reduce(reduce)
         self.fps = float(fps)
         self.live = False
         self._loop = loop
@@ -90,11 +90,12 @@ class ImageSource(JpegSource):
         self._next = 0
         self._closed = False
         first = self._first_readable()
-        self.size = (first.shape[1], first.shape[0])
+        self.full_size = (first.shape[1], first.shape[0])
+        self.reduce = reduce
 
     def _first_readable(self) -> Image:
         for name in self._files:
-            image = decode_jpeg(np.fromfile(name, dtype=np.uint8), self.reduce)
+            image = decode_jpeg(np.fromfile(name, dtype=np.uint8))
             if image is not None:
                 return image
         raise SourceError(f"none of the {len(self._files)} image file(s) at {self.uri} decodes")

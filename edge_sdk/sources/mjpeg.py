@@ -60,7 +60,7 @@ class MjpegHttpSource(JpegSource):
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, not {timeout}")
         self.uri = uri
-        self.reduce = check_reduce(reduce)
+        check_reduce(reduce)
         self.live = True
         self.skipped = 0
         self._timeout = float(timeout)
@@ -75,14 +75,15 @@ class MjpegHttpSource(JpegSource):
             first = self._next_part(block=True)
             if first is None:
                 raise SourceError(f"{self._where} closed the stream before the first frame")
-            image = decode_jpeg(first.data, self.reduce)
+            image = decode_jpeg(first.data)
             if image is None:
                 raise SourceError(f"the first frame from {self._where} is not a JPEG")
         except BaseException:
             self.close()
             raise
         self._pending = first
-        self.size = (image.shape[1], image.shape[0])
+        self.full_size = (image.shape[1], image.shape[0])
+        self.reduce = reduce
 
     # -- connection -------------------------------------------------------------------------
 

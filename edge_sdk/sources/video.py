@@ -10,7 +10,14 @@ import cv2
 import numpy as np
 
 from edge_sdk.errors import SourceError
-from edge_sdk.sources.base import JpegSource, Packet, check_reduce, decode_jpeg, now_ns
+from edge_sdk.sources.base import (
+    JpegSource,
+    Packet,
+    check_reduce,
+    decode_jpeg,
+    now_ns,
+    reduced_size,
+)
 from edge_sdk.sources.opencv import OpenCVSource, as_bgr, capture_fourcc, capture_fps
 from edge_sdk.types import Frame
 
@@ -47,7 +54,7 @@ class VideoFileSource(JpegSource):
             ValueError: bad `reduce`.
         """
         self.uri = uri
-        self.reduce = check_reduce(reduce)
+        check_reduce(reduce)
         self.live = False
         self._path = uri[len("file://") :] if uri.startswith("file://") else uri
         if not os.path.isfile(self._path):
@@ -65,17 +72,33 @@ class VideoFileSource(JpegSource):
         self.packets = self.codec.upper() in MJPEG_FOURCCS and self._start_packets(cap)
         if self.packets:
             assert self._pending is not None
-            first = decode_jpeg(self._pending.data, self.reduce)
+            first = decode_jpeg(self._pending.data)
             if first is None:
                 raise SourceError(f"the first frame of {self._path} does not decode; re-encode it")
-            self.size = (first.shape[1], first.shape[0])
+            self.full_size = (first.shape[1], first.shape[0])
         else:
-            if self.reduce != 1:
-                log.debug("%s is %s, not MJPEG: reduce=%d does not apply", uri, self.codec, reduce)
-            self.size = (
+            self.full_size = (
                 int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
                 int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
             )
+        self.size = self.full_size
+        self.reduce = reduce
+
+    @property
+    def reduce(self) -> int:
+        """As `JpegSource.reduce`; always 1 for a codec other than MJPEG (FFmpeg decodes it
+        at full size)."""
+        return self._reduce
+
+    @reduce.setter
+    def reduce(self, value: int) -> None:
+        check_reduce(value)
+        if not self.packets:
+            if value != 1:
+                log.debug("%s is %s, not MJPEG: reduce=%d does not apply", self.uri, self.codec, value)
+            value = 1
+        self._reduce = value
+        self.size = reduced_size(self.full_size, value)
 
     def _open(self) -> cv2.VideoCapture:
         return OpenCVSource.open_capture(
