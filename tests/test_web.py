@@ -339,3 +339,73 @@ def test_metrics_from_an_attached_pipeline_with_mqtt_queue_gauge(sink: WebSink) 
     dropped = found["edge_sdk_sink_dropped"].samples
     assert [(s.labels["sink"], s.value) for s in dropped] == [("web", 3)]
     assert "fps_in" in json.loads(get(sink.url + "api/prediction")[1])["rates"]
+
+
+# -- end to end: pipeline on a real video, page in a real headless Chromium ----------------------
+
+def decode_png(png: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
+@pytest.mark.slow
+def test_page_in_chromium_shows_live_video_and_latest_prediction(
+    tmp_path: Path, classifier: Any
+) -> None:
+    from support.chromium import Chromium
+    from support.media import make_video
+
+    from edge_sdk.pipeline import Pipeline
+
+    video = make_video(tmp_path / "clip.avi", size=(640, 480), frames=150, fps=30, photos=30)
+    seen: dict[int, Prediction] = {}
+    web = WebSink(bind="127.0.0.1:0", token=TOKEN)
+    # Realtime pacing makes the 150 frames last 5 s; a few predictions a second keep the
+    # page and the API on one prediction long enough to compare them.
+    pipeline = Pipeline(str(video), classifier, [web], realtime=True, max_fps=6,
+                        on_prediction=lambda p: seen.__setitem__(p.frame_index, p))
+    pipeline.metrics.register_gauge("mqtt_queue", lambda: 0)  # as the MQTT sink does
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with pipeline, Chromium(width=1100, height=700) as browser:
+        browser.navigate(web.url + "?token=" + TOKEN)
+        browser.wait_for("document.getElementById('video').naturalWidth > 0")
+        first_frame = int(browser.wait_for("document.body.dataset.frame"))
+        first = decode_png(browser.screenshot("#video"))
+        browser.wait_for(f"Number(document.body.dataset.frame) >= {first_frame + 2}")
+        second = decode_png(browser.screenshot("#video"))
+        assert web.viewers == 1
+        for shot in (first, second):
+            assert shot.shape[0] > 100 and shot.std() > 20  # a picture, not a blank box
+        assert np.abs(first.astype(np.int16) - second).mean() > 5  # and it moves
+
+        page_state = (
+            "({frame: Number(document.body.dataset.frame),"
+            " names: [...document.querySelectorAll('#top .name')].map(e => e.textContent),"
+            " scores: [...document.querySelectorAll('#top .score')].map(e => e.textContent),"
+            " fps: document.getElementById('fps').textContent})"
+        )
+        matched = None
+        for _ in range(100):  # bounded: predictions change ~6 times a second
+            before = json.loads(get(web.url + "api/prediction", auth)[1])
+            shown = browser.evaluate(page_state)
+            after = json.loads(get(web.url + "api/prediction", auth)[1])
+            if before["frame"] == after["frame"] == shown["frame"]:
+                matched = before, shown
+                break
+            time.sleep(0.02)
+        assert matched is not None, "the page never showed the latest prediction"
+        latest, shown = matched
+        assert shown["names"] == [t["label"] for t in latest["top"]]
+        assert shown["scores"] == [f"{100 * t['score']:.1f}%" for t in latest["top"]]
+        assert float(shown["fps"]) > 0
+        # What the page showed is what the classifier said for that very frame.
+        assert shown["names"] == [lb.name for lb in seen[shown["frame"]].top]
+
+        found = families(get(web.url + "metrics", auth)[1].decode())
+        counts = {s.labels["stage"]: s.value
+                  for s in found["edge_sdk_stage_seconds"].samples if s.name.endswith("_count")}
+        assert counts["inference"] >= 2
+        assert found["edge_sdk_mqtt_queue"].samples[0].value == 0
+        assert found["edge_sdk_web_viewers"].samples[0].value == 1
+        assert found["edge_sdk_web_jpeg_frames"].samples[0].value >= 2
