@@ -219,6 +219,11 @@ class Pipeline:
         return self._state == "running" and not self._done.is_set()
 
     @property
+    def stop_requested(self) -> bool:
+        """True once `request_stop` (or `stop`) was called."""
+        return self._stop_requested.is_set()
+
+    @property
     def published(self) -> int:
         """Predictions published so far."""
         return self._published
@@ -406,6 +411,13 @@ class Pipeline:
         deadline = time.monotonic() + self.drain_timeout
         for worker in self._workers:
             worker.close(max(0.1, deadline - time.monotonic()))
+        started = {id(w.sink) for w in self._workers}
+        for sink in self.sinks:  # start() failed before their worker existed: still ours
+            if id(sink) not in started:
+                try:
+                    sink.close()
+                except Exception:
+                    log.exception("closing sink %s failed", sink_name(sink))
         if self._iter_queue is not None:
             self._iter_queue.close()
         self._done.set()

@@ -1,0 +1,243 @@
+"""The Pipeline on real video files (made with ffmpeg from the shared photos) and real LiteRT."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from support.media import make_video
+
+from edge_sdk.classifier import Classifier
+from edge_sdk.errors import SourceError
+from edge_sdk.pipeline import Pipeline, choose_reduce
+from edge_sdk.postprocess import EmaSmoother, MeanSmoother, make_smoother
+from edge_sdk.sinks.jsonl import JsonlSink
+from edge_sdk.types import Frame, Prediction
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("videos")
+    small = (320, 240)
+    return {
+        "mjpeg": make_video(folder / "clip.avi", size=small, frames=40, photos=10),
+        "h264": make_video(folder / "clip.mp4", codec="h264", size=small, frames=40, photos=10),
+        "fast": make_video(folder / "fast.avi", size=small, frames=60, fps=120, photos=10),
+        "hd": make_video(folder / "hd.avi", size=(1280, 720), frames=5, photos=5),
+    }
+
+
+class Recorder:
+    """A sink that keeps what it gets; `delay` makes it slow, `gate` makes it wait."""
+
+    def __init__(self, *, lossless: bool = False, wants_frames: bool = True, delay: float = 0.0,
+                 gate: threading.Event | None = None, name: str = "") -> None:
+        self.lossless = lossless
+        self.wants_frames = wants_frames
+        self.name = name or ("lossless" if lossless else "visual")
+        self.delay = delay
+        self.gate = gate
+        self.got: list[tuple[Prediction, Frame | None]] = []
+        self.closed = False
+        self.attached: Any = None
+
+    def attach(self, pipeline: Any) -> None:
+        self.attached = pipeline
+
+    def publish(self, prediction: Prediction, frame: Frame | None) -> None:
+        if self.gate is not None:
+            self.gate.wait(20)
+        if self.delay:
+            time.sleep(self.delay)
+        self.got.append((prediction, frame))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_every_frame_of_a_file_in_order(videos: dict[str, Path], classifier: Classifier) -> None:
+    out = io.StringIO()
+    sink = Recorder(lossless=True)
+    pipeline = Pipeline(str(videos["mjpeg"]), classifier, [JsonlSink(stream=out), sink],
+                        keep_all=True)
+    snapshot = pipeline.run()  # returns at the end of the file
+    indices = [p.frame_index for p, _ in sink.got]
+    assert indices == list(range(40))
+    assert sink.closed and sink.attached is pipeline
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [d["frame"] for d in lines] == indices
+    assert snapshot["frames_out"] == 40 and snapshot["frames_dropped"] == 0
+    assert snapshot["sinks"]["lossless"]["published"] == 40
+    stages = snapshot["stages"]
+    assert stages["inference"]["count"] == 40 and stages["inference"]["p50_ms"] > 0
+    assert stages["age"]["p50_ms"] >= stages["inference"]["p50_ms"]
+    frame = sink.got[0][1]
+    assert frame is not None and frame.image.shape == (240, 320, 3)  # a visual sink: full size
+    timings = sink.got[-1][0].timings
+    assert timings.age > 0 and timings.capture_wait >= 0
+
+
+def test_h264_file_and_iteration(videos: dict[str, Path], classifier: Classifier) -> None:
+    with Pipeline(str(videos["h264"]), classifier, keep_all=True) as pipeline:
+        got = [p.frame_index for p in pipeline]
+    assert got == list(range(40))
+    assert not pipeline.running
+
+
+def test_max_frames_and_callback(videos: dict[str, Path], classifier: Classifier) -> None:
+    seen: list[int] = []
+    pipeline = Pipeline(str(videos["mjpeg"]), classifier, keep_all=True, max_frames=7,
+                        on_prediction=lambda p: seen.append(p.frame_index))
+    assert pipeline.run()["frames_out"] == 7
+    assert seen == list(range(7))
+
+
+def test_max_fps_paces_predictions(videos: dict[str, Path], classifier: Classifier) -> None:
+    started = time.monotonic()
+    Pipeline(str(videos["mjpeg"]), classifier, keep_all=True, max_frames=6, max_fps=20).run()
+    # Six predictions at most 20 per second need at least 5 intervals of 50 ms.
+    assert time.monotonic() - started >= 0.25
+
+
+def test_a_file_plays_in_real_time_by_default(videos: dict[str, Path],
+                                              classifier: Classifier) -> None:
+    pipeline = Pipeline(str(videos["fast"]), classifier)
+    snapshot = pipeline.run()
+    assert pipeline.realtime and not pipeline.keep_all
+    # Every frame was read; the ones inference had no time for were dropped in the slot.
+    assert snapshot["frames_in"] == 60
+    assert snapshot["frames_out"] + snapshot["frames_dropped"] == 60
+
+
+def test_slow_sink_does_not_slow_inference(videos: dict[str, Path],
+                                           classifier: Classifier) -> None:
+    gate = threading.Event()
+    stuck = Recorder(gate=gate, name="stuck")  # blocks in its first publish until released
+    lossless = Recorder(lossless=True, wants_frames=False)
+    pipeline = Pipeline(str(videos["fast"]), classifier, [stuck, lossless]).start()
+    try:
+        assert pipeline.wait(timeout=60), "inference did not reach the end of the file"
+        published = pipeline.published
+        # The whole file went through inference while the stuck sink had not finished one.
+        assert stuck.got == []
+        assert [p.frame_index for p, _ in lossless.got] == sorted({p.frame_index for p, _ in
+                                                                   lossless.got})
+    finally:
+        gate.set()
+        pipeline.stop()
+    assert len(lossless.got) == published
+    assert all(f is None for _, f in lossless.got)  # wants_frames = False
+    sinks = pipeline.metrics.snapshot()["sinks"]
+    assert sinks["stuck"]["dropped"] == published - len(stuck.got) >= published - 3
+
+
+def test_failing_sink_is_isolated(videos: dict[str, Path], classifier: Classifier,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        name = "broken"
+
+        def publish(self, prediction: Prediction, frame: Frame | None) -> None:
+            raise RuntimeError("disk full")
+
+        def close(self) -> None:
+            raise OSError("still broken")
+
+    good = Recorder(lossless=True)
+    with caplog.at_level(logging.WARNING):
+        snapshot = Pipeline(str(videos["mjpeg"]), classifier, [Broken(), good], keep_all=True,
+                            max_frames=10).run()
+    assert len(good.got) == 10
+    assert snapshot["sinks"]["broken"]["errors"] == 10
+    assert snapshot["sinks"]["broken"]["published"] == 0
+    tracebacks = [r for r in caplog.records if r.exc_info and r.message.startswith("sink broken")]
+    assert len(tracebacks) == 1  # the first failure in full, the rest rate-limited
+    assert any("closing sink broken failed" in r.message for r in caplog.records)
+
+
+def test_reduced_decode_when_no_sink_wants_frames(videos: dict[str, Path],
+                                                  classifier: Classifier) -> None:
+    blind = Recorder(lossless=True, wants_frames=False)
+    pipeline = Pipeline(str(videos["hd"]), classifier, [blind], keep_all=True)
+    with pipeline:
+        frames = []
+        original = pipeline.capture.get  # type: ignore[union-attr]
+
+        def spy(timeout: float | None = None) -> Frame | None:
+            frame = original(timeout)
+            if frame is not None:
+                frames.append(frame.image.shape)
+            return frame
+
+        pipeline.capture.get = spy  # type: ignore[union-attr,method-assign]
+        pipeline.wait(30)
+    assert frames and set(frames) == {(360, 640, 3)}  # 1280x720 decoded at 1/2 for 256 px
+    assert len(blind.got) == 5
+
+    seeing = Recorder()
+    with Pipeline(str(videos["hd"]), classifier, [seeing], keep_all=True) as pipeline:
+        pipeline.wait(30)
+    assert {f.image.shape for _, f in seeing.got if f is not None} == {(720, 1280, 3)}
+
+
+def test_choose_reduce() -> None:
+    assert choose_reduce((1280, 720), (224, 224), 256) == 2
+    assert choose_reduce((1920, 1080), (224, 224), 256) == 4
+    assert choose_reduce((640, 480), (224, 224), 256) == 1
+    assert choose_reduce((1280, 720), (192, 192), 219) == 2
+    assert choose_reduce((4000, 3000), (224, 224), 0) == 8
+    assert choose_reduce((0, 0), (224, 224), 256) == 1
+
+
+def test_smoothing_steadies_the_label(classifier: Classifier, photos: Path) -> None:
+    smoother = MeanSmoother(3)
+    a = np.array([1.0, 0.0], np.float32)
+    b = np.array([0.0, 1.0], np.float32)
+    assert smoother.update(a).tolist() == [1.0, 0.0]
+    assert np.allclose(smoother.update(b), [0.5, 0.5])
+    smoother.update(b)
+    assert np.allclose(smoother.update(b), [0.0, 1.0])  # `a` left the window
+    ema = EmaSmoother(0.5)
+    ema.update(a)
+    assert np.allclose(ema.update(b), [0.5, 0.5])
+    assert make_smoother(None) is None and make_smoother(1) is None
+    assert isinstance(make_smoother(4), MeanSmoother)
+    with pytest.raises(ValueError):
+        make_smoother(-1)
+    with pytest.raises(ValueError):
+        EmaSmoother(0.0)
+
+
+def test_pipeline_with_smoothing(videos: dict[str, Path], classifier: Classifier) -> None:
+    sink = Recorder(lossless=True, wants_frames=False)
+    Pipeline(str(videos["mjpeg"]), classifier, [sink], keep_all=True, smoothing=5).run()
+    assert len(sink.got) == 40
+    assert all(p.top and p.timings.postprocess > 0 for p, _ in sink.got)
+
+
+def test_bad_sources_and_arguments(tmp_path: Path, classifier: Classifier) -> None:
+    with pytest.raises(SourceError):
+        Pipeline(str(tmp_path / "missing.mp4"), classifier).run()
+    with pytest.raises(ValueError, match="max_fps"):
+        Pipeline("x.mp4", classifier, max_fps=0)
+    with pytest.raises(ValueError, match="reduce"):
+        Pipeline("x.mp4", classifier, reduce=3)
+    with pytest.raises(TypeError, match="not a sink"):
+        Pipeline("x.mp4", classifier, [object()])
+
+
+def test_stop_from_another_thread(videos: dict[str, Path], classifier: Classifier) -> None:
+    pipeline = Pipeline(str(videos["mjpeg"]), classifier, realtime=True)
+    timer = threading.Timer(0.3, pipeline.request_stop)
+    timer.start()
+    started = time.monotonic()
+    pipeline.run()
+    timer.join()
+    assert time.monotonic() - started < 1.2  # the clip lasts 1.3 s at 30 fps
+    assert 0 < pipeline.published < 40
