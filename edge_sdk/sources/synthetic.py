@@ -8,6 +8,7 @@ a test or benchmark can tell exactly which frame a prediction was made from.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Mapping
 from urllib.parse import parse_qs, urlsplit
@@ -24,20 +25,22 @@ STAMP_BITS = 24
 _CELLS = STAMP_BITS + 2
 
 
-def _stamp_geometry(height: int, width: int) -> tuple[int, int]:
-    cell_w = width // _CELLS
-    if cell_w < 2 or height < 8:
+def _stamp_cells(height: int, width: int) -> tuple[list[tuple[int, int]], int]:
+    """Column spans of the cells and the stamp's height. Both are fractions of the image size,
+    so a copy decoded at 1/2, 1/4 or 1/8 size has its cells at the same relative places."""
+    if width < 2 * _CELLS or height < 8:
         raise ValueError(f"image {width}x{height} is too small to stamp a frame number on")
-    return cell_w, max(4, height // 16)
+    edges = [round(i * width / _CELLS) for i in range(_CELLS + 1)]
+    return list(itertools.pairwise(edges)), max(4, height // 16)
 
 
 def stamp_number(image: Image, number: int) -> None:
     """Draw `number` (mod 2**24) into the top rows of a BGR image, in place."""
-    cell_w, cell_h = _stamp_geometry(image.shape[0], image.shape[1])
+    cells, cell_h = _stamp_cells(image.shape[0], image.shape[1])
     number %= 1 << STAMP_BITS
     bits = [1, 0] + [(number >> (STAMP_BITS - 1 - i)) & 1 for i in range(STAMP_BITS)]
-    for i, bit in enumerate(bits):
-        image[:cell_h, i * cell_w : (i + 1) * cell_w] = 255 if bit else 0
+    for (x0, x1), bit in zip(cells, bits, strict=True):
+        image[:cell_h, x0:x1] = 255 if bit else 0
 
 
 def read_number(image: Image) -> int | None:
@@ -46,16 +49,15 @@ def read_number(image: Image) -> int | None:
     Works on JPEG-compressed and reduced-size copies: it samples the middle of each cell.
     """
     try:
-        cell_w, cell_h = _stamp_geometry(image.shape[0], image.shape[1])
+        cells, cell_h = _stamp_cells(image.shape[0], image.shape[1])
     except ValueError:
         return None
     grey = image[:cell_h].mean(axis=2) if image.ndim == 3 else image[:cell_h]
     y0, y1 = cell_h // 4, max(cell_h // 4 + 1, 3 * cell_h // 4)
-    x_margin = max(cell_w // 4, 0)
-    levels = [
-        float(grey[y0:y1, i * cell_w + x_margin : (i + 1) * cell_w - x_margin].mean())
-        for i in range(_CELLS)
-    ]
+    levels = []
+    for x0, x1 in cells:
+        margin = (x1 - x0) // 4
+        levels.append(float(grey[y0:y1, x0 + margin : max(x0 + margin + 1, x1 - margin)].mean()))
     white, black = levels[0], levels[1]
     if white - black < 64:
         return None

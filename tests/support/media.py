@@ -110,8 +110,7 @@ def make_video(
         for frame in photo_frames(size, frames, photos=photos, stamp=stamp):
             proc.stdin.write(frame.tobytes())
     finally:
-        proc.stdin.close()
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)  # closes stdin (closing it first breaks its flush)
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg failed ({proc.returncode}): {err.decode(errors='replace')}")
     return out

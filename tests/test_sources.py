@@ -1,0 +1,569 @@
+"""Every source scheme that can run here, on real files and a real local MJPEG stream.
+
+Hardware this machine lacks (USB camera, Raspberry Pi camera, Jetson) is covered by the URI
+parsing, the errors a user sees without it, the Jetson pipeline string, and the picamera2 adapter
+run against a fake with picamera2's API.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import pytest
+from support.media import make_jpeg, make_video
+from support.mjpeg_server import MjpegServer, free_port
+
+from edge_sdk.errors import BackendUnavailable, ConfigError, SourceError
+from edge_sdk.protocols import FrameSource
+from edge_sdk.sources import SCHEMES_HELP, open_source, route, source_options, uses_packets
+from edge_sdk.sources.base import decode_jpeg, reduced_size
+from edge_sdk.sources.csi import CsiSource, csi_number
+from edge_sdk.sources.gstreamer import opencv_has_gstreamer
+from edge_sdk.sources.jetson import is_jetson, nvargus_pipeline
+from edge_sdk.sources.synthetic import SyntheticSource, read_number, stamp_number
+from edge_sdk.sources.v4l2 import v4l2_device
+from edge_sdk.types import Frame
+
+FRAMES = 24
+
+
+@pytest.fixture(scope="module")
+def mjpeg_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_video(tmp_path_factory.mktemp("video") / "cam.avi", codec="mjpeg", frames=FRAMES)
+
+
+@pytest.fixture(scope="module")
+def h264_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_video(tmp_path_factory.mktemp("video") / "cam.mp4", codec="h264", frames=FRAMES)
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    for i, size in enumerate([(640, 480), (320, 240), (800, 600)]):
+        make_jpeg(folder / f"img{i}.jpg", size)
+    cv2.imwrite(str(folder / "img3.png"), np.full((50, 60, 3), 200, np.uint8))
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture()
+def server() -> Any:
+    with MjpegServer(fps=30, size=(640, 480)) as srv:
+        yield srv
+
+
+def read_all(source: FrameSource, limit: int = 10_000) -> list[Frame]:
+    frames = []
+    while len(frames) < limit and (frame := source.read()) is not None:
+        frames.append(frame)
+    return frames
+
+
+def assert_bgr(frame: Frame, size: tuple[int, int]) -> None:
+    assert frame.image.dtype == np.uint8
+    assert frame.image.shape == (size[1], size[0], 3)
+
+
+# -- URIs ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "name"),
+    [
+        ("0", "v4l2"),
+        ("2", "v4l2"),
+        ("/dev/video1", "v4l2"),
+        ("v4l2:///dev/video0", "v4l2"),
+        ("clip.mp4", "file"),
+        ("file:///data/clip.mkv", "file"),
+        ("photo.JPG", "image"),
+        ("file:///data/photo.png", "image"),
+        ("photos/*.jpg", "image"),
+        ("http://cam.local/stream", "http"),
+        ("https://cam.local/stream", "https"),
+        ("RTSP://cam.local:554/h264", "rtsp"),
+        ("gst://videotestsrc ! appsink", "gst"),
+        ("csi://0", "csi"),
+        ("test://?size=320x240", "test"),
+    ],
+)
+def test_route_picks_backend_by_scheme(uri: str, name: str) -> None:
+    assert route(uri) == name
+
+
+def test_route_sends_a_folder_to_the_image_source(image_folder: Path) -> None:
+    assert route(str(image_folder)) == "image"
+
+
+@pytest.mark.parametrize("uri", ["", "   ", "foo://bar", "ftp://cam/x.mjpg", "image://x.jpg"])
+def test_unknown_or_empty_uri_lists_the_schemes(uri: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        open_source(uri)
+    assert SCHEMES_HELP in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("uri", "fragment"),
+    [
+        ("v4l2://video0", "v4l2:///dev/videoN"),
+        ("csi://front", "csi://N"),
+        ("test://?size=huge", "640x480"),
+        ("test://?colour=red", "unknown option"),
+        ("http://", "http://host"),
+        ("http://cam:99999/x", "port"),
+        ("rtsp:///nohost", "rtsp://host"),
+        ("gst://", "pipeline"),
+    ],
+)
+def test_malformed_uri_is_a_config_error(uri: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        open_source(uri)
+    assert fragment in str(err.value)
+
+
+def test_unknown_option_lists_the_accepted_ones(mjpeg_video: Path) -> None:
+    with pytest.raises(ConfigError, match="accepted: reduce, loop"):
+        open_source(str(mjpeg_video), quality=3)
+    with pytest.raises(ValueError, match="reduce"):
+        open_source(str(mjpeg_video), reduce=3)
+
+
+def test_source_options_tell_where_reduce_applies() -> None:
+    assert "reduce" in source_options("clip.avi")
+    assert "reduce" in source_options("http://cam/stream")
+    assert "reduce" in source_options("photos/*.jpg")
+    assert "reduce" not in source_options("0")
+    assert "reduce" not in source_options("test://")
+
+
+# -- USB cameras (none here) -------------------------------------------------------------------
+
+
+def test_v4l2_uri_parsing() -> None:
+    assert v4l2_device("0") == "/dev/video0"
+    assert v4l2_device("12") == "/dev/video12"
+    assert v4l2_device("v4l2:///dev/video3") == "/dev/video3"
+    assert v4l2_device("v4l2://1") == "/dev/video1"
+    assert v4l2_device("/dev/v4l/by-id/usb-cam") == "/dev/v4l/by-id/usb-cam"
+
+
+@pytest.mark.skipif(os.path.exists("/dev/video0"), reason="this machine has a camera")
+def test_missing_camera_says_what_to_do() -> None:
+    with pytest.raises(SourceError) as err:
+        open_source("0")
+    assert str(err.value) == "no camera at /dev/video0; try --source FILE"
+    with pytest.raises(SourceError, match="no camera at /dev/video9; try --source FILE"):
+        open_source("v4l2:///dev/video9", size="1280x720", fps=30)
+
+
+def test_v4l2_rejects_bad_options() -> None:
+    with pytest.raises(ConfigError, match="fourcc"):
+        open_source("0", fourcc="MJPEG")
+    with pytest.raises(ConfigError, match="size"):
+        open_source("0", size="big")
+
+
+# -- video files -------------------------------------------------------------------------------
+
+
+def test_mjpeg_video_is_read_as_jpeg_packets(mjpeg_video: Path) -> None:
+    with open_source(str(mjpeg_video)) as source:
+        assert uses_packets(source)
+        assert source.codec == "MJPG"
+        assert (source.size, source.fps, source.live) == ((1280, 720), 30.0, False)
+        assert source.frame_count == FRAMES
+        frames = read_all(source)
+    assert len(frames) == FRAMES
+    assert_bgr(frames[0], (1280, 720))
+    assert [read_number(f.image) for f in frames] == list(range(FRAMES))
+    assert [f.index for f in frames] == list(range(FRAMES))
+    stamps = [f.timestamp_ns for f in frames]
+    assert stamps == sorted(stamps)
+    assert all(f.source == str(mjpeg_video) for f in frames)
+
+
+@pytest.mark.parametrize("reduce", [2, 4, 8])
+def test_mjpeg_video_decodes_at_reduced_size(mjpeg_video: Path, reduce: int) -> None:
+    with open_source(f"file://{mjpeg_video}", reduce=reduce) as source:
+        expected = (1280 // reduce, 720 // reduce)
+        assert source.size == expected
+        frames = read_all(source)
+    assert len(frames) == FRAMES
+    assert_bgr(frames[-1], expected)
+    # The frame number survives the reduced decode: same pictures, just smaller.
+    assert [read_number(f.image) for f in frames] == list(range(FRAMES))
+
+
+def test_reduce_can_change_on_an_open_source(mjpeg_video: Path) -> None:
+    with open_source(str(mjpeg_video)) as source:
+        source.reduce = 4
+        assert source.size == (320, 180)
+        assert_bgr(source.read(), (320, 180))
+
+
+def test_h264_video_is_decoded_by_ffmpeg(h264_video: Path) -> None:
+    with open_source(str(h264_video), reduce=2) as source:
+        assert not uses_packets(source)
+        assert source.codec.lower() in ("h264", "avc1")
+        assert (source.size, source.reduce, source.fps) == ((1280, 720), 1, 30.0)
+        frames = read_all(source)
+    assert len(frames) == FRAMES
+    assert_bgr(frames[0], (1280, 720))
+    assert [read_number(f.image) for f in frames] == list(range(FRAMES))
+
+
+def test_looping_video_starts_again(mjpeg_video: Path) -> None:
+    with open_source(str(mjpeg_video), loop=True) as source:
+        frames = read_all(source, limit=FRAMES + 5)
+    assert [read_number(f.image) for f in frames[FRAMES:]] == [0, 1, 2, 3, 4]
+    assert [f.index for f in frames] == list(range(FRAMES + 5))
+
+
+def test_missing_or_broken_video_is_a_source_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="no such video file"):
+        open_source(str(tmp_path / "nope.mp4"))
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(SourceError, match=r"cannot read .* as a video"):
+        open_source(str(junk))
+
+
+# -- images ------------------------------------------------------------------------------------
+
+
+def test_single_image_gives_one_frame(image_folder: Path) -> None:
+    with open_source(str(image_folder / "img0.jpg")) as source:
+        assert (source.size, source.live, source.fps) == ((640, 480), False, 0.0)
+        frames = read_all(source)
+    assert len(frames) == 1
+    assert_bgr(frames[0], (640, 480))
+
+
+def test_folder_gives_its_images_in_name_order(image_folder: Path) -> None:
+    with open_source(str(image_folder), reduce=2) as source:
+        frames = read_all(source)
+    # img0..img2 (JPEG) and img3.png; notes.txt is not an image.
+    shapes = [f.image.shape[:2] for f in frames]
+    assert shapes == [(240, 320), (120, 160), (300, 400), (25, 30)]
+
+
+def test_glob_selects_matching_images(image_folder: Path) -> None:
+    with open_source(f"{image_folder}/img[12].jpg") as source:
+        assert [f.image.shape[1] for f in read_all(source)] == [320, 800]
+
+
+def test_corrupt_image_in_a_folder_is_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    make_jpeg(tmp_path / "a.jpg", (64, 48))
+    (tmp_path / "b.jpg").write_bytes(b"\xff\xd8 truncated")
+    make_jpeg(tmp_path / "c.jpg", (64, 48))
+    with open_source(str(tmp_path)) as source:
+        frames = read_all(source)
+    assert [f.index for f in frames] == [0, 2]
+    assert "does not decode" in caplog.text
+
+
+def test_empty_folder_or_missing_image_is_a_source_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="no images"):
+        open_source(str(tmp_path))
+    with pytest.raises(SourceError, match="no images"):
+        open_source(f"{tmp_path}/*.jpg")
+    with pytest.raises(SourceError, match="no such file"):
+        open_source(str(tmp_path / "cat.jpg"))
+
+
+# -- test:// ------------------------------------------------------------------------------------
+
+
+def test_synthetic_source_from_query() -> None:
+    with open_source("test://?size=320x240&fps=15&count=4&live=0") as source:
+        assert isinstance(source, SyntheticSource)
+        assert (source.size, source.fps, source.live) == ((320, 240), 15.0, False)
+        frames = read_all(source)
+    assert [read_number(f.image) for f in frames] == [0, 1, 2, 3]
+    assert_bgr(frames[0], (320, 240))
+
+
+def test_synthetic_live_source_skips_frames_for_a_slow_reader() -> None:
+    with open_source("test://", size=(160, 120), fps=200.0, count=40) as source:
+        assert source.live
+        first = source.read()
+        time.sleep(0.06)  # about 12 frame intervals: a camera would not wait
+        second = source.read()
+    assert first is not None and second is not None
+    assert second.index > first.index + 1
+    assert read_number(second.image) == second.index
+
+
+def test_stamp_survives_jpeg_and_reduced_decode() -> None:
+    image = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    stamp_number(image, 123_456)
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 60])
+    assert ok
+    for reduce in (1, 2, 4, 8):
+        decoded = decode_jpeg(jpeg, reduce)
+        assert decoded is not None
+        assert read_number(decoded) == 123_456
+    assert read_number(np.zeros((720, 1280, 3), np.uint8)) is None
+
+
+def test_reduced_size_rounds_up_like_libjpeg() -> None:
+    image = np.zeros((255, 341, 3), np.uint8)
+    ok, jpeg = cv2.imencode(".jpg", image)
+    assert ok
+    for reduce in (2, 4, 8):
+        decoded = decode_jpeg(jpeg, reduce)
+        assert decoded is not None
+        assert reduced_size((341, 255), reduce) == (decoded.shape[1], decoded.shape[0])
+
+
+# -- HTTP MJPEG ---------------------------------------------------------------------------------
+
+
+def test_http_mjpeg_stream(server: MjpegServer) -> None:
+    with open_source(server.url) as source:
+        assert (source.size, source.live) == ((640, 480), True)
+        frames = [source.read() for _ in range(12)]
+        fps = source.fps
+    numbers = [read_number(f.image) for f in frames if f is not None]
+    assert len(numbers) == 12
+    assert numbers == sorted(numbers) and len(set(numbers)) == 12
+    assert_bgr(frames[0], (640, 480))
+    assert 5 < fps < 200  # measured from arrivals; loose, the machine is shared
+
+
+def test_http_stream_skips_stale_frames_before_decoding(server: MjpegServer) -> None:
+    with open_source(server.url, reduce=2) as source:
+        source.read()
+        first = source.read()
+        time.sleep(0.4)  # about 12 frames pile up in the socket
+        newest_sent = max(server.sent_ns)
+        fresh = source.read()
+        assert source.skipped >= 3
+    assert first is not None and fresh is not None
+    assert_bgr(fresh, (320, 240))
+    assert fresh.index > first.index + 3
+    # What came out is the newest frame the server had sent, not the oldest waiting one.
+    assert read_number(fresh.image) >= newest_sent - 1
+
+
+def test_http_stream_without_content_length() -> None:
+    with (
+        MjpegServer(fps=60, size=(320, 240), content_length=False) as srv,
+        open_source(srv.url) as source,
+    ):
+        numbers = [read_number(source.read().image) for _ in range(5)]
+    assert None not in numbers
+    assert numbers == sorted(numbers)
+
+
+def test_http_login_from_the_uri() -> None:
+    with MjpegServer(fps=30, size=(320, 240), auth=("ann", "s3cret")) as srv:
+        with pytest.raises(SourceError, match="needs a login"):
+            open_source(srv.url)
+        with open_source(srv.url.replace("http://", "http://ann:s3cret@")) as source:
+            assert source.read() is not None
+
+
+def test_http_errors_are_one_line_source_errors(server: MjpegServer) -> None:
+    with pytest.raises(SourceError, match="HTTP 404"):
+        open_source(server.url_for("/nothing"))
+    with pytest.raises(SourceError, match="not an MJPEG stream"):
+        open_source(server.url_for("/snapshot.jpg"))
+    with pytest.raises(SourceError, match="cannot connect") as err:
+        open_source(f"http://127.0.0.1:{free_port()}/stream", timeout=1.0)
+    assert "\n" not in str(err.value)
+
+
+def test_http_stall_raises_after_the_timeout(server: MjpegServer) -> None:
+    with open_source(server.url, timeout=0.5) as source:
+        assert source.read() is not None
+        server.paused = True
+        with pytest.raises(SourceError, match=r"no (complete frame|data)"):
+            for _ in range(100):
+                source.read()
+
+
+def test_http_close_wakes_a_blocked_read(server: MjpegServer) -> None:
+    source = open_source(server.url, timeout=30.0)
+    source.read()
+    server.paused = True
+    done = threading.Event()
+
+    def reader() -> None:
+        while source.read() is not None:
+            pass
+        done.set()
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    time.sleep(0.2)
+    source.close()
+    assert done.wait(5), "read() stayed blocked after close()"
+
+
+# -- RTSP, GStreamer, CSI -----------------------------------------------------------------------
+
+
+def test_rtsp_unreachable_is_a_source_error() -> None:
+    with pytest.raises(SourceError, match=r"cannot open rtsp://127\.0\.0\.1"):
+        open_source(f"rtsp://127.0.0.1:{free_port()}/live", timeout=2.0)
+
+
+@pytest.mark.skipif(opencv_has_gstreamer(), reason="this OpenCV has GStreamer")
+def test_gstreamer_without_support_names_the_fix() -> None:
+    with pytest.raises(BackendUnavailable, match=r"without GStreamer.*apt install python3-opencv"):
+        open_source("gst://videotestsrc ! videoconvert ! appsink")
+
+
+def test_jetson_pipeline_string() -> None:
+    assert nvargus_pipeline(1, (1920, 1080), 30.0, flip=2) == (
+        "nvarguscamerasrc sensor-id=1 ! "
+        "video/x-raw(memory:NVMM),width=1920,height=1080,framerate=30/1,format=NV12 ! "
+        "nvvidconv flip-method=2 ! video/x-raw,width=1920,height=1080,format=BGRx ! "
+        "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
+    )
+    assert "framerate=29970/1000" in nvargus_pipeline(0, (1280, 720), 29.97)
+    with pytest.raises(ValueError):
+        nvargus_pipeline(0, (1280, 720), 30.0, flip=9)
+
+
+def test_jetson_detection(tmp_path: Path) -> None:
+    # Fake filesystem roots: this machine is neither board.
+    jetson = tmp_path / "jetson"
+    (jetson / "etc").mkdir(parents=True)
+    (jetson / "etc/nv_tegra_release").write_text("# R32 (release), REVISION: 7.1")
+    orin = tmp_path / "orin"
+    (orin / "proc/device-tree").mkdir(parents=True)
+    (orin / "proc/device-tree/model").write_bytes(b"NVIDIA Jetson Orin Nano Developer Kit\0")
+    pi = tmp_path / "pi"
+    (pi / "proc/device-tree").mkdir(parents=True)
+    (pi / "proc/device-tree/model").write_bytes(b"Raspberry Pi 5 Model B Rev 1.0\0")
+    assert is_jetson(str(jetson)) and is_jetson(str(orin))
+    assert not is_jetson(str(pi)) and not is_jetson(str(tmp_path))
+
+
+@pytest.mark.skipif(opencv_has_gstreamer(), reason="this OpenCV has GStreamer")
+def test_csi_on_a_jetson_goes_through_gstreamer() -> None:
+    with pytest.raises(BackendUnavailable, match="GStreamer"):
+        CsiSource("csi://0", jetson=True)
+
+
+def test_csi_uri_parsing() -> None:
+    assert csi_number("csi://") == 0
+    assert csi_number("csi://1") == 1
+    with pytest.raises(ConfigError):
+        csi_number("csi://-1")
+
+
+class FakePicamera2:
+    """Stands in for picamera2.Picamera2: no Raspberry Pi camera (nor libcamera) exists here.
+
+    It has the real class's API as the adapter uses it: Picamera2(camera_num), the
+    create_video_configuration(main={"size", "format"}, controls=...) / configure / start /
+    capture_array(name) / stop / close life cycle, and global_camera_info(). Like libcamera's
+    "RGB888", capture_array returns pixels stored B, G, R, here for a scene that is pure red,
+    with the row padding a real buffer may carry.
+    """
+
+    cameras = 1
+    instances: ClassVar[list[FakePicamera2]] = []
+
+    def __init__(self, camera_num: int = 0, tuning: object = None) -> None:
+        if camera_num >= self.cameras:
+            raise IndexError("list index out of range")  # what picamera2 raises
+        self.camera_num = camera_num
+        self.calls: list[str] = []
+        self.config: dict[str, Any] | None = None
+        FakePicamera2.instances.append(self)
+
+    @staticmethod
+    def global_camera_info() -> list[dict[str, Any]]:
+        return [{"Model": "imx708", "Num": n} for n in range(FakePicamera2.cameras)]
+
+    def create_video_configuration(
+        self,
+        main: dict[str, Any] | None = None,
+        lores: dict[str, Any] | None = None,
+        raw: dict[str, Any] | None = None,
+        transform: object = None,
+        colour_space: object = None,
+        buffer_count: int = 6,
+        controls: dict[str, Any] | None = None,
+        display: str | None = "main",
+        encode: str | None = "main",
+        queue: bool = True,
+    ) -> dict[str, Any]:
+        self.calls.append("create_video_configuration")
+        return {"main": dict(main or {}), "controls": dict(controls or {}), "buffer_count": buffer_count}
+
+    def configure(self, camera_config: dict[str, Any]) -> None:
+        self.calls.append("configure")
+        self.config = camera_config
+
+    def start(self, config: dict[str, Any] | None = None, show_preview: bool = False) -> None:
+        self.calls.append("start")
+
+    def capture_array(self, name: str = "main") -> np.ndarray:
+        assert self.config is not None and "start" in self.calls
+        width, height = self.config["main"]["size"]
+        assert self.config["main"]["format"] == "RGB888"
+        stride = width + 16  # padded rows
+        array = np.zeros((height, stride, 3), np.uint8)
+        array[..., 2] = 255  # memory order B, G, R: this is red
+        return array
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+@pytest.fixture()
+def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> type[FakePicamera2]:
+    module = types.ModuleType("picamera2")
+    module.Picamera2 = FakePicamera2
+    monkeypatch.setitem(sys.modules, "picamera2", module)
+    FakePicamera2.instances = []
+    return FakePicamera2
+
+
+def test_picamera2_adapter(fake_picamera2: type[FakePicamera2]) -> None:
+    with open_source("csi://0", size="640x480", fps=25, jetson=False) as source:
+        assert (source.size, source.live) == ((640, 480), True)
+        frames = [source.read() for _ in range(3)]
+    camera = fake_picamera2.instances[0]
+    assert camera.config == {
+        "main": {"size": (640, 480), "format": "RGB888"},
+        "controls": {"FrameRate": 25.0},
+        "buffer_count": 6,
+    }
+    assert camera.calls == ["create_video_configuration", "configure", "start", "stop", "close"]
+    frame = frames[-1]
+    assert frame is not None and frame.source == "csi://0"
+    assert_bgr(frame, (640, 480))
+    # RGB888 is already BGR in memory: red stays red without any conversion.
+    assert frame.image[0, 0].tolist() == [0, 0, 255]
+    assert frame.image.flags["C_CONTIGUOUS"]
+    assert [f.index for f in frames if f] == [0, 1, 2]
+
+
+def test_picamera2_missing_camera(fake_picamera2: type[FakePicamera2]) -> None:
+    with pytest.raises(SourceError, match="no Raspberry Pi camera at csi://1"):
+        open_source("csi://1", jetson=False)
+
+
+def test_picamera2_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails as if not installed
+    with pytest.raises(BackendUnavailable, match="apt install python3-picamera2"):
+        open_source("csi://0", jetson=False)
