@@ -1,0 +1,378 @@
+"""The service's TOML config, parsed with `tomllib` into frozen dataclasses.
+
+Where the file is: ``--config FILE``, else ``$EDGE_SDK_CONFIG``, else
+``/etc/edge-sdk/config.toml`` if it exists, else every default. ``systemd/config.example.toml``
+explains every option; its tables are the dataclasses below, one per table, and each field's
+metadata carries its help text, accepted values and range.
+
+Errors name the file, table and key, and say what is accepted. Unknown tables and keys are
+refused (a typo must not silently fall back to a default). Secrets never live here: a
+``password`` or ``token`` key is refused with a pointer to the ``*_file`` option or systemd
+credential that replaces it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from edge_sdk.errors import ConfigError
+
+#: Where the service looks when neither --config nor $EDGE_SDK_CONFIG says otherwise.
+DEFAULT_PATH = Path("/etc/edge-sdk/config.toml")
+ENV_VAR = "EDGE_SDK_CONFIG"
+
+#: Keys that would hold a secret, and what to use instead.
+_SECRET_KEYS = {
+    "password": "put the password in a file (mode 0600) and set password_file, or give the "
+    "service the systemd credential mqtt-password (LoadCredential=)",
+    "token": "put the token in a file (mode 0600) and set token_file",
+}
+
+
+def opt(default: Any, doc: str, *, choices: tuple[Any, ...] = (), minimum: float | None = None,
+        maximum: float | None = None) -> Any:
+    """Declare one config key: its default, help text, and accepted values or range."""
+    meta = {"doc": doc, "choices": choices, "min": minimum, "max": maximum}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """[model]: which model, on which runtime."""
+
+    name: str = opt("squeezenet1.1", "zoo name (edge-classify models list) or a .tflite/.onnx path")
+    runtime: str = opt("litert", "inference runtime", choices=("litert", "onnxruntime", "opencv"))
+    precision: str = opt("int8", "for zoo names: the built model to use", choices=("int8", "float"))
+    threads: int = opt(0, "runtime threads; 0 lets the runtime choose", minimum=0, maximum=64)
+    top_k: int = opt(5, "classes per prediction", minimum=1, maximum=1000)
+    threshold: float = opt(0.0, "leave out classes scoring below this", minimum=0.0, maximum=1.0)
+    home: str = opt("", "model cache folder (EDGE_SDK_HOME); empty: $EDGE_SDK_HOME or ~/.cache/edge-sdk")
+    mirror: str = opt("", "folder of model sources for building; empty: $EDGE_SDK_MODEL_MIRROR")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """[source]: where frames come from."""
+
+    uri: str = opt("0", "camera index, v4l2:///dev/videoN, csi://0, rtsp://..., http://..., a "
+                   "file, a folder, gst://..., or test://")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """[pipeline]: pacing and smoothing."""
+
+    max_fps: float = opt(0.0, "publish at most this many predictions per second; 0: no limit",
+                         minimum=0.0)
+    max_frames: int = opt(0, "stop after this many predictions; 0: run until stopped", minimum=0)
+    smoothing: int = opt(0, "average scores over the last N frames (stops label flicker); 0: off",
+                         minimum=0, maximum=1000)
+    keep_all: bool = opt(False, "process every frame of a file instead of the newest (offline runs)")
+    realtime: bool = opt(False, "pace a file source at its own frame rate, like a camera")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """[mqtt]: publish predictions to a broker (see docs/mqtt.md)."""
+
+    enabled: bool = opt(False, "publish predictions over MQTT")
+    host: str = opt("localhost", "broker host name or address")
+    port: int = opt(0, "broker port; 0: 8883 with TLS, else 1883", minimum=0, maximum=65535)
+    device_id: str = opt("", "this device's id in topics; empty: the host name")
+    prefix: str = opt("edge-sdk", "first topic level: {prefix}/{device_id}/prediction and /status")
+    qos: int = opt(1, "MQTT QoS of predictions; 1 survives broker restarts", choices=(0, 1, 2))
+    on_change: bool = opt(False, "publish only when the top label changes")
+    hysteresis: int = opt(3, "predictions in a row a new label needs to count as a change",
+                          minimum=1, maximum=1000)
+    min_interval: float = opt(1.0, "seconds between two change publications", minimum=0.0)
+    interval: float = opt(0.0, "publish every N seconds (a heartbeat with on_change); 0: off",
+                          minimum=0.0)
+    tls: bool = opt(False, "use TLS (implied by ca_file or certfile); without ca_file, the system CAs")
+    ca_file: str = opt("", "CA certificate (PEM) to verify the broker with")
+    certfile: str = opt("", "client certificate (PEM) for brokers that want one")
+    keyfile: str = opt("", "the client certificate's private key (PEM)")
+    username: str = opt("", "broker user name; empty: anonymous")
+    password_file: str = opt("", "file whose first line is the password; empty: the systemd "
+                             "credential mqtt-password if the service has one")
+    keepalive: int = opt(30, "seconds between keep-alive pings", minimum=5, maximum=3600)
+    queue_size: int = opt(1000, "predictions held while the broker is away; more are counted "
+                          "as overflow", minimum=1, maximum=1_000_000)
+    discovery: bool = opt(True, "announce sensors to Home Assistant (MQTT discovery)")
+    discovery_prefix: str = opt("homeassistant", "Home Assistant's discovery prefix")
+    reconnect_min: float = opt(1.0, "first reconnect delay in seconds (doubles on each failure)",
+                               minimum=0.01)
+    reconnect_max: float = opt(60.0, "longest reconnect delay in seconds", minimum=0.01)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """[web]: the headless web view (live video, predictions, /metrics)."""
+
+    enabled: bool = opt(False, "serve the web view")
+    bind: str = opt("127.0.0.1:8080", "address:port to listen on; any address other than "
+                    "loopback needs token_file (or insecure = true)")
+    token_file: str = opt("", "file whose first line is the access token")
+    insecure: bool = opt(False, "allow a non-loopback bind without a token (trusted networks only)")
+    quality: int = opt(80, "JPEG quality of the video stream", minimum=1, maximum=100)
+    max_width: int = opt(960, "scale streamed frames down to this width; 0: full size", minimum=0)
+    stream_fps: float = opt(15.0, "frames per second streamed to viewers; 0: every frame",
+                            minimum=0.0)
+
+
+@dataclass(frozen=True)
+class OverlayConfig:
+    """[overlay]: a window on the board's own display (switched off when there is none)."""
+
+    enabled: bool = opt(False, "show the overlay window")
+
+
+@dataclass(frozen=True)
+class JsonlConfig:
+    """[jsonl]: one JSON line per prediction to a file."""
+
+    enabled: bool = opt(False, "write predictions as JSON lines")
+    path: str = opt("-", "file to append to; '-' is standard output (the journal under systemd)")
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """[service]: how the service runs under systemd."""
+
+    log_level: str = opt("info", "log verbosity", choices=("debug", "info", "warning", "error"))
+    status_every: float = opt(5.0, "seconds between systemd STATUS updates", minimum=0.5)
+    stall_after: float = opt(0.0, "seconds without a prediction before watchdog pings stop; "
+                             "0: half of WatchdogSec", minimum=0.0)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole config: one attribute per table, plus the file it came from."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    jsonl: JsonlConfig = field(default_factory=JsonlConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    path: str = ""
+
+    def replace(self, table: str, **values: Any) -> Config:
+        """Return a copy with keys of `table` changed, checked like the file's values.
+
+        Raises:
+            ConfigError: unknown table or key, or a value that is not accepted.
+        """
+        section = getattr(self, table, None) if table in TABLES else None
+        if section is None:
+            raise ConfigError(f"no config table [{table}]; tables: {', '.join(TABLES)}")
+        checked = _check_table(table, values, type(section), where="command line")
+        return dataclasses.replace(self, **{table: dataclasses.replace(section, **checked)})
+
+
+#: Table name -> its dataclass, in the order the example file lists them.
+TABLES: dict[str, type[Any]] = {
+    f.name: f.default_factory  # type: ignore[misc]
+    for f in dataclasses.fields(Config)
+    if f.name != "path"
+}
+
+
+def _type_name(tp: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
+def _check_value(where: str, key: str, value: Any, tp: Any, meta: Mapping[str, Any]) -> Any:
+    # TOML's booleans are not integers here: `qos = true` is a mistake, not 1.
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, tp)
+    if not ok:
+        raise ConfigError(f"{where} {key} = {value!r} must be {_type_name(tp)}")
+    choices = meta.get("choices") or ()
+    if choices and value not in choices:
+        shown = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in choices)
+        raise ConfigError(f"{where} {key} = {value!r} is not accepted; choose one of: {shown}")
+    low, high = meta.get("min"), meta.get("max")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{where} {key} = {value!r} is out of range; it must be {bounds}")
+    return value
+
+
+def _check_table(table: str, values: Mapping[str, Any], cls: type[Any], where: str) -> dict[str, Any]:
+    label = f"{where}: [{table}]"
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in _SECRET_KEYS and key not in fields:
+            raise ConfigError(
+                f"{label} {key}: secrets do not belong in the config file; {_SECRET_KEYS[key]}"
+            )
+        if key not in fields:
+            raise ConfigError(f"{label} has no key {key!r}; accepted: {', '.join(fields)}")
+        checked[key] = _check_value(label, key, value, hints[key], fields[key].metadata)
+    return checked
+
+
+def _cross_checks(config: Config, where: str) -> None:
+    mqtt = config.mqtt
+    if mqtt.reconnect_min > mqtt.reconnect_max:
+        raise ConfigError(
+            f"{where}: [mqtt] reconnect_min = {mqtt.reconnect_min} is above reconnect_max = "
+            f"{mqtt.reconnect_max}; make reconnect_min <= reconnect_max"
+        )
+    if mqtt.password_file and not mqtt.username:
+        raise ConfigError(f"{where}: [mqtt] password_file is set but username is not; set username")
+    if mqtt.keyfile and not mqtt.certfile:
+        raise ConfigError(f"{where}: [mqtt] keyfile needs certfile (the client certificate)")
+    for part in ("device_id", "prefix", "discovery_prefix"):
+        value = getattr(mqtt, part)
+        if any(c in value for c in "+#") or (part == "device_id" and "/" in value):
+            raise ConfigError(f"{where}: [mqtt] {part} = {value!r} must not contain '+', '#'"
+                              + (" or '/'" if part == "device_id" else ""))
+    if ":" not in config.web.bind:
+        raise ConfigError(f"{where}: [web] bind = {config.web.bind!r} must be ADDRESS:PORT, "
+                          "e.g. 127.0.0.1:8080")
+
+
+def parse(data: Mapping[str, Any], where: str = "config") -> Config:
+    """Build a Config from parsed TOML.
+
+    Args:
+        data: What `tomllib` returned.
+        where: Name of the file, for error messages.
+
+    Raises:
+        ConfigError: unknown table or key, a secret, a wrong type, value or range.
+    """
+    tables: dict[str, Any] = {}
+    for table, values in data.items():
+        if table not in TABLES:
+            hint = _SECRET_KEYS.get(table)
+            if hint:
+                raise ConfigError(f"{where}: {table}: secrets do not belong in the config file; {hint}")
+            raise ConfigError(
+                f"{where}: unknown table [{table}] (or a key outside any table); "
+                f"tables: {', '.join(f'[{t}]' for t in TABLES)}"
+            )
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: {table} must be a table: write [{table}] on its own line")
+        cls = TABLES[table]
+        tables[table] = cls(**_check_table(table, values, cls, where))
+    config = Config(**tables, path=where)
+    _cross_checks(config, where)
+    return config
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and check one TOML config file.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not TOML, or has a bad value.
+    """
+    where = os.fspath(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {where} does not exist; copy systemd/config.example.toml there"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {where}: {exc.strerror}; check its mode") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}; fix that line") from None
+    return parse(data, where)
+
+
+def find(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the config the service should use: `path`, $EDGE_SDK_CONFIG, /etc/edge-sdk, defaults."""
+    if path:
+        return load(path)
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return load(env)
+    if DEFAULT_PATH.is_file():
+        return load(DEFAULT_PATH)
+    return Config()
+
+
+def missing_files(config: Config) -> list[str]:
+    """Return one line per file the config names that is not there or not readable.
+
+    Checked only for the tables that are switched on; the model is checked by `doctor`.
+    """
+    named: list[tuple[str, str]] = []
+    if config.mqtt.enabled:
+        named += [(f"[mqtt] {k}", getattr(config.mqtt, k))
+                  for k in ("ca_file", "certfile", "keyfile", "password_file")]
+    if config.web.enabled:
+        named.append(("[web] token_file", config.web.token_file))
+    problems = []
+    for what, value in named:
+        if not value:
+            continue
+        path = Path(value)
+        if not path.is_file():
+            problems.append(f"{what} = {value!r}: no such file; create it or fix the path")
+        elif not os.access(path, os.R_OK):
+            problems.append(f"{what} = {value!r}: not readable; chmod/chown it for the service user")
+    return problems
+
+
+def describe(cls: type[Any]) -> list[tuple[str, Any, str]]:
+    """Return (key, default, help) for each key of a table's dataclass (for docs and tests)."""
+    return [(f.name, f.default, f.metadata.get("doc", "")) for f in dataclasses.fields(cls)]
+
+
+def as_toml_value(value: Any) -> str:
+    """Format a default as TOML (strings quoted, booleans lower-case)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+__all__ = [
+    "DEFAULT_PATH",
+    "TABLES",
+    "Config",
+    "JsonlConfig",
+    "ModelConfig",
+    "MqttConfig",
+    "OverlayConfig",
+    "PipelineConfig",
+    "ServiceConfig",
+    "SourceConfig",
+    "WebConfig",
+    "describe",
+    "find",
+    "load",
+    "missing_files",
+    "parse",
+]

@@ -1,0 +1,1 @@
+"""Running edge-sdk unattended: the service loop, systemd notification and watchdog."""

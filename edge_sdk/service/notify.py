@@ -1,0 +1,92 @@
+"""systemd's sd_notify protocol over $NOTIFY_SOCKET, with the standard library only.
+
+A `Type=notify` unit tells systemd about its state by sending datagrams such as ``READY=1``,
+``WATCHDOG=1``, ``STOPPING=1`` and ``STATUS=text`` to the AF_UNIX socket named in
+$NOTIFY_SOCKET (a path, or an abstract-namespace name written with a leading ``@``). Outside
+systemd the variable is unset and every call here is a no-op, so the same code runs anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+log = logging.getLogger(__name__)
+
+
+class SystemdNotifier:
+    """Sends sd_notify messages; does nothing when not started by systemd.
+
+    Args:
+        address: The notify socket; default $NOTIFY_SOCKET (read when the notifier is made).
+    """
+
+    def __init__(self, address: str | None = None) -> None:
+        address = address if address is not None else os.environ.get("NOTIFY_SOCKET", "")
+        self.address = address
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._warned = False
+        if address:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a notify socket was given (i.e. we run under systemd with Type=notify)."""
+        return self._sock is not None
+
+    def notify(self, *fields: str) -> bool:
+        """Send one datagram of newline-separated ``KEY=value`` fields.
+
+        Returns:
+            True if sent; False when disabled or the send failed (logged once, never raised:
+            losing a status update must not take the service down).
+        """
+        if self._sock is None or not fields:
+            return False
+        target = "\0" + self.address[1:] if self.address.startswith("@") else self.address
+        data = "\n".join(fields).encode()
+        try:
+            with self._lock:
+                self._sock.sendto(data, target)
+        except OSError as exc:
+            if not self._warned:
+                log.warning("cannot notify systemd at %s: %s", self.address, exc)
+                self._warned = True
+            return False
+        return True
+
+    def ready(self, status: str | None = None) -> bool:
+        return self.notify("READY=1", *([f"STATUS={status}"] if status else []))
+
+    def watchdog(self) -> bool:
+        return self.notify("WATCHDOG=1")
+
+    def stopping(self, status: str | None = None) -> bool:
+        return self.notify("STOPPING=1", *([f"STATUS={status}"] if status else []))
+
+    def status(self, text: str) -> bool:
+        # One line: a newline would start a new (bogus) field.
+        return self.notify("STATUS=" + " ".join(text.split()))
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def watchdog_seconds() -> float | None:
+    """Return the watchdog timeout systemd set for this process, or None when there is none.
+
+    systemd sets $WATCHDOG_USEC (and $WATCHDOG_PID, the process it is meant for) when the unit
+    has WatchdogSec=. A child process inheriting the variables must not answer for its parent.
+    """
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    pid = os.environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    if pid and pid.isdigit() and int(pid) != os.getpid():
+        return None
+    return int(usec) / 1e6

@@ -1,0 +1,195 @@
+"""The service: a Pipeline built from the config, run until SIGTERM, reporting to systemd.
+
+`edge-classify run --config FILE` calls `run_service`. Under systemd (Type=notify) it sends
+READY=1 with the first prediction, WATCHDOG=1 while predictions flow, STATUS= with the rate, and
+STOPPING=1 when told to stop; outside systemd those are no-ops. Exit status: 0 after SIGTERM /
+SIGINT or the end of a finite source, 1 when the run failed (so Restart=on-failure restarts it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from edge_sdk import registry
+from edge_sdk.config import Config, JsonlConfig, MqttConfig, WebConfig
+from edge_sdk.errors import EdgeSDKError
+from edge_sdk.service.notify import SystemdNotifier, watchdog_seconds
+from edge_sdk.service.watchdog import WatchdogSink
+
+log = logging.getLogger("edge_sdk.service")
+
+#: Seconds the sinks get at shutdown; SIGTERM must end the process within 2 s.
+DRAIN_TIMEOUT = 1.0
+MQTT_CLOSE_TIMEOUT = 0.6
+
+# journald reads a "<N>" syslog priority at the start of each stderr line.
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+             logging.CRITICAL: 2}
+
+
+class JournalFormatter(logging.Formatter):
+    """One line per record; with a syslog priority prefix when stderr goes to the journal."""
+
+    def __init__(self, journal: bool) -> None:
+        super().__init__("%(name)s: %(message)s" if journal else
+                         "%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record).replace("\n", " | ")
+        if self.journal:
+            return f"<{_PRIORITY.get(record.levelno, 6)}>{text}"
+        return text
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr (the journal under systemd), one line per record."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JournalFormatter(journal=bool(os.environ.get("JOURNAL_STREAM"))))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # paho and PIL chatter at DEBUG is not ours to show.
+    logging.getLogger("PIL").setLevel(logging.WARNING)
+
+
+def _none_if_empty(value: Any) -> Any:
+    return None if value in ("", 0) else value
+
+
+def mqtt_options(cfg: MqttConfig) -> dict[str, Any]:
+    """The MqttSink keyword options for an [mqtt] table."""
+    options = {k: v for k, v in vars(cfg).items() if k != "enabled"}
+    for key in ("port", "device_id", "ca_file", "certfile", "keyfile", "username", "password_file"):
+        options[key] = _none_if_empty(options[key])
+    options["close_timeout"] = MQTT_CLOSE_TIMEOUT
+    return options
+
+
+def web_options(cfg: WebConfig) -> dict[str, Any]:
+    """The WebSink keyword options for a [web] table."""
+    options = {k: v for k, v in vars(cfg).items() if k != "enabled"}
+    options["token_file"] = _none_if_empty(options["token_file"])
+    return options
+
+
+def jsonl_options(cfg: JsonlConfig) -> dict[str, Any]:
+    return {"path": cfg.path, "append": True}
+
+
+def build_sinks(config: Config) -> list[Any]:
+    """Create the sinks the config switches on, in a fixed order (closing them all on failure)."""
+    wanted: list[tuple[str, dict[str, Any]]] = []
+    if config.mqtt.enabled:
+        wanted.append(("mqtt", mqtt_options(config.mqtt)))
+    if config.web.enabled:
+        wanted.append(("web", web_options(config.web)))
+    if config.overlay.enabled:
+        wanted.append(("overlay", {}))
+    if config.jsonl.enabled:
+        wanted.append(("jsonl", jsonl_options(config.jsonl)))
+    sinks: list[Any] = []
+    try:
+        for name, options in wanted:
+            sinks.append(registry.create("sinks", name, **options))
+    except BaseException:
+        close_all(sinks)
+        raise
+    return sinks
+
+
+def close_all(sinks: list[Any]) -> None:
+    for sink in reversed(sinks):
+        try:
+            sink.close()
+        except Exception:
+            log.exception("closing %s failed", type(sink).__name__)
+
+
+def pipeline_options(config: Config) -> dict[str, Any]:
+    p = config.pipeline
+    return {
+        "max_fps": _none_if_empty(p.max_fps),
+        "max_frames": _none_if_empty(p.max_frames),
+        "smoothing": _none_if_empty(p.smoothing),
+        "keep_all": p.keep_all,
+        "realtime": p.realtime,
+        "drain_timeout": DRAIN_TIMEOUT,
+    }
+
+
+def run_service(config: Config, *, notifier: SystemdNotifier | None = None) -> int:
+    """Run the pipeline the config describes until it ends or a signal stops it.
+
+    Returns:
+        The process exit status: 0 on a requested stop or a finished source, 1 on failure.
+
+    Raises:
+        EdgeSDKError: the model, source or a sink cannot be set up (the CLI prints it as one
+            line and exits 1; systemd restarts the unit).
+    """
+    from edge_sdk.classifier import Classifier
+    from edge_sdk.pipeline import Pipeline
+
+    notifier = notifier or SystemdNotifier()
+    m = config.model
+    log.info("starting: source %s, model %s on %s (%s)", config.source.uri, m.name, m.runtime,
+             m.precision)
+    classifier = Classifier.from_model(
+        m.name, runtime=m.runtime, precision=m.precision, num_threads=_none_if_empty(m.threads),
+        top_k=m.top_k, threshold=m.threshold, mirror=_none_if_empty(m.mirror),
+        home=_none_if_empty(m.home),
+    )
+    try:
+        sinks = build_sinks(config)
+        watchdog = watchdog_seconds()
+        try:
+            heartbeat = WatchdogSink(
+                notifier, watchdog=watchdog,
+                stall_after=_none_if_empty(config.service.stall_after),
+                status_every=config.service.status_every,
+            )
+            pipeline = Pipeline(config.source.uri, classifier, [*sinks, heartbeat],
+                                **pipeline_options(config))
+        except BaseException:
+            close_all(sinks)
+            raise
+        if watchdog:
+            log.info("systemd watchdog: %.0f s; pings stop after %.1f s without a prediction",
+                     watchdog, heartbeat.stall_after)
+        return _run(pipeline, notifier)
+    finally:
+        classifier.close()
+        notifier.close()
+
+
+def _run(pipeline: Any, notifier: SystemdNotifier) -> int:
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            notifier.stopping(status=f"stopping on {signal.Signals(signum).name}")
+            log.info("%s: stopping", signal.Signals(signum).name)
+        pipeline.request_stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        pipeline.run()
+    except EdgeSDKError as exc:
+        notifier.stopping(status=f"failed: {exc}")
+        log.error("stopped: %s", exc)
+        return 1
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if not stopping.is_set():
+        notifier.stopping(status="source ended")
+    log.info("stopped after %d predictions", pipeline.published)
+    return 0
