@@ -75,6 +75,8 @@ class JsonlSink(Closing):
         except BrokenPipeError:
             log.info("the reader of the JSON lines went away; stopping")
             self._out = None
+            if out is sys.stdout:
+                _silence_stdout()
             if self._pipeline is not None:
                 self._pipeline.request_stop()
             return
@@ -91,3 +93,14 @@ class JsonlSink(Closing):
                 out.flush()
         except (BrokenPipeError, ValueError):  # the stream was closed under us
             pass
+
+
+def _silence_stdout() -> None:
+    """Point stdout's descriptor at /dev/null, so the interpreter's last flush at exit does not
+    fail again on the closed pipe (the usual remedy for EPIPE on stdout)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout has no descriptor (captured): nothing to silence
+        pass

@@ -1,0 +1,305 @@
+"""The built-in sinks, their worker queues and the metrics they report to."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from support.media import make_video
+
+from edge_sdk import registry
+from edge_sdk.classifier import Classifier
+from edge_sdk.errors import SinkError
+from edge_sdk.metrics import BUCKETS_MS, Metrics, RateMeter, prometheus_buckets
+from edge_sdk.pipeline import Pipeline
+from edge_sdk.sinks.annotate import annotate
+from edge_sdk.sinks.jsonl import JsonlSink
+from edge_sdk.sinks.overlay import OverlaySink, display_problem
+from edge_sdk.sinks.video import VideoSink
+from edge_sdk.sinks.worker import BoundedQueue, QueueClosed, SinkWorker
+from edge_sdk.types import Frame, Label, Prediction, Timings
+
+
+def prediction(index: int = 0) -> Prediction:
+    return Prediction(
+        frame_index=index,
+        timestamp_ns=1_000 + index,
+        top=(Label(281, "tabby", 0.8), Label(285, "Egyptian cat", 0.15)),
+        timings=Timings(capture_wait=1.0, preprocess=1.5, inference=7.25, postprocess=0.5, age=12.0),
+        model="squeezenet1.1",
+    )
+
+
+def photo_frame(index: int = 0, size: tuple[int, int] = (320, 240)) -> Frame:
+    rng = np.random.default_rng(index)
+    image = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Frame(image, index, 1_000 + index, "test")
+
+
+# -- annotate ------------------------------------------------------------------------------------
+
+
+def test_annotate_draws_on_a_copy() -> None:
+    frame = photo_frame()
+    before = frame.image.copy()
+    out = annotate(frame.image, prediction(), fps=12.5)
+    assert out.shape == frame.image.shape and out.dtype == np.uint8
+    assert np.array_equal(frame.image, before)  # the shared frame is untouched
+    assert not np.array_equal(out, before)
+    tiny = annotate(np.zeros((24, 32, 3), np.uint8), Prediction(0, 0, ()))  # nothing to list
+    assert tiny.shape == (24, 32, 3)
+    with pytest.raises(ValueError, match="H x W x 3"):
+        annotate(np.zeros((10, 10), np.uint8), prediction())
+
+
+# -- jsonl ---------------------------------------------------------------------------------------
+
+
+def test_jsonl_file_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    with JsonlSink(path=path) as sink:
+        for i in range(3):
+            sink.publish(prediction(i), None)
+    with JsonlSink(path=path, append=True) as sink:
+        sink.publish(prediction(3), None)
+    lines = path.read_text().splitlines()
+    assert [Prediction.from_dict(json.loads(line)).frame_index for line in lines] == [0, 1, 2, 3]
+    first = json.loads(lines[0])
+    assert first["v"] == 1 and first["top"][0]["label"] == "tabby"
+    assert first["timings_ms"]["inference"] == 7.25
+
+
+def test_jsonl_stdout_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sink = registry.create("sinks", "jsonl")  # no path: stdout
+    sink.publish(prediction(7), None)
+    sink.close()
+    assert json.loads(capsys.readouterr().out)["frame"] == 7
+    with pytest.raises(SinkError, match="cannot write JSON lines"):
+        JsonlSink(path=tmp_path / "no" / "such" / "dir.jsonl")
+
+
+def test_jsonl_stops_the_pipeline_when_the_reader_goes_away() -> None:
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)
+    stopped = threading.Event()
+
+    class FakePipeline:  # only request_stop is used
+        def request_stop(self) -> None:
+            stopped.set()
+
+    stream = open(write_fd, "w")  # noqa: SIM115
+    sink = JsonlSink(stream=stream)
+    sink.attach(FakePipeline())
+    sink.publish(prediction(), None)  # EPIPE: no crash, a stop request
+    sink.publish(prediction(1), None)  # and nothing more is attempted
+    sink.close()
+    assert stopped.is_set() and sink.lines == 0
+    with contextlib.suppress(BrokenPipeError):
+        stream.close()
+
+
+# -- overlay -------------------------------------------------------------------------------------
+
+
+def test_overlay_without_display_is_off_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert display_problem() is not None
+    with caplog.at_level(logging.WARNING):
+        sink = registry.create("sinks", "overlay")
+    assert not sink.enabled and not sink.wants_frames
+    assert any("overlay window off" in r.message for r in caplog.records)
+    sink.publish(prediction(), photo_frame())  # does nothing
+    sink.close()
+    # A DISPLAY that names no reachable X server is no display either.
+    monkeypatch.setenv("DISPLAY", ":97")
+    assert "not reachable" in (display_problem() or "")
+    assert not OverlaySink().enabled
+
+
+def test_overlay_off_in_a_pipeline_lets_jpeg_decode_reduced(
+    tmp_path: Path, classifier: Classifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    video = make_video(tmp_path / "hd.avi", size=(1280, 720), frames=3, photos=3)
+    pipeline = Pipeline(str(video), classifier, [OverlaySink()], keep_all=True)
+    with pipeline:
+        assert pipeline.size == (640, 360)  # nobody wants full-size frames
+        pipeline.wait(30)
+    assert pipeline.published == 3
+
+
+# -- video ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["out.avi", "out.mp4"])
+def test_video_sink_writes_a_playable_file(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    sink = registry.create("sinks", "video", path=path, fps=10.0)
+    for i in range(8):
+        sink.publish(prediction(i), photo_frame(i))
+    sink.publish(prediction(8), photo_frame(8, size=(160, 120)))  # resized to the first size
+    sink.publish(prediction(9), None)  # no frame: nothing to write
+    sink.close()
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        frames.append(image)
+    cap.release()
+    assert len(frames) == 9
+    assert frames[0].shape == (240, 320, 3)
+    assert abs(fps - 10.0) < 0.5
+
+
+def test_video_sink_refuses_what_it_cannot_write(tmp_path: Path) -> None:
+    with pytest.raises(SinkError, match=r"name it \.avi"):
+        VideoSink(path=tmp_path / "out.gif")
+    with pytest.raises(SinkError, match="does not exist"):
+        VideoSink(path=tmp_path / "missing" / "out.avi")
+    with pytest.raises(ValueError, match="fps"):
+        VideoSink(path=tmp_path / "out.avi", fps=0)
+
+
+# -- queues and workers --------------------------------------------------------------------------
+
+
+def test_bounded_queue_policies() -> None:
+    newest: BoundedQueue[int] = BoundedQueue(2, lossless=False)
+    assert [newest.put(i) for i in range(4)] == [(True, 0), (True, 0), (True, 1), (True, 1)]
+    assert [newest.get(0), newest.get(0), newest.get(0)] == [2, 3, None]
+    fifo: BoundedQueue[int] = BoundedQueue(2, lossless=True)
+    assert [fifo.put(i) for i in range(3)] == [(True, 0), (True, 0), (False, 1)]
+    fifo.close()
+    assert [fifo.get(0), fifo.get(0)] == [0, 1]  # what was accepted is kept, in order
+    with pytest.raises(QueueClosed):
+        fifo.get(0)
+    blocking: BoundedQueue[int] = BoundedQueue(1, lossless=False, block=True)
+    blocking.put(0)
+    done = threading.Event()
+    threading.Thread(target=lambda: (blocking.put(1), done.set()), daemon=True).start()
+    assert not done.wait(0.2)  # waits for room
+    assert blocking.get(1) == 0
+    assert done.wait(5) and blocking.get(1) == 1
+
+
+class Gated:
+    """A sink that waits for `gate` before each publish."""
+
+    def __init__(self, *, lossless: bool) -> None:
+        self.lossless = lossless
+        self.gate = threading.Event()
+        self.got: list[int] = []
+        self.closed = False
+
+    def publish(self, p: Prediction, frame: Frame | None) -> None:
+        self.gate.wait(10)
+        self.got.append(p.frame_index)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_lossless_worker_counts_and_logs_overflow(caplog: pytest.LogCaptureFixture) -> None:
+    metrics = Metrics()
+    sink = Gated(lossless=True)
+    worker = SinkWorker(sink, metrics, capacity=3)
+    worker.start()
+    with caplog.at_level(logging.WARNING):
+        accepted = [worker.put(prediction(i), None) for i in range(10)]
+    # One is being published (stuck), three wait; the rest are refused, loudly.
+    assert accepted.count(True) in (3, 4) and accepted[:3] == [True, True, True]
+    assert any("refused" in r.message for r in caplog.records)
+    sink.gate.set()
+    assert worker.close(5) and sink.closed
+    kept = [i for i, ok in enumerate(accepted) if ok]
+    assert sink.got == kept  # every accepted prediction, in order
+    stats = metrics.snapshot()["sinks"]["gated"]
+    assert stats["dropped"] == 10 - len(kept) and stats["published"] == len(kept)
+
+
+def test_newest_wins_worker_and_stuck_sink_at_close() -> None:
+    metrics = Metrics()
+    sink = Gated(lossless=False)
+    worker = SinkWorker(sink, metrics, name="view")
+    worker.start()
+    for i in range(6):
+        worker.put(prediction(i), photo_frame(i))
+    assert not worker.close(0.2)  # stuck in publish: abandoned, not waited for
+    stats = metrics.snapshot()["sinks"]["view"]
+    assert stats["dropped"] >= 3 and stats["lossless"] is False
+    sink.gate.set()
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+
+def test_metrics_snapshot_and_prometheus_buckets() -> None:
+    metrics = Metrics(window=100)
+    for ms in range(1, 101):
+        metrics.record_prediction(Timings(inference=float(ms), age=2.0 * ms))
+    depth = [5]
+    metrics.register_gauge("mqtt_queue", lambda: depth[0])
+    metrics.register_gauge("broken", lambda: 1 / 0)
+    with pytest.raises(ValueError, match="already"):
+        metrics.register_gauge("mqtt_queue", lambda: 0)
+    metrics.bind_source(lambda: (150, 50, 1))
+    snap = metrics.snapshot()
+    json.dumps(snap)  # plain data only
+    inference = snap["stages"]["inference"]
+    assert inference["count"] == 100 and abs(inference["p50_ms"] - 50.5) < 0.01
+    assert abs(inference["p95_ms"] - 95.05) < 0.01 and inference["max_ms"] == 100
+    assert len(inference["cumulative"]) == len(BUCKETS_MS) + 1
+    assert inference["cumulative"][-1] == 100 and inference["sum_ms"] == 5050
+    assert snap["frames_out"] == 100 and snap["frames_in"] == 150
+    assert snap["frames_dropped"] == 50 and snap["reconnects"] == 1
+    assert snap["gauges"] == {"mqtt_queue": 5.0, "broken": None}
+    pairs = prometheus_buckets(inference)
+    assert pairs[0] == ("0.0005", 0.0) and pairs[-1] == ("+Inf", 100.0)
+    assert ("0.01", 10.0) in pairs  # le is inclusive: 1..10 ms
+    counts = [c for _, c in pairs]
+    assert counts == sorted(counts)
+
+
+def test_rate_meter() -> None:
+    meter = RateMeter(window_s=5.0)
+    for i in range(11):
+        meter.add(1, now=100.0 + i * 0.1)  # 10 events per second
+    assert abs(meter.rate(now=101.0) - 10.0) < 0.5
+    assert meter.rate(now=120.0) == 0.0  # nothing for a whole window: stalled
+    sampled = RateMeter()
+    sampled.sample(0, now=0.0)
+    sampled.sample(300, now=10.0)
+    assert abs(sampled.rate(now=10.0) - 30.0) < 1e-6
+
+
+def test_sink_helpers_are_plain_objects() -> None:
+    """Sinks need no base class: a plain object with publish/close is enough."""
+    got: list[Any] = []
+
+    class Plain:
+        def publish(self, p: Prediction, f: Frame | None) -> None:
+            got.append(p)
+
+        def close(self) -> None:
+            pass
+
+    worker = SinkWorker(Plain(), Metrics())
+    assert worker.name == "plain" and worker.wants_frames and not worker.lossless
+    worker.start()
+    worker.put(prediction(), None)
+    assert worker.close(5) and len(got) == 1
