@@ -109,11 +109,12 @@ def setup_logging(verbose: int) -> None:
     """Log to stderr, one line per message; warnings by default, info with -v, debug with -vv."""
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     root = logging.getLogger()
-    if not any(getattr(h, "_edge_cli", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("edge-classify: %(levelname)s: %(message)s"))
-        handler._edge_cli = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+    for old in [h for h in root.handlers if getattr(h, "_edge_cli", False)]:
+        root.removeHandler(old)  # bound to the sys.stderr of an earlier run (tests swap it)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("edge-classify: %(levelname)s: %(message)s"))
+    handler._edge_cli = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
     root.setLevel(level)
 
 
