@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from support.mosquitto import Mosquitto, Recorder, free_port, make_tls, mosquitto, retained
+from support.service_proc import ServiceProcess
 
 from edge_sdk.errors import ConfigError
 from edge_sdk.mqtt_discovery import (
@@ -402,3 +404,65 @@ def test_publish_never_waits_on_a_dead_broker() -> None:
         start = time.perf_counter()
         sink.close()
         assert time.perf_counter() - start < 2.0
+
+
+def service_config(broker: Mosquitto, device_id: str) -> str:
+    return f"""
+        [source]
+        uri = "test://?fps=30&size=320x240"
+        [model]
+        threads = 1
+        [mqtt]
+        enabled = true
+        host = "{broker.host}"
+        port = {broker.port}
+        device_id = "{device_id}"
+        discovery = false
+        reconnect_min = 0.1
+        reconnect_max = 0.5
+    """
+
+
+@pytest.mark.slow
+def test_service_killed_with_sigkill_goes_offline_through_the_last_will(
+    mosquitto: Mosquitto, model_home: Path, tmp_path: Path
+) -> None:
+    rec = Recorder(mosquitto, ["edge-sdk/svc1/#"])
+    service = ServiceProcess(service_config(mosquitto, "svc1"), tmp_path,
+                             env={"EDGE_SDK_HOME": str(model_home)})
+    try:
+        assert rec.wait_for(lambda m: len(m) >= 5, 60), service.log
+        assert rec.payloads("edge-sdk/svc1/status")[0] == b"online"
+        service.signal(signal.SIGKILL)
+        service.wait(10)
+        assert rec.wait_for(lambda m: m[-1][:2] == ("edge-sdk/svc1/status", b"offline")), rec.messages[-3:]
+        assert retained(mosquitto, "edge-sdk/svc1/status") == b"offline"
+    finally:
+        service.stop()
+        rec.close()
+
+
+@pytest.mark.slow
+def test_service_sigterm_publishes_offline_and_exits_0_within_2s(
+    mosquitto: Mosquitto, model_home: Path, tmp_path: Path
+) -> None:
+    topic = "edge-sdk/svc2/prediction"
+    rec = Recorder(mosquitto, ["edge-sdk/svc2/#"])
+    service = ServiceProcess(service_config(mosquitto, "svc2"), tmp_path,
+                             env={"EDGE_SDK_HOME": str(model_home)})
+    try:
+        assert rec.wait_for(lambda m: len(m) >= 10, 60), service.log
+        start = time.monotonic()
+        service.signal(signal.SIGTERM)
+        assert service.wait(5) == 0, service.log
+        assert time.monotonic() - start < 2.0
+        assert rec.wait_for(lambda m: m[-1][:2] == ("edge-sdk/svc2/status", b"offline"))
+        assert retained(mosquitto, "edge-sdk/svc2/status") == b"offline"
+        frames = frames_of(rec, topic)
+        assert frames == sorted(frames) and len(frames) >= 10
+        schema = rec.json(topic)[-1]
+        assert schema["v"] == PREDICTION_SCHEMA_VERSION and schema["model"] == "squeezenet1.1"
+        assert "MQTT: closed;" in service.log and "Traceback" not in service.log
+    finally:
+        service.stop()
+        rec.close()

@@ -1,0 +1,191 @@
+"""The systemd side: the unit passes `systemd-analyze verify`, sd_notify on a real socket, and a
+service whose watchdog pings stop when its camera stalls."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from support.mjpeg_server import MjpegServer
+from support.notify import NotifyListener
+from support.service_proc import ServiceProcess, edge_classify
+
+from edge_sdk.service.notify import SystemdNotifier, watchdog_seconds
+from edge_sdk.service.watchdog import WatchdogSink
+from edge_sdk.types import Label, Prediction
+
+REPO = Path(__file__).resolve().parent.parent
+UNIT = REPO / "systemd" / "edge-classify.service"
+
+
+@pytest.fixture
+def listener() -> NotifyListener:
+    listen = NotifyListener()
+    yield listen  # type: ignore[misc]
+    listen.close()
+
+
+def unit_options() -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(UNIT)
+    return parser
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    # verify checks that ExecStart exists: point it at this environment's edge-classify.
+    unit = tmp_path / "edge-classify.service"
+    text = UNIT.read_text().replace("/opt/edge-sdk/venv/bin/edge-classify", edge_classify())
+    unit.write_text(text)
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_unit_has_the_service_contract() -> None:
+    service = unit_options()["Service"]
+    expected = {
+        "Type": "notify", "Restart": "on-failure", "User": "edge-sdk",
+        "SupplementaryGroups": "video", "ProtectSystem": "strict", "NoNewPrivileges": "yes",
+        "PrivateTmp": "yes", "ProtectHome": "yes", "StateDirectory": "edge-sdk",
+        "ConfigurationDirectory": "edge-sdk",
+        "LoadCredential": "mqtt-password:/etc/edge-sdk/mqtt-password",
+    }
+    for key, value in expected.items():
+        assert service.get(key) == value, key
+    assert service["WatchdogSec"].endswith("s")
+    assert "run --config /etc/edge-sdk/config.toml" in service["ExecStart"]
+    assert "PrivateDevices" not in service  # it would hide the camera
+
+
+def test_notifier_sends_datagrams_to_a_real_socket(listener: NotifyListener) -> None:
+    notifier = SystemdNotifier(listener.path)
+    assert notifier.enabled
+    assert notifier.ready(status="warming up")
+    assert notifier.watchdog()
+    assert notifier.status("12.5 predictions/s\nsecond line")
+    assert notifier.stopping()
+    assert listener.wait_for(lambda f: "STOPPING=1" in f)
+    assert listener.fields() == ["READY=1", "STATUS=warming up", "WATCHDOG=1",
+                                 "STATUS=12.5 predictions/s second line", "STOPPING=1"]
+    notifier.close()
+
+
+def test_notifier_without_systemd_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    notifier = SystemdNotifier()
+    assert not notifier.enabled and not notifier.ready() and not notifier.watchdog()
+
+
+def test_notifier_survives_a_vanished_socket(tmp_path: Path) -> None:
+    notifier = SystemdNotifier(str(tmp_path / "gone"))
+    assert notifier.enabled and not notifier.watchdog()
+
+
+def test_watchdog_seconds_reads_systemds_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    assert watchdog_seconds() == 30.0
+    monkeypatch.setenv("WATCHDOG_PID", "1")  # meant for another process
+    assert watchdog_seconds() is None
+    monkeypatch.delenv("WATCHDOG_USEC")
+    assert watchdog_seconds() is None
+
+
+def _prediction(i: int) -> Prediction:
+    return Prediction(i, i, (Label(1, "tabby", 0.9),))
+
+
+def test_watchdog_pings_only_while_predictions_flow(listener: NotifyListener) -> None:
+    sink = WatchdogSink(SystemdNotifier(listener.path), watchdog=0.4, status_every=0.15)
+    try:
+        time.sleep(0.3)  # before the first prediction: neither READY nor pings
+        assert listener.fields() == []
+        flowing = threading.Event()
+
+        def feed(seconds: float) -> None:
+            end = time.monotonic() + seconds
+            i = 0
+            while time.monotonic() < end:
+                sink.publish(_prediction(i), None)
+                i += 1
+                time.sleep(0.02)
+            flowing.set()
+
+        feed(0.6)
+        fields = listener.fields()
+        assert fields[0] == "READY=1" and fields[1].startswith("STATUS=first prediction: tabby")
+        assert fields.count("READY=1") == 1
+        assert fields.count("WATCHDOG=1") >= 3
+        assert any(f.startswith("STATUS=") and "predictions/s" in f for f in fields)
+        # Stall: pings stop once the last prediction is stall_after (0.2 s) old.
+        stalled_at = time.monotonic()
+        assert listener.wait_for(lambda f: any(x.startswith("STATUS=stalled") for x in f), 2)
+        pings = listener.times("WATCHDOG=1")
+        assert max(pings) <= stalled_at + 0.2 + 0.15
+        time.sleep(0.6)
+        assert listener.times("WATCHDOG=1") == pings
+        # Predictions again: pings resume.
+        feed(0.3)
+        assert listener.wait_for(lambda f: f.count("WATCHDOG=1") > len(pings), 2)
+    finally:
+        sink.close()
+
+
+def test_watchdog_sink_rejects_bad_timeouts() -> None:
+    with pytest.raises(ValueError, match="stall_after"):
+        WatchdogSink(SystemdNotifier(""), watchdog=1.0, stall_after=2.0)
+    with pytest.raises(ValueError, match="watchdog"):
+        WatchdogSink(SystemdNotifier(""), watchdog=0.0)
+
+
+@pytest.mark.slow
+def test_service_notifies_systemd_and_stops_pinging_when_the_camera_stalls(
+    tmp_path: Path, model_home: Path, listener: NotifyListener
+) -> None:
+    """The real service on a real MJPEG camera over HTTP: READY after the first prediction,
+    WATCHDOG while frames come, none once the camera stops sending, STOPPING on SIGTERM."""
+    camera = MjpegServer(fps=20, size=(320, 240)).start()
+    config = f"""
+        [source]
+        uri = "{camera.url}"
+        [model]
+        threads = 1
+        [service]
+        status_every = 0.5
+        stall_after = 0.5
+    """
+    service = ServiceProcess(config, tmp_path, env={
+        "EDGE_SDK_HOME": str(model_home), "NOTIFY_SOCKET": listener.path,
+        "WATCHDOG_USEC": "2000000",
+    })
+    try:
+        assert listener.wait_for(lambda f: "READY=1" in f, 60), service.log
+        assert listener.wait_for(lambda f: f.count("WATCHDOG=1") >= 3, 10), service.log
+        assert listener.wait_for(lambda f: any("predictions/s" in x for x in f), 10)
+        camera.paused = True
+        paused_at = time.monotonic()
+        assert listener.wait_for(lambda f: any(x.startswith("STATUS=stalled") for x in f), 10)
+        pings = listener.times("WATCHDOG=1")
+        # Last ping within stall_after (+ one ping period, + frames already in flight).
+        assert max(pings) < paused_at + 0.5 + 0.5 + 0.5
+        time.sleep(1.5)
+        assert listener.times("WATCHDOG=1") == pings, "pinged while stalled"
+        assert "watchdog pings stopped" in service.log
+        camera.paused = False
+        assert listener.wait_for(lambda f: f.count("WATCHDOG=1") > len(pings), 20), service.log
+        start = time.monotonic()
+        service.signal(signal.SIGTERM)
+        assert service.wait(5) == 0
+        assert time.monotonic() - start < 2.0
+        assert listener.wait_for(lambda f: "STOPPING=1" in f, 2)
+    finally:
+        service.stop()
+        camera.stop()
