@@ -85,7 +85,7 @@ class BindAddress:
 
 
 def read_token(token: str | None, token_file: str | os.PathLike[str] | None) -> str | None:
-    """Return the token given directly or read from a file (surrounding whitespace removed).
+    """Return the token given directly or read from a file's first line (whitespace stripped).
 
     Raises:
         ConfigError: both given, the file cannot be read, or the token is empty.
@@ -95,7 +95,9 @@ def read_token(token: str | None, token_file: str | os.PathLike[str] | None) -> 
     if token_file is not None:
         path = Path(token_file)
         try:
-            token = path.read_text(encoding="utf-8")
+            # The first line: an editor's trailing newline or a comment below it is fine.
+            lines = path.read_text(encoding="utf-8").splitlines()
+            token = lines[0] if lines else ""
         except OSError as exc:
             raise ConfigError(
                 f"web: cannot read token_file {str(path)!r} ({exc.strerror or exc}); "

@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 #: How often the pipeline-wide rates shown on the page are refreshed.
 _RATES_EVERY_S = 1.0
 
+#: Niceness added to the sink's worker thread inside a pipeline: on a busy CPU the view yields
+#: to inference (a viewer gets fewer frames, the classifier keeps its rate).
+WORKER_NICE = 10
+
 
 class WebSink(Closing):
     """Serves a live view of the pipeline over HTTP; see docs/web.md.
@@ -75,7 +79,7 @@ class WebSink(Closing):
         token_file: str | os.PathLike[str] | None = None,
         insecure: bool = False,
         quality: int = 80,
-        max_width: int = 960,
+        max_width: int = 640,
         stream_fps: float = 15.0,
         max_streams: int = 16,
     ) -> None:
@@ -102,6 +106,7 @@ class WebSink(Closing):
         self._last_publish = 0.0
         self._jpeg_frames = 0
         self._jpeg_seconds = 0.0
+        self._renice = False
         self._closed = False
         self._close_lock = threading.Lock()
         self._export = PrometheusExport(self._snapshot, self._own_figures)
@@ -131,11 +136,16 @@ class WebSink(Closing):
         if isinstance(metrics, Metrics):
             self._metrics = metrics
             self._attached = True
+        # publish() will run in a worker thread of the pipeline's own, made for this sink.
+        self._renice = True
 
     def publish(self, prediction: Prediction, frame: Frame | None) -> None:
         """Make `prediction` the latest and, while someone watches, encode its frame."""
         if self._closed:
             return
+        if self._renice:
+            self._renice = False
+            lower_thread_priority(WORKER_NICE)
         now = time.monotonic()
         self._rate.add(1, now)
         if not self._attached:
@@ -230,3 +240,17 @@ class WebSink(Closing):
             "web_jpeg_encode_seconds": ("counter", self._jpeg_seconds,
                                         "Time spent annotating and encoding stream frames"),
         }
+
+
+def lower_thread_priority(increment: int) -> None:
+    """Add `increment` to the calling thread's niceness (Linux: per thread; elsewhere nothing).
+
+    On Linux, PRIO_PROCESS with a thread id changes only that thread, not the process.
+    """
+    if not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+    except OSError as exc:
+        log.debug("web: cannot lower the sink thread's priority: %s", exc)
