@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from support.media import make_video
+from support.mjpeg_server import MjpegServer
 
 from edge_sdk.classifier import Classifier
 from edge_sdk.errors import SourceError
@@ -241,3 +242,42 @@ def test_stop_from_another_thread(videos: dict[str, Path], classifier: Classifie
     timer.join()
     assert time.monotonic() - started < 1.2  # the clip lasts 1.3 s at 30 fps
     assert 0 < pipeline.published < 40
+
+
+def test_stream_reconnects_after_the_server_restarts(classifier: Classifier) -> None:
+    """An MJPEG camera on loopback goes away for a second and comes back: the run goes on."""
+    arrived = threading.Condition()
+    times: list[float] = []
+
+    def record(prediction: Prediction) -> None:
+        with arrived:
+            times.append(time.monotonic())
+            arrived.notify_all()
+
+    def wait_for(count: int, timeout: float) -> bool:
+        with arrived:
+            return arrived.wait_for(lambda: len(times) >= count, timeout)
+
+    server = MjpegServer(fps=30, size=(320, 240)).start()
+    pipeline = Pipeline(server.url, classifier, on_prediction=record)
+    try:
+        pipeline.start()
+        assert wait_for(5, 20), "no predictions from the stream"
+        server.stop()
+        outage = time.monotonic()
+        time.sleep(1.0)  # the outage itself: nothing to wait for
+        with arrived:
+            before = len(times)
+        assert pipeline.running
+        server.start()
+        restarted = time.monotonic()
+        assert wait_for(before + 5, 15), "predictions did not resume"
+        with arrived:
+            resumed = next(t for t in times[before:] if t > restarted)
+        assert resumed - restarted < 5.0
+        assert not [t for t in times if outage + 0.5 < t < restarted]  # none during the outage
+    finally:
+        pipeline.stop()
+        server.stop()
+    snapshot = pipeline.metrics.snapshot()
+    assert snapshot["reconnects"] >= 1 and pipeline.error is None
