@@ -8,6 +8,7 @@ import click
 
 from edge_sdk.cli import service
 from edge_sdk.cli.classify import classify
+from edge_sdk.cli.doctor import doctor
 from edge_sdk.cli.errors import FriendlyGroup
 from edge_sdk.cli.models import models
 from edge_sdk.cli.run import LIVE_OPTIONS, live_options, run_live
@@ -38,6 +39,7 @@ cli.add_command(models)
 cli.add_command(classify)
 cli.add_command(service.check_config)
 cli.add_command(service.run)
+cli.add_command(doctor)
 
 
 def main() -> None:

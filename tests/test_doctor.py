@@ -1,0 +1,166 @@
+"""`edge-classify doctor` on this machine: real runtimes and model, a real broker, real /sys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from support.mosquitto import Mosquitto, make_tls, mosquitto
+
+from edge_sdk import config as cfg
+from edge_sdk import doctor
+from edge_sdk.cli.main import cli
+
+__all__ = ["mosquitto"]
+
+
+def rows_by_name(rows: list[doctor.Check]) -> dict[str, doctor.Check]:
+    return {r.name: r for r in rows}
+
+
+def mqtt_config(broker: Mosquitto, **mqtt: object) -> cfg.Config:
+    return cfg.parse({"source": {"uri": "test://"},
+                      "mqtt": {"enabled": True, "host": broker.host, "port": broker.port, **mqtt}})
+
+
+def test_doctor_command_reports_a_table_with_fixes(
+    tmp_path: Path, model_home: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGE_SDK_HOME", str(model_home))
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+        [source]
+        uri = "v4l2:///dev/video7"
+        [model]
+        threads = 1
+        [mqtt]
+        enabled = true
+        host = "{mosquitto.host}"
+        port = {mosquitto.port}
+    """)
+    result = CliRunner().invoke(cli, ["doctor", "--config", str(config), "--runs", "3"])
+    lines = result.output.splitlines()
+    assert any(line.startswith("PASS  model on litert") and "ms per 720p frame" in line
+               for line in lines), result.output
+    assert any(line.startswith("PASS  mqtt broker") and "anonymously" in line for line in lines)
+    assert any(line.startswith("PASS  runtime litert") for line in lines)
+    assert any(line.startswith("PASS  disk") for line in lines)
+    # No /dev/video7 here: a failure, its fix on the next line, and exit status 1.
+    camera = next(i for i, line in enumerate(lines) if line.startswith("FAIL  camera"))
+    assert "fix: " in lines[camera + 1]
+    assert result.exit_code == 1
+    assert "failed" in lines[-1]
+
+    as_json = CliRunner().invoke(cli, ["doctor", "--config", str(config), "--runs", "0", "--json"])
+    checks = json.loads(as_json.output)
+    assert {"name", "status", "detail", "fix"} <= set(checks[0])
+    assert {c["status"] for c in checks} <= {"PASS", "WARN", "FAIL", "SKIP"}
+
+
+def test_broker_checks_credentials_and_tls(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path, users={"cam": "right"})
+    broker.start()
+    try:
+        good, bad = tmp_path / "good", tmp_path / "bad"
+        good.write_text("right\n")
+        bad.write_text("wrong\n")
+        ok = doctor.check_broker(mqtt_config(broker, username="cam", password_file=str(good)))
+        assert ok[0].status == "PASS" and "as 'cam'" in ok[0].detail
+        refused = doctor.check_broker(mqtt_config(broker, username="cam", password_file=str(bad)))[0]
+        assert refused.status == "FAIL" and "refused the login" in refused.detail
+        assert "password" in refused.fix
+    finally:
+        broker.stop()
+    down = doctor.check_broker(mqtt_config(broker))[0]
+    assert down.status == "FAIL" and "unreachable" in down.detail and "broker running" in down.fix
+
+    tls = make_tls(tmp_path / "tls")
+    (tmp_path / "tls-broker").mkdir()
+    secure = Mosquitto(tmp_path / "tls-broker", tls=tls)
+    secure.start()
+    try:
+        trusted = doctor.check_broker(mqtt_config(secure, ca_file=str(tls.ca_file)))[0]
+        assert trusted.status == "PASS" and "TLS" in trusted.detail
+        untrusted = doctor.check_broker(mqtt_config(secure, tls=True))[0]
+        assert untrusted.status == "FAIL" and "ca_file" in untrusted.fix
+    finally:
+        secure.stop()
+
+
+def test_model_missing_names_the_build_command(tmp_path: Path) -> None:
+    config = cfg.parse({"model": {"home": str(tmp_path / "empty-cache")}})
+    rows = doctor.check_model(config, runs=0)
+    litert = rows_by_name(rows)["model on litert"]
+    assert litert.status == "FAIL" and "edge-classify models build squeezenet1.1" in litert.fix
+
+
+def test_cameras_and_the_video_group(tmp_path: Path) -> None:
+    # No V4L2 devices exist here: plain files stand in for /dev/video* nodes (same names, the
+    # same permission bits doctor reads).
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "video0").touch()
+    (dev / "video1").touch()
+    found = doctor.check_cameras(cfg.parse({"source": {"uri": "0"}}), dev=str(dev))
+    names = rows_by_name(found)
+    assert names["camera"].status == "PASS" and "video0" in names["camera"].detail
+    assert names["camera access"].status == "PASS"
+    wrong = rows_by_name(doctor.check_cameras(cfg.parse({"source": {"uri": "3"}}), dev=str(dev)))
+    assert wrong["camera device"].status == "FAIL" and "video1" in wrong["camera device"].fix
+    empty = tmp_path / "nodev"
+    empty.mkdir()
+    none = doctor.check_cameras(cfg.parse({"source": {"uri": "0"}}), dev=str(empty))[0]
+    assert none.status == "FAIL" and "[source] uri" in none.fix
+    fine = doctor.check_cameras(cfg.parse({"source": {"uri": "clip.mp4"}}), dev=str(empty))[0]
+    assert fine.status == "PASS"
+
+
+def test_display_fails_only_when_the_overlay_wants_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert doctor.check_display(cfg.Config())[0].status == "PASS"
+    overlay = doctor.check_display(cfg.parse({"overlay": {"enabled": True}}))[0]
+    assert overlay.status == "FAIL" and "[overlay] enabled = false" in overlay.fix
+
+
+def test_temperature_from_thermal_zones(tmp_path: Path) -> None:
+    # This machine may have no thermal zones; a folder laid out like /sys/class/thermal stands in.
+    zone = tmp_path / "thermal_zone0"
+    zone.mkdir()
+    (zone / "type").write_text("cpu-thermal\n")
+    (zone / "temp").write_text("48312\n")
+    assert doctor.read_temperatures(str(tmp_path)) == [("cpu-thermal", 48.312)]
+    assert doctor.check_temperature(str(tmp_path))[0].status == "PASS"
+    (zone / "temp").write_text("83000\n")
+    hot = doctor.check_temperature(str(tmp_path))[0]
+    assert hot.status == "FAIL" and "fan" in hot.fix
+    assert doctor.check_temperature(str(tmp_path / "none"))[0].status == "SKIP"
+
+
+def test_throttling_flags_of_a_pi() -> None:
+    now, past = doctor.parse_throttled(0x50005)
+    assert now == ["under-voltage", "throttled"]
+    assert past == ["under-voltage", "throttling"]
+    assert doctor.parse_throttled(0) == ([], [])
+
+    # vcgencmd exists only on a Raspberry Pi; this stands in for its output format.
+    def vcgencmd(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(args, 0, stdout="throttled=0x50000\n", stderr="")
+
+    past_only = doctor.check_throttling(run=vcgencmd, command="vcgencmd")[0]
+    assert past_only.status == "WARN" and "since boot: under-voltage" in past_only.detail
+    assert "power supply" in past_only.fix
+
+
+def test_a_crashing_check_is_a_failure_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(config: cfg.Config) -> list[doctor.Check]:
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(doctor, "check_disk", boom)
+    rows = doctor.run_checks(cfg.parse({"source": {"uri": "test://"}}), speed_runs=0)
+    disk = rows_by_name(rows)["disk"]
+    assert disk.status == "FAIL" and "kaput" in disk.detail
+    assert "failed" in doctor.format_table(rows).splitlines()[-1]
