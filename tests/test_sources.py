@@ -567,3 +567,91 @@ def test_picamera2_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails as if not installed
     with pytest.raises(BackendUnavailable, match="apt install python3-picamera2"):
         open_source("csi://0", jetson=False)
+
+
+class FakeV4L2Capture:
+    """Stands in for cv2.VideoCapture on a USB webcam: there is no /dev/video* here.
+
+    It has the VideoCapture API the V4L2 source uses (isOpened, set, get, read, release) and
+    behaves like OpenCV's V4L2 backend with an MJPG camera: frames come converted to BGR, or,
+    after set(CAP_PROP_CONVERT_RGB, 0), as the camera's JPEG bytes in a 1 x N uint8 array. The
+    JPEGs are real (photos, encoded by OpenCV) with their frame number stamped in.
+    """
+
+    jpeg_ok = True
+    instances: ClassVar[list[FakeV4L2Capture]] = []
+
+    def __init__(self, target: str, api: int) -> None:
+        assert api == cv2.CAP_V4L2
+        self.props = {
+            cv2.CAP_PROP_FOURCC: float(cv2.VideoWriter.fourcc(*"YUYV")),
+            cv2.CAP_PROP_FRAME_WIDTH: 640.0,
+            cv2.CAP_PROP_FRAME_HEIGHT: 480.0,
+            cv2.CAP_PROP_FPS: 30.0,
+            cv2.CAP_PROP_CONVERT_RGB: 1.0,
+        }
+        self.sets: list[int] = []
+        self.count = 0
+        self.released = False
+        FakeV4L2Capture.instances.append(self)
+
+    def isOpened(self) -> bool:
+        return True
+
+    def set(self, prop: int, value: float) -> bool:
+        self.sets.append(prop)
+        self.props[prop] = float(value)
+        return True
+
+    def get(self, prop: int) -> float:
+        return self.props.get(prop, 0.0)
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        width, height = int(self.props[cv2.CAP_PROP_FRAME_WIDTH]), int(self.props[cv2.CAP_PROP_FRAME_HEIGHT])
+        image = np.full((height, width, 3), 120, np.uint8)
+        stamp_number(image, self.count)
+        self.count += 1
+        if self.props[cv2.CAP_PROP_CONVERT_RGB]:
+            return True, image
+        ok, jpeg = cv2.imencode(".jpg", image)
+        assert ok
+        data = jpeg.reshape(1, -1) if self.jpeg_ok else np.zeros((1, 500), np.uint8)
+        return True, data
+
+    def release(self) -> None:
+        self.released = True
+
+
+@pytest.fixture()
+def fake_webcam(monkeypatch: pytest.MonkeyPatch) -> type[FakeV4L2Capture]:
+    monkeypatch.setattr(cv2, "VideoCapture", FakeV4L2Capture)
+    monkeypatch.setattr("edge_sdk.sources.v4l2.check_device", lambda device: None)
+    FakeV4L2Capture.instances = []
+    FakeV4L2Capture.jpeg_ok = True
+    return FakeV4L2Capture
+
+
+def test_usb_camera_sends_jpeg_packets(fake_webcam: type[FakeV4L2Capture]) -> None:
+    with open_source("0", size="1280x720", fps=30, reduce=2) as source:
+        cap = fake_webcam.instances[0]
+        # The driver wants the pixel format before the size, and the size before the rate.
+        assert cap.sets[:4] == [
+            cv2.CAP_PROP_FOURCC, cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT, cv2.CAP_PROP_FPS
+        ]
+        assert uses_packets(source) and source.live
+        assert (source.full_size, source.size, source.fps) == ((1280, 720), (640, 360), 30.0)
+        frames = read_all(source, limit=3)
+    assert [read_number(f.image) for f in frames] == [0, 1, 2]
+    assert_bgr(frames[0], (640, 360))
+    assert cap.released
+
+
+def test_usb_camera_falls_back_when_its_jpegs_do_not_decode(
+    fake_webcam: type[FakeV4L2Capture],
+) -> None:
+    fake_webcam.jpeg_ok = False
+    with open_source("v4l2:///dev/video0", reduce=2) as source:
+        assert not uses_packets(source)
+        assert (source.size, source.reduce) == ((640, 480), 1)
+        frame = source.read()
+    assert frame is not None and frame.image.shape == (480, 640, 3)

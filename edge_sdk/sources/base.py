@@ -138,6 +138,8 @@ class JpegSource(BaseSource):
     Attributes:
         packets: True: `read_packet` and `decode` work (see `PacketSource`).
         full_size: (width, height) of the frames as encoded.
+
+    `reduce` stays 1 when `packets` is False.
     """
 
     packets: bool = True
@@ -155,7 +157,9 @@ class JpegSource(BaseSource):
 
     @reduce.setter
     def reduce(self, value: int) -> None:
-        self._reduce = check_reduce(value)
+        check_reduce(value)
+        # A source that turned out not to receive JPEG (an H.264 file) decodes at full size.
+        self._reduce = value if self.packets else 1
         if self.full_size != (0, 0):
             self.size = reduced_size(self.full_size, self._reduce)
 

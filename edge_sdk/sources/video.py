@@ -16,7 +16,6 @@ from edge_sdk.sources.base import (
     check_reduce,
     decode_jpeg,
     now_ns,
-    reduced_size,
 )
 from edge_sdk.sources.opencv import OpenCVSource, as_bgr, capture_fourcc, capture_fps
 from edge_sdk.types import Frame
@@ -81,24 +80,7 @@ class VideoFileSource(JpegSource):
                 int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
                 int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
             )
-        self.size = self.full_size
         self.reduce = reduce
-
-    @property
-    def reduce(self) -> int:
-        """As `JpegSource.reduce`; always 1 for a codec other than MJPEG (FFmpeg decodes it
-        at full size)."""
-        return self._reduce
-
-    @reduce.setter
-    def reduce(self, value: int) -> None:
-        check_reduce(value)
-        if not self.packets:
-            if value != 1:
-                log.debug("%s is %s, not MJPEG: reduce=%d does not apply", self.uri, self.codec, value)
-            value = 1
-        self._reduce = value
-        self.size = reduced_size(self.full_size, value)
 
     def _open(self) -> cv2.VideoCapture:
         return OpenCVSource.open_capture(
