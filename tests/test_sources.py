@@ -142,7 +142,7 @@ def test_source_options_tell_where_reduce_applies() -> None:
     assert "reduce" in source_options("clip.avi")
     assert "reduce" in source_options("http://cam/stream")
     assert "reduce" in source_options("photos/*.jpg")
-    assert "reduce" not in source_options("0")
+    assert "reduce" in source_options("0")  # USB cameras sending MJPG
     assert "reduce" not in source_options("test://")
 
 
