@@ -9,7 +9,11 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -106,8 +110,9 @@ class MjpegViewer:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
         self._thread.join(5)
+        self.response.close()  # its file object keeps the socket open otherwise
+        self._sock.close()
 
 
 def wait_until(condition: Any, timeout: float = 10.0) -> None:
@@ -248,20 +253,25 @@ def test_frames_encoded_only_while_watched_once_for_all_viewers(
     assert sink.jpegs.get()[1] is None  # the last JPEG is not kept for the next viewer
 
 
-def test_slow_viewer_never_blocks_the_sink(picture: np.ndarray) -> None:
-    big = np.ascontiguousarray(cv2.resize(picture, (1280, 960)))
-    with WebSink(bind="127.0.0.1:0", stream_fps=0, max_width=0, quality=95) as s:
-        stuck = MjpegViewer(s, read=False)  # connected, never reads: its socket fills up
-        fast = MjpegViewer(s)
-        wait_until(lambda: s.viewers == 2)
-        for i in range(150):  # ~150 x 200 kB: far more than the stuck socket's buffers
-            s.publish(prediction(i), frame(big, i))
-        assert s._jpeg_frames == 150
-        wait_until(lambda: len(fast.jpegs) > 0)
-        s.publish(prediction(150, "last"), frame(big, 150))
-        wait_until(lambda: fast.jpegs[-1] == s.jpegs.get()[1])
-        fast.close()
-        stuck.close()
+def test_slow_viewer_never_blocks_the_sink() -> None:
+    # Noise does not compress: each JPEG is ~0.7 MB, so a few fill a socket's buffers (4 MB).
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    s = WebSink(bind="127.0.0.1:0", stream_fps=0, quality=95)
+    stuck = MjpegViewer(s, read=False)  # connected, never reads: its socket fills up
+    fast = MjpegViewer(s)
+    wait_until(lambda: s.viewers == 2)
+    for i in range(20):
+        s.publish(prediction(i), frame(noise, i))
+    assert s._jpeg_frames == 20
+    wait_until(lambda: len(fast.jpegs) > 0)
+    s.publish(prediction(20, "last"), frame(noise, 20))
+    wait_until(lambda: fast.jpegs[-1] == s.jpegs.get()[1])  # the fast one is up to date
+    fast.close()
+    started = time.monotonic()
+    s.close()  # cuts the stuck viewer's blocked write instead of waiting for its timeout
+    assert time.monotonic() - started < 1.5
+    assert s.viewers == 0
+    stuck.close()
 
 
 def test_stream_fps_and_max_width(picture: np.ndarray) -> None:
@@ -409,3 +419,63 @@ def test_page_in_chromium_shows_live_video_and_latest_prediction(
         assert found["edge_sdk_mqtt_queue"].samples[0].value == 0
         assert found["edge_sdk_web_viewers"].samples[0].value == 1
         assert found["edge_sdk_web_jpeg_frames"].samples[0].value >= 2
+
+
+# -- the command line: edge-classify --source VIDEO --web ADDR:PORT ------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_cli_web_option_end_to_end(tmp_path: Path, model_home: Path) -> None:
+    from support.media import make_video
+
+    exe = Path(sys.executable).with_name("edge-classify")
+    video = make_video(tmp_path / "clip.avi", size=(320, 240), frames=300, photos=10)
+    env = {**os.environ, "EDGE_SDK_HOME": str(model_home)}
+    env.pop("DISPLAY", None)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+
+    refused = subprocess.run(
+        [str(exe), "--source", str(video), "--no-display", "--web", "0.0.0.0:0"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines()[-1].startswith("Error: web: binding 0.0.0.0:0")
+    assert "Traceback" not in refused.stderr
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    proc = subprocess.Popen(
+        [str(exe), "--source", str(video), "--realtime", "--no-display", "--threads", "1",
+         "--web", f"127.0.0.1:{port}", "--web-token-file", str(token_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        status, body = 0, b""
+        while status != 200:
+            assert proc.poll() is None and time.monotonic() < deadline, "no prediction served"
+            try:
+                status, body, _ = get(url + "api/prediction?token=" + TOKEN)
+            except OSError:  # not listening yet
+                status = 0
+            time.sleep(0.05)
+        latest = json.loads(body)
+        assert latest["model"] == "squeezenet1.1" and len(latest["top"]) == 3
+        assert get(url + "api/prediction")[0] == 401
+        assert get(url + "healthz")[0] == 200
+        found = families(get(url + "metrics", {"Authorization": f"Bearer {TOKEN}"})[1].decode())
+        assert found["edge_sdk_predictions"].samples[0].value >= 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert "Traceback" not in stderr and "sink web" in stderr

@@ -7,6 +7,7 @@ a plain loop writing to a socket, and the SDK gains no dependency (see docs/web.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -53,6 +54,9 @@ class _Server(ThreadingHTTPServer):
     content: ViewContent
     max_streams: int
     streams: threading.Semaphore
+    #: Connections of the open streams, so close() can cut one stuck in a blocked write.
+    open_streams: set[socket.socket]
+    open_lock: threading.Lock
 
 
 class _Server6(_Server):
@@ -83,6 +87,8 @@ class WebServer:
         self._server.content = content
         self._server.max_streams = max_streams
         self._server.streams = threading.BoundedSemaphore(max_streams)
+        self._server.open_streams = set()
+        self._server.open_lock = threading.Lock()
         host, port = self._server.server_address[:2]
         self.address = BindAddress(str(host), int(port))
         self._thread = threading.Thread(
@@ -105,7 +111,8 @@ class WebServer:
         """Stop accepting, end every open stream, and release the port (idempotent).
 
         Streams notice within `_WAKE_S` because the content's mailboxes are closed by the sink
-        first; this waits for them for a bounded time.
+        first; a stream blocked writing to a viewer that stopped reading has its connection
+        shut down. This waits for them for a bounded time.
         """
         if self._closed:
             return
@@ -113,6 +120,11 @@ class WebServer:
         self._server.shutdown()
         self._thread.join(timeout=5)
         self._server.server_close()
+        with self._server.open_lock:
+            stuck = list(self._server.open_streams)
+        for conn in stuck:  # a viewer that stopped reading holds its thread in a write
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         deadline = time.monotonic() + 2.0
         held = 0
         # Reacquiring every stream slot proves every stream handler has returned.
@@ -197,6 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"too many viewers\n", "text/plain",
                        {"Retry-After": "5"})
             return False
+        with self.server.open_lock:
+            self.server.open_streams.add(self.connection)
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", ctype)
         self._common_headers()
@@ -239,6 +253,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps(self.server.content.health()).encode() + b"\n"
         self._send(HTTPStatus.OK, body, "application/json")
 
+    def _end_stream(self) -> None:
+        with self.server.open_lock:
+            self.server.open_streams.discard(self.connection)
+        self.server.streams.release()
+
     def mjpeg(self) -> None:
         jpegs = self.server.content.jpegs
         if not self._start_stream(f"multipart/x-mixed-replace; boundary={BOUNDARY}"):
@@ -261,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b"\r\n")
                     self.wfile.flush()
         finally:
-            self.server.streams.release()
+            self._end_stream()
 
     def events(self) -> None:
         predictions = self.server.content.predictions
@@ -288,7 +307,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.flush()
                     idle_since = time.monotonic()
         finally:
-            self.server.streams.release()
+            self._end_stream()
 
 
 _ROUTES = {
