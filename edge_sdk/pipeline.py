@@ -39,6 +39,7 @@ API for sink authors (MQTT, web):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -46,6 +47,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
+
+import cv2
+import numpy as np
 
 from edge_sdk.capture import Backoff, Capture
 from edge_sdk.classifier import Classifier
@@ -107,6 +111,52 @@ def choose_reduce(size: tuple[int, int], input_size: tuple[int, int], resize_sho
     return 1
 
 
+class DownscaledSource:
+    """Wraps a source of decoded frames so each frame comes out 1/`factor` the size.
+
+    For sources that cannot decode at reduced size (H.264 files and streams, raw cameras),
+    when no sink wants full-size frames: the capture thread shrinks each frame with an exact
+    integer-factor area average (OpenCV's fast path, ~0.5 ms for 720p), which leaves the
+    inference thread a small image to crop and resize. It is the counterpart of reduced JPEG
+    decoding and is chosen by the same rule (`choose_reduce`), so the model still gets an
+    image downscaled from more pixels than it needs.
+
+    Other attributes (`fps`, `live`, ...) are the wrapped source's.
+    """
+
+    def __init__(self, source: FrameSource, factor: int) -> None:
+        if factor < 1:
+            raise ValueError(f"factor must be >= 1, got {factor}")
+        self.inner = source
+        self.factor = factor
+        self.uri = source.uri
+
+    @property
+    def size(self) -> tuple[int, int]:
+        width, height = getattr(self.inner, "size", (0, 0)) or (0, 0)
+        return int(width) // self.factor, int(height) // self.factor
+
+    def read(self) -> Frame | None:
+        frame = self.inner.read()
+        if frame is None or self.factor == 1:
+            return frame
+        height, width = frame.image.shape[:2]
+        if min(height, width) < self.factor:
+            return frame
+        image = cv2.resize(frame.image, (width // self.factor, height // self.factor),
+                           interpolation=cv2.INTER_AREA)
+        return dataclasses.replace(frame, image=np.asarray(image, dtype=np.uint8))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes not found here: fps, live, skipped, ...
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
 class Pipeline:
     """Runs a source through a classifier into sinks, in threads; see the module docstring.
 
@@ -131,8 +181,10 @@ class Pipeline:
             vectors), a `Smoother`, or None.
         on_prediction: Called as ``fn(prediction)`` for each prediction, in order, from its
             own worker thread.
-        reduce: JPEG decode reduction (1, 2, 4 or 8) for sources that support it; None picks
-            it automatically (reduced only when no sink wants frames).
+        reduce: Hand frames to inference at 1/`reduce` size (1, 2, 4 or 8): JPEG sources
+            decode at that size, others are shrunk in the capture thread (`DownscaledSource`).
+            None picks the largest factor that keeps enough pixels for the model
+            (`choose_reduce`), and only when no sink wants frames.
         reconnect: How a live source that fails or stalls is reopened: an
             `edge_sdk.capture.Backoff`, False for never (the run ends), or None/True for the
             default backoff (live URI sources only; files end where they end).
@@ -274,7 +326,7 @@ class Pipeline:
         self.keep_all, self.realtime = bool(self.keep_all), bool(self.realtime)
         wants_frames = any(bool(getattr(sink, "wants_frames", True)) for sink in self.sinks)
         self._reduce_factor = self._reduce_for(source, wants_frames)
-        self._apply_reduce(source, self._reduce_factor)
+        self._opened = self._apply_reduce(source, self._reduce_factor)
 
     def _start_sinks(self) -> None:
         names: set[str] = set()
@@ -319,9 +371,7 @@ class Pipeline:
             if opened:
                 return opened.pop()
             assert uri is not None
-            src: FrameSource = open_source(uri)
-            self._apply_reduce(src, factor)
-            return src
+            return self._apply_reduce(open_source(uri), factor)
 
         capture = Capture(
             reopen if reconnect is not None else first,
@@ -335,25 +385,33 @@ class Pipeline:
         self.metrics.bind_source(self._capture_counters)
 
     def _reduce_for(self, source: Any, wants_frames: bool) -> int:
-        if not hasattr(source, "reduce"):
-            return 1
         if self.reduce is not None:
             return self.reduce
         if wants_frames:
             return 1
         card = self.classifier.card
-        size = getattr(source, "size", (0, 0)) or (0, 0)
-        # size is what the source hands out now, at its current reduction.
-        current = int(getattr(source, "reduce", 1) or 1)
-        full = (int(size[0]) * current, int(size[1]) * current)
-        return choose_reduce(full, tuple(card.input_size), card.resize_shorter)  # type: ignore[arg-type]
+        full = getattr(source, "full_size", None)
+        if full is None:
+            # size is what the source hands out now, at its current reduction.
+            size = getattr(source, "size", (0, 0)) or (0, 0)
+            current = int(getattr(source, "reduce", 1) or 1)
+            full = (int(size[0]) * current, int(size[1]) * current)
+        return choose_reduce(tuple(full), tuple(card.input_size), card.resize_shorter)  # type: ignore[arg-type]
 
-    @staticmethod
-    def _apply_reduce(source: Any, factor: int) -> None:
-        if hasattr(source, "reduce") and getattr(source, "reduce", 1) != factor:
+    def _apply_reduce(self, source: FrameSource, factor: int) -> FrameSource:
+        """Make `source` hand out frames 1/`factor` the size: decoded smaller when it is a JPEG
+        source, else shrunk in the capture thread (off the inference thread's path)."""
+        if factor == 1:
+            return source
+        uri = getattr(source, "uri", "the source")
+        if hasattr(source, "reduce"):
             source.reduce = factor
-            log.info("decoding %s at 1/%d size (no sink needs full-size frames)",
-                     getattr(source, "uri", "the source"), factor)
+            if getattr(source, "reduce", 1) == factor:
+                log.info("decoding %s at 1/%d size (no sink needs full-size frames)", uri, factor)
+                return source
+        log.info("shrinking frames of %s to 1/%d in the capture thread (no sink needs "
+                 "full-size frames)", uri, factor)
+        return DownscaledSource(source, factor)
 
     def _capture_counters(self) -> tuple[int, int, int]:
         cap = self.capture

@@ -32,6 +32,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "h264": make_video(folder / "clip.mp4", codec="h264", size=small, frames=40, photos=10),
         "fast": make_video(folder / "fast.avi", size=small, frames=60, fps=120, photos=10),
         "hd": make_video(folder / "hd.avi", size=(1280, 720), frames=5, photos=5),
+        "hd264": make_video(folder / "hd.mp4", codec="h264", size=(1280, 720), frames=5, photos=5),
     }
 
 
@@ -162,10 +163,12 @@ def test_failing_sink_is_isolated(videos: dict[str, Path], classifier: Classifie
     assert any("closing sink broken failed" in r.message for r in caplog.records)
 
 
-def test_reduced_decode_when_no_sink_wants_frames(videos: dict[str, Path],
+@pytest.mark.parametrize("video", ["hd", "hd264"])
+def test_reduced_frames_when_no_sink_wants_frames(videos: dict[str, Path], video: str,
                                                   classifier: Classifier) -> None:
+    """MJPEG decodes at 1/2 size; H.264 is shrunk 2x in the capture thread instead."""
     blind = Recorder(lossless=True, wants_frames=False)
-    pipeline = Pipeline(str(videos["hd"]), classifier, [blind], keep_all=True)
+    pipeline = Pipeline(str(videos[video]), classifier, [blind], keep_all=True)
     with pipeline:
         frames = []
         original = pipeline.capture.get  # type: ignore[union-attr]
@@ -178,11 +181,11 @@ def test_reduced_decode_when_no_sink_wants_frames(videos: dict[str, Path],
 
         pipeline.capture.get = spy  # type: ignore[union-attr,method-assign]
         pipeline.wait(30)
-    assert frames and set(frames) == {(360, 640, 3)}  # 1280x720 decoded at 1/2 for 256 px
+    assert frames and set(frames) == {(360, 640, 3)}  # 1/2 of 1280x720 still covers 256 px
     assert len(blind.got) == 5
 
     seeing = Recorder()
-    with Pipeline(str(videos["hd"]), classifier, [seeing], keep_all=True) as pipeline:
+    with Pipeline(str(videos[video]), classifier, [seeing], keep_all=True) as pipeline:
         pipeline.wait(30)
     assert {f.image.shape for _, f in seeing.got if f is not None} == {(720, 1280, 3)}
 
