@@ -12,7 +12,10 @@ turns, so the two conditions alternate within the same run, in ABBA order to can
 
 Each segment's FPS is the predictions published during it divided by its length. The table
 gives, over the segment pairs, the median FPS of each condition and the median of the per-pair
-ratios; the goal is ``3 viewers`` / ``idle`` >= 0.90. Also printed: a separate run with no web
+ratios; the goal is ``3 viewers`` / ``idle`` >= 0.90. On a machine shared with other work the
+FPS swing with the load; the process's CPU time per prediction in each segment (all threads)
+is printed too: its idle/watched ratio is the FPS ratio a CPU-bound board would see, and it
+hardly depends on what else runs. Also printed: a separate run with no web
 sink at all, for reference (it decodes JPEG at reduced size: no sink wants full frames).
 
     .venv/bin/python scripts/bench_web.py --pairs 6 --segment 2
@@ -142,6 +145,8 @@ def main() -> None:
         watched: list[float] = []
         per_viewer: list[int] = []
         jpegs_per_s: list[float] = []
+        cpu_idle: list[float] = []
+        cpu_watched: list[float] = []
         with pipeline:
             _wait(lambda: len(stamps) > 30, "the first predictions")
             for pair in range(args.pairs):
@@ -152,9 +157,10 @@ def main() -> None:
                         _wait(lambda: web.viewers == VIEWERS, "the viewers")
                     encoded0 = web._jpeg_frames
                     time.sleep(settle)
-                    t0 = time.perf_counter()
+                    t0, cpu0, n0 = time.perf_counter(), time.process_time(), len(stamps)
                     time.sleep(args.segment)
-                    t1 = time.perf_counter()
+                    t1, cpu1, n1 = time.perf_counter(), time.process_time(), len(stamps)
+                    cpu_per = 1e3 * (cpu1 - cpu0) / max(1, n1 - n0)
                     if not pipeline.running:
                         raise RuntimeError(f"the pipeline stopped: {pipeline.error}")
                     if condition == "on":
@@ -163,8 +169,10 @@ def main() -> None:
                         per_viewer.append(min(json.loads(child.stdout.readline())))
                         _wait(lambda: web.viewers == 0, "the viewers to leave")
                         watched.append(_fps(stamps, t0, t1))
+                        cpu_watched.append(cpu_per)
                     else:
                         idle.append(_fps(stamps, t0, t1))
+                        cpu_idle.append(cpu_per)
                 print(f"pair {pair + 1}/{args.pairs}: idle {idle[-1]:.1f} FPS, "
                       f"3 viewers {watched[-1]:.1f} FPS", file=sys.stderr)
             pipeline.request_stop()
@@ -188,7 +196,12 @@ def main() -> None:
     print(f"| 3 MJPEG viewers         | {statistics.median(watched):10.1f} | "
           f"{min(watched):5.1f} - {max(watched):5.1f} | "
           f"{ratio:.3f} ({min(ratios):.3f} - {max(ratios):.3f}){'':>11} |")
-    print(f"\nwhile watched: {statistics.median(jpegs_per_s):.1f} JPEGs encoded per second "
+    cpu_ratios = [i / w for w, i in zip(cpu_watched, cpu_idle, strict=True)]
+    print(f"\nCPU time of the whole process per prediction (all its threads; the viewers' "
+          f"process not counted): idle {statistics.median(cpu_idle):.2f} ms, 3 viewers "
+          f"{statistics.median(cpu_watched):.2f} ms; median per-pair idle/watched "
+          f"{statistics.median(cpu_ratios):.3f}: the FPS ratio a CPU-bound board would see")
+    print(f"while watched: {statistics.median(jpegs_per_s):.1f} JPEGs encoded per second "
           f"(once for all viewers), {encode_ms:.2f} ms each (scale + annotate + encode), "
           f"median {statistics.median(per_viewer)} frames received per viewer per segment")
     print(f"reference, separate run without a web sink (reduced JPEG decode): {no_web:.1f} FPS")
