@@ -141,6 +141,13 @@ def test_bad_bind_address(text: str) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_ipv6_loopback() -> None:
+    with WebSink(bind="[::1]:0") as s:
+        assert s.url.startswith("http://[::1]:")
+        assert get(s.url + "healthz")[0] == 200
+        assert get(s.url + "api/prediction")[0] == 503  # [::1] is a loopback Host
+
+
 def test_non_loopback_bind_needs_a_token(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"token_file=FILE.*insecure=True"):
         WebSink(bind="0.0.0.0:0")
