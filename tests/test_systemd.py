@@ -189,3 +189,19 @@ def test_service_notifies_systemd_and_stops_pinging_when_the_camera_stalls(
     finally:
         service.stop()
         camera.stop()
+
+
+def test_install_script_dry_run_lists_every_step(tmp_path: Path) -> None:
+    script = REPO / "scripts" / "install-service.sh"
+    assert subprocess.run(["bash", "-n", str(script)], timeout=30).returncode == 0
+    result = subprocess.run(
+        ["bash", str(script), "--dry-run", "--prefix", str(tmp_path / "opt"), "--model-home",
+         str(tmp_path / "cache")], capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for step in ("usermod -aG video edge-sdk", f"-m venv {tmp_path}/opt/venv", "pip install",
+                 "config.example.toml /etc/edge-sdk/config.toml", "/etc/edge-sdk/mqtt-password",
+                 "/etc/systemd/system/edge-classify.service", "check-config"):
+        assert step in out, step
+    assert "no built squeezenet1.1" in result.stderr  # and it says how to get one

@@ -8,6 +8,7 @@ messages and sessions, the harshest case for a client), optional password file a
 
 from __future__ import annotations
 
+import collections
 import getpass
 import json
 import shutil
@@ -25,6 +26,7 @@ import pytest
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+LOG_LINES = 5000
 
 
 def free_port() -> int:
@@ -72,6 +74,7 @@ class Mosquitto:
         tls: Serve TLS with these files instead of plain TCP.
         persistence: Keep sessions (and the messages queued for them) across a restart, so a
             subscriber with a persistent session misses nothing while the broker is down.
+        verbose: Log every packet (kept in `log`, the last LOG_LINES lines); off for soaks.
     """
 
     def __init__(
@@ -81,20 +84,21 @@ class Mosquitto:
         users: dict[str, str] | None = None,
         tls: BrokerTLS | None = None,
         persistence: bool = False,
+        verbose: bool = True,
     ) -> None:
         self.folder = folder
         self.port = free_port()
         self.host = "127.0.0.1"
         self.tls = tls
         self.proc: subprocess.Popen[str] | None = None
-        self.log: list[str] = []
+        self.log: collections.deque[str] = collections.deque(maxlen=LOG_LINES)
         lines = [
             f"listener {self.port} 127.0.0.1",
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {folder}/",
             "max_queued_messages 100000",
             "log_dest stderr",  # unbuffered, unlike stdout on a pipe
-            "log_type all",
+            "log_type all" if verbose else "log_type error\nlog_type warning\nlog_type information",
             # Root would drop to the 'mosquitto' user, which cannot read files in pytest's tmp.
             f"user {getpass.getuser()}",
         ]
@@ -131,7 +135,7 @@ class Mosquitto:
         threading.Thread(target=pump, daemon=True, name="mosquitto-log").start()
         if not ready.wait(timeout) or proc.poll() is not None:
             self.stop()
-            raise RuntimeError("mosquitto did not start:\n" + "\n".join(self.log[-20:]))
+            raise RuntimeError("mosquitto did not start:\n" + "\n".join(list(self.log)[-20:]))
 
     def stop(self) -> None:
         """Stop the broker (SIGTERM, then SIGKILL) and wait for it to exit."""
