@@ -42,18 +42,23 @@ class OnnxQuantSettings:
 
     Attributes:
         activations: "uint8" or "int8" activations.
+        weights: "int8" or "uint8" weights (per channel either way).
         reduce_range: 7-bit weights (avoids int16 saturation on x86 without VNNI).
         symmetric_activations: Zero point 0 for activations (int8 only sensibly).
         calibration: "minmax", "percentile" or "entropy".
-        float_tail: Leave the last convolution, the average pool and the softmax in float, so
-            the 1000 class scores are not rounded to 256 levels (fewer top-1 ties).
+        float_tail: Which end of the graph stays float: "none"; "softmax" (the probabilities
+            are not rounded to 256 levels); "pool" (also the global average pool, so the class
+            logits are means of 169 int8 values instead of one more int8 rounding: fewer top-1
+            ties, as the TFLite build's logit map); "conv10" (also the last convolution, whose
+            float weights add 1.5 MB).
     """
 
     activations: str = "uint8"
+    weights: str = "int8"
     reduce_range: bool = True
     symmetric_activations: bool = False
     calibration: str = "minmax"
-    float_tail: bool = False
+    float_tail: str = "none"
 
     def describe(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -87,16 +92,27 @@ class _PreprocessedImages(ortq.CalibrationDataReader):  # type: ignore[misc]
         self._iter = self._tensors()
 
 
-def _graph_facts(model_path: Path) -> tuple[str, list[str]]:
-    """Return the input name and the nodes from the last Conv on (conv10 ... softmax)."""
+def _graph_facts(model_path: Path) -> tuple[str, list[tuple[str, str]]]:
+    """Return the image input's name and the (op type, name) of every node, in graph order."""
     import onnx
 
     graph = onnx.load(str(model_path)).graph
     initializers = {t.name for t in graph.initializer}
     inputs = [i.name for i in graph.input if i.name not in initializers]
-    nodes = list(graph.node)
-    last_conv = max(i for i, n in enumerate(nodes) if n.op_type == "Conv")
-    return inputs[0], [n.name for n in nodes[last_conv:]]
+    return inputs[0], [(n.op_type, n.name) for n in graph.node]
+
+
+_TAIL_START = {"softmax": "Flatten", "pool": "GlobalAveragePool", "conv10": "Conv"}
+
+
+def _tail(nodes: list[tuple[str, str]], which: str) -> list[str] | None:
+    """Names of the nodes from the last `_TAIL_START[which]` node to the end."""
+    if which == "none":
+        return None
+    if which not in _TAIL_START:
+        raise ValueError(f"float_tail must be none, {', '.join(_TAIL_START)}; got {which!r}")
+    start = max(i for i, (op, _) in enumerate(nodes) if op == _TAIL_START[which])
+    return [name for _, name in nodes[start:]]
 
 
 def build_onnx_int8(
@@ -134,7 +150,7 @@ def build_onnx_int8(
     source = store.source_path(entry, mirror)
     card = store.source_card(entry, mirror)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    input_name, tail = _graph_facts(source)
+    input_name, nodes = _graph_facts(source)
     with Classifier.from_model(source, runtime="onnxruntime", mirror=mirror) as float_clf:
         reader = _PreprocessedImages(float_clf, input_name, calibration_images)
         extra: dict[str, Any] = {"ActivationSymmetric": settings.symmetric_activations}
@@ -149,9 +165,9 @@ def build_onnx_int8(
                 per_channel=True,
                 reduce_range=settings.reduce_range,
                 activation_type=_TYPES[settings.activations],
-                weight_type=ortq.QuantType.QInt8,
+                weight_type=_TYPES[settings.weights],
                 calibrate_method=_METHODS[settings.calibration],
-                nodes_to_exclude=tail if settings.float_tail else None,
+                nodes_to_exclude=_tail(nodes, settings.float_tail),
                 extra_options=extra,
             )
             partial.replace(out_path)
@@ -162,6 +178,7 @@ def build_onnx_int8(
             "built_by": "onnxruntime.quantization.quantize_static (QDQ, per-channel int8 weights)",
             "settings": settings.describe(),
             "calibration_images": len(calibration_images),
+            "model_sha256": store.sha256_of(out_path),
         },
     )
     int8_card.save(store.card_path(out_path))

@@ -134,6 +134,21 @@ def card_path(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 
 
+def _checked(path: Path, card: ModelCard, fix: str) -> ModelCard:
+    """Refuse a model file whose checksum differs from the one its card records (if any).
+
+    Loaders catch a broken file structure but not damaged weights, which load and then
+    predict garbage; the checksum catches both.
+    """
+    expected = card.notes.get("model_sha256")
+    if expected and sha256_of(path) != expected:
+        raise ModelError(
+            f"{path} does not match the checksum its card records: the file is damaged or was "
+            f"replaced; {fix}"
+        )
+    return card
+
+
 def resolve(
     model: str | os.PathLike[str],
     fmt: ModelFormat,
@@ -164,14 +179,15 @@ def resolve(
         if fmt == "onnx" and precision == "float":
             return source_path(entry, mirror), source_card(entry, mirror)
         path = built_path(entry.name, fmt, precision, home)
+        flag = "" if precision == "int8" else f" --precision {precision}"
+        fmt_flag = "" if fmt == "tflite" else f" --format {fmt}"
         if not path.is_file():
-            flag = "" if precision == "int8" else f" --precision {precision}"
-            fmt_flag = "" if fmt == "tflite" else f" --format {fmt}"
             raise ModelError(
                 f"{entry.name} ({precision} {fmt}) is not built yet; run: "
                 f"edge-classify models build {entry.name}{flag}{fmt_flag}"
             )
-        return path, ModelCard.load(card_path(path))
+        fix = f"rebuild it: edge-classify models build {entry.name}{flag}{fmt_flag} --force"
+        return path, _checked(path, ModelCard.load(card_path(path)), fix)
     path = Path(text)
     if not path.is_file():
         raise ModelError(
@@ -180,7 +196,7 @@ def resolve(
         )
     sidecar = card_path(path)
     if sidecar.is_file():
-        return path, ModelCard.load(sidecar)
+        return path, _checked(path, ModelCard.load(sidecar), "copy it again or rebuild it")
     digest = sha256_of(path)
     for entry in ZOO.values():
         if entry.sha256 == digest:

@@ -48,8 +48,9 @@ class OpenCVRuntime(Closing):
             ) from None
         if self._net.empty():
             raise ModelError(f"OpenCV loaded nothing from {path}; is it an ONNX model?")
+        # The CPU is the default target; setting it anyway makes OpenCV 5's new graph engine
+        # print a warning on every load.
         self._net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        self._net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
         if num_threads is not None:
             cv2.setNumThreads(num_threads)
         self.num_threads = num_threads

@@ -1,0 +1,351 @@
+"""Bad input gives one-line errors that name the fix, never a crash or a traceback.
+
+Covers the Python API (the exception type and message) and the CLI (click's runner, and one real
+subprocess): damaged model files, models whose tensors do not fit their card, files that are not
+images, missing or wrong sources, unknown runtimes and options. The damaged files are made from
+the real shared models in tmp dirs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+from edge_sdk.classifier import Classifier
+from edge_sdk.cli.main import cli
+from edge_sdk.errors import ConfigError, EdgeSDKError, ModelError, SourceError
+from edge_sdk.models import ZOO, store
+from edge_sdk.preprocess import read_image
+
+ONNX_ENTRY = ZOO["squeezenet1.1"]
+TFLITE_ENTRY = ZOO["mobilenet-v2-quant"]
+
+Damage = Callable[[bytes], bytes]
+DAMAGE: dict[str, Damage] = {
+    "truncated": lambda b: b[: len(b) // 2],
+    "corrupt": lambda b: bytes(x ^ 0xFF for x in b[:64]) + b[64:],
+    "random": lambda b: np.random.default_rng(0).integers(0, 256, len(b), dtype=np.uint8).tobytes(),
+    "empty": lambda b: b"",
+}
+
+
+def one_line(error: BaseException | str) -> str:
+    text = str(error)
+    assert text.strip() and "\n" not in text.strip(), f"not one line: {text!r}"
+    return text
+
+
+def run_cli(args: list[str]) -> str:
+    """Run edge-classify in-process; return its output, checking it is a one-line error."""
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), f"uncaught {result.exception!r}"
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+def with_card(path: Path, entry_name: str, mirror: Path, **changes: object) -> Path:
+    card = store.source_card(ZOO[entry_name], mirror)
+    dataclasses.replace(card, **changes).save(store.card_path(path))  # type: ignore[arg-type]
+    return path
+
+
+# -- damaged model files ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.parametrize(
+    ("entry_name", "runtime"),
+    [("squeezenet1.1", "onnxruntime"), ("squeezenet1.1", "opencv"), ("mobilenet-v2-quant", "litert")],
+)
+def test_damaged_model_file(
+    tmp_path: Path, mirror: Path, photos: Path, entry_name: str, runtime: str, damage: str
+) -> None:
+    entry = ZOO[entry_name]
+    path = tmp_path / f"model{Path(entry.source).suffix}"
+    path.write_bytes(DAMAGE[damage]((mirror / entry.source).read_bytes()))
+    with_card(path, entry_name, mirror)
+    with pytest.raises(ModelError, match=r"corrupt or not an? (ONNX|TFLite) model|loaded nothing") as err:
+        Classifier.from_model(path, runtime=runtime)
+    one_line(err.value)
+    line = run_cli(["classify", str(photos / "coffee.png"), "--model", str(path), "--runtime", runtime])
+    assert "corrupt" in line or "loaded nothing" in line
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_damaged_weights_caught_by_card_checksum(tmp_path: Path, mirror: Path, fmt: str) -> None:
+    # Flipped weight bytes still load, then predict garbage: the card's checksum catches them.
+    entry = ONNX_ENTRY if fmt == "onnx" else TFLITE_ENTRY
+    data = bytearray((mirror / entry.source).read_bytes())
+    path = tmp_path / f"model.{fmt}"
+    path.write_bytes(data)
+    with_card(path, entry.name, mirror, notes={"model_sha256": store.sha256_of(path)})
+    runtime = "onnxruntime" if fmt == "onnx" else "litert"
+    Classifier.from_model(path, runtime=runtime).close()  # intact: loads
+    middle = len(data) // 2
+    data[middle : middle + 256] = bytes(x ^ 0x55 for x in data[middle : middle + 256])
+    path.write_bytes(data)
+    with pytest.raises(ModelError, match=r"does not match the checksum its card records.*copy it again"):
+        Classifier.from_model(path, runtime=runtime)
+
+
+def test_damaged_built_model_names_the_rebuild(tmp_path: Path, mirror: Path) -> None:
+    # A built model in the cache (here the float source standing in for the int8 ONNX build).
+    built = store.built_path("squeezenet1.1", "onnx", "int8", tmp_path)
+    built.parent.mkdir(parents=True)
+    shutil.copy(mirror / ONNX_ENTRY.source, built)
+    with_card(built, "squeezenet1.1", mirror, notes={"model_sha256": store.sha256_of(built)})
+    with built.open("r+b") as f:
+        f.seek(built.stat().st_size // 2)
+        f.write(b"\x00" * 64)
+    with pytest.raises(ModelError) as err:
+        Classifier.from_model("squeezenet1.1", runtime="onnxruntime", home=tmp_path)
+    assert "edge-classify models build squeezenet1.1 --format onnx --force" in one_line(err.value)
+
+
+# -- models whose tensors are not what the card says --------------------------------------------
+
+
+def tiny_onnx(path: Path, inputs: int = 1, size: int = 224, classes: int = 1000) -> Path:
+    """A valid image classifier in miniature: [add] -> global average pool -> linear -> softmax."""
+    shape = [1, 3, size, size]
+    graph_inputs = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, shape) for i in range(inputs)]
+    nodes = [helper.make_node("Add", ["x0", "x1"], ["x"])] if inputs == 2 else []
+    first = "x" if inputs == 2 else "x0"
+    nodes += [
+        helper.make_node("GlobalAveragePool", [first], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "w", "b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["prob"]),
+    ]
+    weights = [
+        numpy_helper.from_array(np.linspace(-1, 1, 3 * classes, dtype=np.float32).reshape(3, classes), "w"),
+        numpy_helper.from_array(np.zeros(classes, np.float32), "b"),
+    ]
+    output = helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, classes])
+    graph = helper.make_graph(nodes, "tiny", graph_inputs, [output], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def test_tiny_onnx_model_is_fine(tmp_path: Path, mirror: Path, photos: Path) -> None:
+    # The control: the same construction with the expected tensors loads and classifies.
+    path = with_card(tiny_onnx(tmp_path / "tiny.onnx"), "squeezenet1.1", mirror)
+    with Classifier.from_model(path, runtime="onnxruntime") as clf:
+        assert len(clf.classify(read_image(photos / "coffee.png")).top) == 5
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "opencv"])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"inputs": 2}, "2 inputs|ninputs == 1"),
+        ({"classes": 10}, "output has 10 classes, card lists 1000 labels"),
+        ({"size": 100}, r"input tensor is \(1, 3, 100, 100\)"),
+    ],
+    ids=["two-inputs", "ten-classes", "wrong-input-size"],
+)
+def test_unexpected_tensors(
+    tmp_path: Path, mirror: Path, photos: Path, runtime: str, kwargs: dict[str, int], message: str
+) -> None:
+    if runtime == "opencv" and "size" in kwargs:
+        pytest.skip("OpenCV reads no input shape from the file: it takes the card's")
+    path = with_card(tiny_onnx(tmp_path / "odd.onnx", **kwargs), "squeezenet1.1", mirror)
+    with pytest.raises(ModelError, match=message) as err:
+        Classifier.from_model(path, runtime=runtime)
+    one_line(err.value)
+    run_cli(["classify", str(photos / "coffee.png"), "--model", str(path), "--runtime", runtime])
+
+
+def test_card_that_disagrees_with_tflite_model(tmp_path: Path, mirror: Path) -> None:
+    path = tmp_path / "mobilenet.tflite"
+    shutil.copy(mirror / TFLITE_ENTRY.source, path)
+    with_card(path, TFLITE_ENTRY.name, mirror, input_size=(192, 192))
+    with pytest.raises(ModelError, match=r"card says NHWC 192x192x3.*rebuild or rewrite it"):
+        Classifier.from_model(path, runtime="litert")
+    with_card(path, TFLITE_ENTRY.name, mirror, label_offset=0)
+    with pytest.raises(ModelError, match=r"output has 1001 classes, card lists 1000 labels"):
+        Classifier.from_model(path, runtime="litert")
+
+
+def test_bad_card_files(tmp_path: Path, mirror: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"whatever")
+    with pytest.raises(ModelError, match=r"has no model card; write model.json"):
+        Classifier.from_model(path, runtime="onnxruntime")
+    store.card_path(path).write_text("{not json")
+    with pytest.raises(ModelError, match=r"not valid JSON"):
+        Classifier.from_model(path, runtime="onnxruntime")
+    store.card_path(path).write_text(
+        '{"name": "x", "labels": [], "input_size": [1, 1], "colour": 3, "speed": 1}'
+    )
+    with pytest.raises(ModelError, match=r"unknown keys \['speed'\]"):
+        Classifier.from_model(path, runtime="onnxruntime")
+
+
+# -- images --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"", b"plain text, not a picture", b"\x89PNG\r\n\x1a\n" + b"\0" * 40])
+def test_not_an_image(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "picture.png"
+    path.write_bytes(content)
+    with pytest.raises(SourceError, match=r"not an image OpenCV can decode; give a JPEG") as err:
+        read_image(path)
+    one_line(err.value)
+    line = run_cli(
+        [
+            "classify",
+            str(path),
+            "--model",
+            "squeezenet1.1",
+            "--runtime",
+            "onnxruntime",
+            "--precision",
+            "float",
+        ]
+    )
+    assert "not an image" in line
+    assert "no such image file" in run_cli(
+        ["classify", str(tmp_path / "missing.jpg"), "--runtime", "onnxruntime", "--precision", "float"]
+    )
+
+
+def test_bad_arrays_are_value_errors(mirror: Path) -> None:
+    with Classifier.from_model("squeezenet1.1", runtime="onnxruntime", precision="float") as clf:
+        for bad in (
+            np.zeros((10, 10), np.uint8),
+            np.zeros((10, 10, 3), np.float32),
+            np.zeros((10, 10, 4), np.uint8),
+        ):
+            with pytest.raises(ValueError, match=r"H x W x 3 uint8"):
+                clf.classify(bad)
+
+
+# -- sources: mirror, file, checksum ------------------------------------------------------------
+
+
+def test_missing_mirror(tmp_path: Path, photos: Path) -> None:
+    with pytest.raises(ModelError, match=r"does not exist; pass --mirror DIR") as err:
+        Classifier.from_model(
+            "squeezenet1.1", runtime="onnxruntime", precision="float", mirror=tmp_path / "no"
+        )
+    one_line(err.value)
+    line = run_cli(
+        [
+            "classify",
+            str(photos / "coffee.png"),
+            "--runtime",
+            "onnxruntime",
+            "--precision",
+            "float",
+            "--mirror",
+            str(tmp_path / "no"),
+        ]
+    )
+    assert "--mirror" in line
+
+
+def test_missing_source(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"is not in the model mirror .*; download it from") as err:
+        Classifier.from_model("squeezenet1.1", runtime="onnxruntime", precision="float", mirror=tmp_path)
+    one_line(err.value)
+
+
+def test_wrong_checksum(tmp_path: Path, mirror: Path, photos: Path) -> None:
+    shutil.copy(mirror / ONNX_ENTRY.labels_file, tmp_path)
+    data = bytearray((mirror / ONNX_ENTRY.source).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (tmp_path / ONNX_ENTRY.source).write_bytes(data)
+    with pytest.raises(ModelError, match=r"has sha256 .* expected .*download it again") as err:
+        Classifier.from_model("squeezenet1.1", runtime="onnxruntime", precision="float", mirror=tmp_path)
+    one_line(err.value)
+    line = run_cli(
+        [
+            "classify",
+            str(photos / "coffee.png"),
+            "--runtime",
+            "opencv",
+            "--precision",
+            "float",
+            "--mirror",
+            str(tmp_path),
+        ]
+    )
+    assert "download it again" in line
+
+
+def test_missing_labels(tmp_path: Path, mirror: Path) -> None:
+    shutil.copy(mirror / ONNX_ENTRY.source, tmp_path)
+    with pytest.raises(ModelError, match=r"label file imagenet_classes.txt is not in the model mirror"):
+        Classifier.from_model("squeezenet1.1", runtime="onnxruntime", precision="float", mirror=tmp_path)
+
+
+# -- runtimes --------------------------------------------------------------------------------------
+
+
+def test_unknown_runtime_and_option(photos: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"unknown runtime 'tensorrt'; choose one of: litert, onnxruntime, opencv"
+    ):
+        Classifier.from_model("squeezenet1.1", runtime="tensorrt")
+    with pytest.raises(ConfigError, match=r"no option 'turbo'; accepted: num_threads"):
+        Classifier.from_model("squeezenet1.1", runtime="onnxruntime", precision="float", turbo=True)
+    with pytest.raises(ConfigError, match=r"accepted: num_threads, input_shape"):
+        Classifier.from_model("squeezenet1.1", runtime="opencv", precision="float", turbo=True)
+    assert "choose one of: litert, onnxruntime, opencv" in run_cli(
+        ["classify", str(photos / "coffee.png"), "--runtime", "tensorrt"]
+    )
+    assert "choose one of" in run_cli(["classify", str(photos / "coffee.png"), "--model", "resnet50"])
+
+
+def test_model_not_built_names_the_build(tmp_path: Path) -> None:
+    with pytest.raises(
+        ModelError, match=r"not built yet; run: edge-classify models build squeezenet1.1 --format onnx"
+    ):
+        Classifier.from_model("squeezenet1.1", runtime="onnxruntime", home=tmp_path)
+
+
+def test_real_process_prints_one_line(tmp_path: Path, photos: Path) -> None:
+    """The installed console script, as a user runs it: one line on stderr, status 1."""
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\0" * 100)
+    exe = Path(sys.executable).with_name("edge-classify")
+    proc = subprocess.run(
+        [
+            str(exe),
+            "classify",
+            str(photos / "coffee.png"),
+            "--model",
+            str(broken),
+            "--runtime",
+            "onnxruntime",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "has no model card" in lines[0], proc.stderr
+
+
+def test_every_error_is_an_edge_sdk_error() -> None:
+    # The CLI turns EdgeSDKError subclasses into one line; the types above must all be ones.
+    for exc in (ModelError, SourceError, ConfigError):
+        assert issubclass(exc, EdgeSDKError)
