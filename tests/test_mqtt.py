@@ -240,6 +240,28 @@ def test_discovery_configs_are_retained_and_tied_to_the_status(mosquitto: Mosqui
     assert retained(mosquitto, "homeassistant/sensor/shelf-cam/score/config") is not None
 
 
+def test_discovery_names_the_model_once_the_first_prediction_tells_it(mosquitto: Mosquitto) -> None:
+    topic = "homeassistant/sensor/cam11/label/config"
+    with MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="cam11") as sink:
+        assert sink.wait_connected(5) and sink.flush(5)
+        assert json.loads(retained(mosquitto, topic) or b"{}")["device"]["model"] == "image classifier"
+        sink.publish(prediction(0, model="mobilenet-v2-quant"), None)
+        assert sink.flush(5)
+        assert json.loads(retained(mosquitto, topic) or b"{}")["device"]["model"] == "mobilenet-v2-quant"
+
+
+def test_qos0_publishes_and_flush_still_returns(mosquitto: Mosquitto) -> None:
+    rec = Recorder(mosquitto, ["edge-sdk/cam12/prediction"])
+    with MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="cam12", qos=0) as sink:
+        assert sink.wait_connected(5)
+        for i in range(50):
+            sink.publish(prediction(i, model=f"m{i % 2}"), None)  # model changes re-announce
+        assert sink.flush(5)
+        assert rec.wait_for(lambda m: len(m) == 50)
+        assert sink.stats()["published"] == 50 and sink.queue_depth == 0
+    rec.close()
+
+
 def test_discovery_off_publishes_no_config(mosquitto: Mosquitto) -> None:
     with MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="quiet", discovery=False) as s:
         assert s.wait_connected(5) and s.flush(5)

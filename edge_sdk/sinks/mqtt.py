@@ -16,6 +16,7 @@ predictions and counts (and logs) what did not fit. `publish` never waits on the
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -47,6 +48,7 @@ log = logging.getLogger("edge_sdk.mqtt")
 _AUTH_REASONS = ("Bad user name or password", "Not authorized", "Client identifier not valid")
 _OVERFLOW_LOG_EVERY = 10.0  # seconds between repeated overflow warnings
 _PREDICTION, _CONTROL = "prediction", "control"
+_EARLY_LIMIT = 256
 
 
 def _check_topic_part(name: str, value: str, *, slashes: bool) -> None:
@@ -170,7 +172,7 @@ class MqttSink(Closing):
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._pending: dict[int, str] = {}
-        self._early: set[int] = set()
+        self._early: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._queued = 0  # predictions in `_pending`
         self.accepted = 0
         self.published = 0
@@ -263,7 +265,10 @@ class MqttSink(Closing):
         if not self.policy.decide(label, time.monotonic()):
             return
         if prediction.model and prediction.model != self._model:
+            # The discovery config names the model; announce it again now that it is known.
             self._model = prediction.model
+            if self.discovery and self.connected:
+                self._announce()
         if self._queued >= self.queue_size:
             self._count_overflow()
             return
@@ -358,7 +363,7 @@ class MqttSink(Closing):
         # would deadlock: paho calls on_publish while holding its own lock.
         with self._lock:
             if mid in self._early:
-                self._early.discard(mid)
+                del self._early[mid]
                 self._acknowledged(kind)
             else:
                 self._pending[mid] = kind
@@ -417,19 +422,23 @@ class MqttSink(Closing):
             "MQTT: connected to %s:%d%s; %d predictions queued",
             self.host, self.port, outage, self.queue_depth,
         )
-        self._connected.set()
-        # Retained messages first, so they precede the backlog paho resends after this callback.
+        # Retained messages first, so they precede the backlog paho resends after this callback;
+        # `connected` turns true once they are queued, so flush() after it covers them.
         self._send_control(self.status_topic, ONLINE.encode())
         if self.discovery:
-            for msg in discovery_messages(
-                device_id=self.device_id,
-                prediction_topic=self.prediction_topic,
-                status_topic=self.status_topic,
-                model=self._model,
-                qos=self.qos,
-                discovery_prefix=self.discovery_prefix,
-            ):
-                self._send_control(msg.topic, msg.encode())
+            self._announce()
+        self._connected.set()
+
+    def _announce(self) -> None:
+        for msg in discovery_messages(
+            device_id=self.device_id,
+            prediction_topic=self.prediction_topic,
+            status_topic=self.status_topic,
+            model=self._model,
+            qos=self.qos,
+            discovery_prefix=self.discovery_prefix,
+        ):
+            self._send_control(msg.topic, msg.encode())
 
     def _send_control(self, topic: str, payload: bytes) -> None:
         info = self.client.publish(topic, payload, qos=1, retain=True)
@@ -467,6 +476,9 @@ class MqttSink(Closing):
                 if kind == _PREDICTION:
                     self._queued -= 1
                 self._acknowledged(kind)
-            elif self.qos > 0 and not self._closed:
-                # QoS 0 messages are never tracked, so their mids must not pile up here.
-                self._early.add(mid)
+            else:
+                # Either an acknowledgement that overtook `_track`, claimed right after, or a
+                # QoS 0 prediction (never tracked); the bound keeps the latter from piling up.
+                self._early[mid] = None
+                if len(self._early) > _EARLY_LIMIT:
+                    self._early.popitem(last=False)
