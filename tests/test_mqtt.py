@@ -488,3 +488,22 @@ def test_service_sigterm_publishes_offline_and_exits_0_within_2s(
     finally:
         service.stop()
         rec.close()
+
+
+def test_pipeline_publishes_every_prediction_and_reports_the_gauges(
+    mosquitto: Mosquitto, classifier: Any
+) -> None:
+    from edge_sdk.pipeline import Pipeline
+
+    topic = "edge-sdk/pipe/prediction"
+    rec = Recorder(mosquitto, [topic])
+    sink = MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="pipe", discovery=False)
+    assert sink.wait_connected(5)
+    snapshot = Pipeline("test://?size=320x240&live=0&count=30", classifier, [sink],
+                        keep_all=True).run()
+    assert rec.wait_for(lambda m: len(m) == 30)
+    assert frames_of(rec, topic) == list(range(30))
+    assert snapshot["gauges"]["mqtt_published_total"] == 30.0
+    assert snapshot["gauges"]["mqtt_overflow_total"] == 0.0
+    assert retained(mosquitto, "edge-sdk/pipe/status") == b"offline"  # the pipeline closed it
+    rec.close()
