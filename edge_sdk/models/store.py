@@ -125,8 +125,16 @@ def source_card(entry: ZooEntry, mirror: str | os.PathLike[str] | None = None) -
 def built_path(
     name: str, fmt: ModelFormat, precision: str, home: str | os.PathLike[str] | None = None
 ) -> Path:
-    """Return where the built model `name` of `fmt` and `precision` lives in the cache."""
-    return home_dir(home) / "models" / f"{name}.{precision}.{fmt}"
+    """Return where the built model `name` of `fmt` and `precision` lives in the cache.
+
+    TFLite models (what boards run) sit in ``models/``; other formats in a sub-folder named by
+    the format, because a card is named by the model's stem (``name.int8.json``) and the int8
+    TFLite and int8 ONNX of one model would otherwise share, and overwrite, one card.
+    """
+    folder = home_dir(home) / "models"
+    if fmt != "tflite":
+        folder = folder / fmt
+    return folder / f"{name}.{precision}.{fmt}"
 
 
 def card_path(model_path: Path) -> Path:
