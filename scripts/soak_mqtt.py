@@ -6,14 +6,16 @@ Mosquitto broker on a free loopback port, and a subscriber in a third process th
 frame indices it receives. The pipeline mode is the service's real path: a synthetic source
 read as fast as the real int8 SqueezeNet on LiteRT classifies it, every prediction kept
 (``keep_all``), published at QoS 1. The direct mode calls ``MqttSink.publish`` in a loop, far
-faster than any camera, to load the queue itself.
+faster than any camera, waiting for acknowledgements whenever `--window` predictions are
+outstanding (``--window 0`` never waits: the queue then holds most of the run, and RSS grows by
+its size, about 1 KB per queued prediction).
 
 RSS growth is measured from the end of a warm-up (the first `--warmup` predictions: imports,
 interpreter, buffers and paho's queue reach their working size) to the end of the run, after
 everything was acknowledged.
 
     .venv/bin/python scripts/soak_mqtt.py                 # 5 runs x 10,000, pipeline mode
-    .venv/bin/python scripts/soak_mqtt.py --mode direct --runs 5
+    .venv/bin/python scripts/soak_mqtt.py --mode direct --runs 5 [--window 0]
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def subscriber(host: str, port: int, topic: str, expected: int, timeout: float) 
                       "first_missing": missing[:10]}), flush=True)
 
 
-def one_run(mode: str, count: int, warmup: int, threads: int) -> dict[str, Any]:
+def one_run(mode: str, count: int, warmup: int, threads: int, window: int) -> dict[str, Any]:
     """One soak in this process; returns its numbers."""
     from support.mosquitto import Mosquitto
 
@@ -116,6 +118,8 @@ def one_run(mode: str, count: int, warmup: int, threads: int) -> dict[str, Any]:
             sink.publish(Prediction(i, time.monotonic_ns(), top, Timings(0.1, 1.2, 8.5, 0.1, 10.0),
                                     "squeezenet1.1"), None)
             mark(i + 1)
+            if window and sink.queue_depth >= window:
+                sink.flush(60)  # the broker's pace: wait for the acknowledgements
         sink.flush(60)
         sink.close()
     else:
@@ -169,6 +173,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--window", type=int, default=500,
+                        help="direct mode: unacknowledged predictions before the loop waits for "
+                             "the broker (0: never wait; RSS then grows with the queue)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--subscriber", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -177,13 +184,15 @@ def main() -> None:
         subscriber(host, int(port), topic, int(expected), timeout=600)
         return
     if args.one:
-        print(json.dumps(one_run(args.mode, args.count, args.warmup, args.threads)), flush=True)
+        print(json.dumps(one_run(args.mode, args.count, args.warmup, args.threads, args.window)),
+              flush=True)
         return
     results = []
     for run in range(args.runs):
         out = subprocess.run([sys.executable, __file__, "--one", "--mode", args.mode, "--count",
                               str(args.count), "--warmup", str(args.warmup), "--threads",
-                              str(args.threads)], capture_output=True, text=True, timeout=1800,
+                              str(args.threads), "--window", str(args.window)],
+                             capture_output=True, text=True, timeout=1800,
                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
         if out.returncode != 0:
             sys.exit(f"run {run + 1} failed:\n{out.stderr[-3000:]}")
@@ -193,7 +202,9 @@ def main() -> None:
               f"RSS {r['rss_warm_mb']} -> {r['rss_end_mb']} MB (+{r['rss_growth_mb']}), "
               f"lost {r['lost']}, overflow {r['overflow']}", file=sys.stderr)
     cpu = platform.processor() or platform.machine()
-    print(f"\nMQTT soak, mode={args.mode}, {args.count} predictions x {args.runs} runs, QoS 1, "
+    window = f", window={args.window}" if args.mode == "direct" else ""
+    print(f"\nMQTT soak, mode={args.mode}{window}, {args.count} predictions x {args.runs} runs, "
+          f"QoS 1, "
           f"{platform.node()} ({cpu}, {os.cpu_count()} cores), Python {platform.python_version()}")
     header = ("run", "rate/s", "RSS warm MB", "RSS end MB", "growth MB", "peak MB", "published",
               "received", "lost", "overflow")
