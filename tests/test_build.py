@@ -97,3 +97,30 @@ def test_int8_needs_images(tmp_path: Path, mirror: Path, monkeypatch: pytest.Mon
     monkeypatch.delenv("EDGE_SDK_CALIBRATION_IMAGES", raising=False)
     with pytest.raises(ModelError, match="--images DIR"):
         build_model("squeezenet1.1", mirror=mirror, home=tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["int8", "float"])
+@pytest.mark.parametrize("name", ["squeezenet1.1", "squeezenet1.1-caffe", "squeezenet1.0-dc"])
+def test_every_squeezenet_on_litert(
+    name: str, precision: str, model_home: Path, mirror: Path, imagenet: Path, photos: Path
+) -> None:
+    # Built once per machine (cached by build key), so only the first run pays for the builds.
+    result = build_model(name, precision=precision, mirror=mirror, images=imagenet, home=model_home)
+    assert result.path.stat().st_size <= (1_400_000 if precision == "int8" else 5_200_000)
+    with Classifier.from_model(name, precision=precision, num_threads=2, home=model_home) as clf:
+        assert clf.runtime.input_spec.dtype == "uint8" and clf.card.output_kind == "logit_map"
+        assert clf.classify(read_image(photos / "chelsea.png")).top[0].index in CATS
+        assert clf.classify(read_image(photos / "coffee.png")).top[0].index == ESPRESSO
+
+
+@pytest.mark.slow
+def test_same_inputs_give_the_same_bytes(
+    model_home: Path, mirror: Path, imagenet: Path, tmp_path: Path
+) -> None:
+    # A fresh build in another folder (and process state) must equal the cached one byte for byte.
+    cached = store.built_path("squeezenet1.1", "tflite", "int8", model_home)
+    fresh = build_model("squeezenet1.1", mirror=mirror, images=imagenet, home=tmp_path, force=True)
+    assert fresh.built and fresh.path != cached
+    assert store.sha256_of(fresh.path) == store.sha256_of(cached)
+    assert fresh.card.notes["build_key"] == ModelCard.load(store.card_path(cached)).notes["build_key"]

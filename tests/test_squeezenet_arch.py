@@ -95,3 +95,27 @@ def test_bad_arguments_and_files(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00not onnx at all" * 10)
     with pytest.raises(ModelError, match="not a readable ONNX"):
         read_onnx_architecture(junk)
+
+
+def test_rounding_with_feedback_beats_round_to_nearest() -> None:
+    from edge_sdk.build.weight_rounding import grid_scale, round_to_nearest, round_with_feedback
+
+    rng = np.random.default_rng(0)
+    # Correlated, non-negative inputs (like ReLU outputs) to a 3x3 conv with 8 in, 16 out.
+    mixing = rng.normal(size=(72, 72))
+    x = np.maximum(rng.normal(size=(4000, 72)) @ mixing, 0.0)
+    kernel = rng.normal(scale=0.05, size=(3, 3, 8, 16)).astype(np.float32)
+    moment = x.T @ x / len(x)
+    nearest = round_to_nearest(kernel)
+    feedback = round_with_feedback(kernel, moment)
+
+    def output_error(rounded: np.ndarray) -> float:
+        return float(np.mean((x @ (rounded - kernel).reshape(72, 16)) ** 2))
+
+    assert output_error(feedback) < 0.7 * output_error(nearest)
+    # Still on the converter's grid, with the same per-channel scale.
+    matrix = feedback.reshape(72, 16).T.astype(np.float64)
+    scale = grid_scale(kernel.reshape(72, 16).T.astype(np.float64))[:, None]
+    steps = matrix / scale
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)
+    assert np.all(np.abs(np.round(steps)).max(axis=1) == 127)

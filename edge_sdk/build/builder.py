@@ -16,6 +16,7 @@ import dataclasses
 import fcntl
 import hashlib
 import importlib.util
+import io
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -31,11 +32,11 @@ from edge_sdk.models.card import ModelCard
 from edge_sdk.models.zoo import ZooEntry
 
 #: Bump when a change here changes the bytes built from the same inputs.
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 
-#: Called with the number of calibration images before calibration starts; returns the
-#: per-image tick the converter calls.
-ProgressFactory = Callable[[int], contextlib.AbstractContextManager[Callable[[], None]]]
+#: Called as ``progress(label, count)`` before each long step (``count`` 0: unknown length);
+#: enters a context whose value is the tick the step calls once per item.
+ProgressFactory = Callable[[str, int], contextlib.AbstractContextManager[Callable[[], None]]]
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,10 @@ def _save_card(card: ModelCard, model_path: Path) -> None:
     _write_atomic(store.card_path(model_path), card.to_json().encode())
 
 
+def _unbuffered_text(fd: int) -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), write_through=True, line_buffering=True)
+
+
 @contextlib.contextmanager
 def _quiet_native_logs() -> Iterator[None]:
     """Keep TensorFlow's native start-up and converter chatter off the terminal.
@@ -134,8 +139,8 @@ def _quiet_native_logs() -> Iterator[None]:
         try:
             os.dup2(scratch.fileno(), 1)
             os.dup2(scratch.fileno(), 2)
-            sys.stdout = open(saved[0], "w", buffering=1, closefd=False)  # noqa: SIM115
-            sys.stderr = open(saved[1], "w", buffering=1, closefd=False)  # noqa: SIM115
+            sys.stdout = _unbuffered_text(saved[0])
+            sys.stderr = _unbuffered_text(saved[1])
             yield
         finally:
             sys.stdout.flush()
@@ -148,7 +153,7 @@ def _quiet_native_logs() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _no_progress(_count: int) -> Iterator[Callable[[], None]]:
+def _no_progress(_label: str, _count: int) -> Iterator[Callable[[], None]]:
     yield lambda: None
 
 
@@ -270,11 +275,18 @@ def _build_tflite(
     pixels = list(calibration_pixels(calibration, entry.input_size, entry.resize_shorter))
     with _quiet_native_logs():
         try:
-            from edge_sdk.build.tflite import build_tflite_bytes
+            from edge_sdk.build import tflite
         except ImportError as exc:
             raise registry.missing_package(exc, "building models") from None
-        with progress(len(pixels)) as tick:
-            data = build_tflite_bytes(entry, source, precision, pixels or None, tick)
+        if precision == "float":
+            with progress(f"building {entry.name} (float)", 0):
+                data = tflite.build_tflite_bytes(entry, source, "float")
+        else:
+            model = tflite.folded_model(entry, source, uint8_input=False)
+            with progress("rounding weights", tflite.count_convolutions(model)) as tick:
+                tflite.round_weights(model, pixels, tick)
+            with progress("calibrating", len(pixels)) as tick:
+                data = tflite.convert(model, "int8", pixels, tick)
     _write_atomic(out_path, data)
     return dataclasses.replace(
         store.source_card(entry, mirror),
@@ -300,7 +312,7 @@ def _build_onnx(
         raise registry.missing_package(exc, "building int8 ONNX models") from None
 
     tmp = _tmp_path(out_path)
-    with progress(0):
+    with progress(f"building {entry.name} (int8 onnx)", 0):
         card = build_onnx_int8(entry, source.parent, tmp, calibration)
     os.replace(tmp, out_path)
     with contextlib.suppress(FileNotFoundError):

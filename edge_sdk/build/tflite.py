@@ -33,6 +33,7 @@ from edge_sdk.build.onnx_weights import (
     read_onnx_architecture,
 )
 from edge_sdk.build.squeezenet import squeezenet
+from edge_sdk.build.weight_rounding import round_model_weights
 from edge_sdk.models.zoo import ZooEntry
 
 Pixels = npt.NDArray[np.uint8]
@@ -44,6 +45,7 @@ def folded_model(entry: ZooEntry, source: Path, *, uint8_input: bool) -> keras.M
 
     The model ends at the ReLU'd ``conv10`` map (see the module docstring).
     """
+    keras.utils.set_random_seed(0)  # nothing random survives weight loading; belt and braces
     arch = read_onnx_architecture(source)
     model = squeezenet(
         arch.version,  # type: ignore[arg-type]
@@ -108,11 +110,38 @@ def build_tflite_bytes(
     precision: str,
     calibration: list[Pixels] | None = None,
     on_image: Progress | None = None,
+    *,
+    on_layer: Progress | None = None,
+    weight_rounding: bool = True,
 ) -> bytes:
-    """Build `entry`'s TFLite model from its verified `source` and return the file's bytes."""
-    keras.utils.set_random_seed(0)  # nothing random survives weight loading; belt and braces
+    """Build `entry`'s TFLite model from its verified `source` and return the file's bytes.
+
+    Args:
+        entry: The zoo entry (input size, normalization to fold).
+        source: Its verified reference ONNX file.
+        precision: "int8" or "float".
+        calibration: BGR uint8 crops (int8 only).
+        on_image: Called per calibration image the converter consumes.
+        on_layer: Called per convolution whose weights were rounded.
+        weight_rounding: For int8, round the weights with error feedback on the calibration
+            images first (`edge_sdk.build.weight_rounding`); False leaves the rounding to the
+            converter (round to nearest).
+    """
     model = folded_model(entry, source, uint8_input=precision == "float")
+    if precision == "int8" and weight_rounding and calibration:
+        round_weights(model, calibration, on_layer)
     return convert(model, precision, calibration, on_image)
+
+
+def count_convolutions(model: keras.Model) -> int:
+    """Number of Conv2D layers (what `round_weights` reports progress over)."""
+    return sum(isinstance(layer, keras.layers.Conv2D) for layer in model.layers)
+
+
+def round_weights(model: keras.Model, calibration: list[Pixels], on_layer: Progress | None = None) -> None:
+    """Round `model`'s convolutions to the int8 grid with error feedback on the calibration crops."""
+    batch = np.stack(calibration).astype(np.float32)
+    round_model_weights(model, batch, None if on_layer is None else (lambda _name: on_layer()))
 
 
 def tensorflow_version() -> str:

@@ -191,14 +191,12 @@ def build(
     from edge_sdk.build.builder import build_model
 
     @contextlib.contextmanager
-    def progress(count: int) -> Iterator[Callable[[], None]]:
+    def progress(label: str, count: int) -> Iterator[Callable[[], None]]:
         if count == 0:
-            click.echo(f"building {name} ({precision} {fmt})...", err=True)
+            click.echo(f"{label}...", err=True)
             yield lambda: None
             return
-        with click.progressbar(
-            length=count, label=f"calibrating {name}", file=sys.stderr
-        ) as bar:
+        with click.progressbar(length=count, label=f"{name}: {label}", file=sys.stderr) as bar:
 
             def tick() -> None:
                 bar.update(1)

@@ -1,0 +1,145 @@
+"""Round convolution weights to the int8 grid so each layer's *output* changes least.
+
+Plain rounding to the nearest int8 step ("round to nearest") treats every weight alone. For
+SqueezeNet's torchvision weights that alone costs about 0.4-0.9 points of top-1 and 5% of top-1
+agreement with the float model. Here each layer is rounded with second-order error feedback
+(the OBQ/GPTQ idea): weights are rounded one input column at a time, and each rounding error is
+pushed onto the columns not rounded yet, weighted by the inverse of the layer's input
+second-moment matrix H = E[x x^T] measured on the calibration images. Columns go in order of
+decreasing H diagonal (the most used inputs first, while there is most freedom left to
+compensate). A last bias correction removes what the rounding still shifts on average,
+(W - Q) E[x].
+
+Layers are processed in graph order on the partly rounded model, so each layer also absorbs the
+errors of the layers before it. Only calibration images are used.
+
+The result stays on TFLite's grid: per output channel, symmetric int8 (-127..127) with scale
+max|w| / 127; each channel's largest weight is kept at ±127 steps so the converter computes the
+same scale and stores these values exactly.
+
+Needs the `build` extra (TensorFlow / Keras 3); never imported on the frame path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import numpy.typing as npt
+import tensorflow as tf
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+#: Added to H's diagonal, as a fraction of its mean: keeps the inverse well conditioned.
+DAMPING = 0.01
+
+
+def grid_scale(weights: F64) -> F64:
+    """Per-row int8 step of a (outputs, inputs) matrix, as TFLite's per-channel quantizer sets it."""
+    scale: F64 = np.abs(weights).max(axis=1) / 127.0
+    scale[scale == 0] = 1.0
+    return scale
+
+
+def round_to_nearest(kernel: F32) -> F32:
+    """Round an HWIO kernel to the per-output-channel int8 grid, each weight alone."""
+    matrix = kernel.reshape(-1, kernel.shape[-1]).T.astype(np.float64)
+    scale = grid_scale(matrix)[:, np.newaxis]
+    rounded = np.clip(np.round(matrix / scale), -127, 127) * scale
+    return rounded.T.reshape(kernel.shape).astype(np.float32)
+
+
+def round_with_feedback(kernel: F32, second_moment: F64) -> F32:
+    """Round an HWIO kernel to the int8 grid with error feedback (see the module docstring).
+
+    Args:
+        kernel: (kh, kw, in, out) weights.
+        second_moment: E[x x^T] of the layer's input patches, (kh*kw*in) square, in the order
+            of ``kernel.reshape(-1, out)``'s rows.
+    """
+    kh, kw, cin, cout = kernel.shape
+    size = kh * kw * cin
+    original = kernel.reshape(size, cout).T.astype(np.float64)
+    scale = grid_scale(original)
+    h = second_moment.astype(np.float64, copy=True)
+    work = original.copy()
+    dead = np.diag(h) == 0
+    h[dead, dead] = 1.0
+    work[:, dead] = 0.0
+    h += DAMPING * float(np.mean(np.diag(h))) * np.eye(size)
+    order = np.argsort(-np.diag(h), kind="stable")
+    work = work[:, order]
+    h = h[np.ix_(order, order)]
+    # Upper Cholesky factor of H^-1: row i holds how column i's error spreads onto later columns.
+    feedback = np.linalg.cholesky(np.linalg.inv(h)).T
+    rounded = np.empty_like(work)
+    for i in range(size):
+        column = work[:, i]
+        q = np.clip(np.round(column / scale), -127, 127) * scale
+        rounded[:, i] = q
+        error = (column - q) / feedback[i, i]
+        work[:, i + 1 :] -= np.outer(error, feedback[i, i + 1 :])
+    rounded = rounded[:, np.argsort(order)]
+    # Keep the converter's scale: each channel's largest original weight stays at +-127 steps.
+    peak = np.argmax(np.abs(original), axis=1)
+    rows = np.arange(cout)
+    rounded[rows, peak] = np.sign(original[rows, peak]) * 127.0 * scale
+    return rounded.T.reshape(kernel.shape).astype(np.float32)
+
+
+def _patches(layer: keras.layers.Conv2D, x: F32) -> F64:
+    """The layer's input as rows of receptive fields (im2col), in the kernel's row order."""
+    k, stride = layer.kernel_size[0], layer.strides[0]
+    if k == 1 and stride == 1:
+        return x.reshape(-1, x.shape[-1]).astype(np.float64)
+    padding = "SAME" if layer.padding == "same" else "VALID"
+    p = tf.image.extract_patches(x, [1, k, k, 1], [1, stride, stride, 1], [1, 1, 1, 1], padding)
+    return np.asarray(p).reshape(-1, k * k * x.shape[-1]).astype(np.float64)
+
+
+def _moments(layer: keras.layers.Conv2D, inputs: F32, batch: int = 8) -> tuple[F64, F64]:
+    """E[x x^T] and E[x] of the layer's input patches over `inputs`."""
+    moment: F64 | None = None
+    total: F64 | None = None
+    count = 0
+    for start in range(0, len(inputs), batch):
+        rows = _patches(layer, inputs[start : start + batch])
+        moment = rows.T @ rows if moment is None else moment + rows.T @ rows
+        total = rows.sum(axis=0) if total is None else total + rows.sum(axis=0)
+        count += len(rows)
+    assert moment is not None and total is not None
+    return moment / count, total / count
+
+
+def round_model_weights(
+    model: keras.Model,
+    calibration: F32,
+    on_layer: Callable[[str], None] | None = None,
+) -> None:
+    """Round every Conv2D of `model` to the int8 grid with error feedback, in place.
+
+    Args:
+        model: A functional model (its layer list is in graph order).
+        calibration: (N, H, W, C) model inputs (calibration images only).
+        on_layer: Called with each layer's name when it is done.
+    """
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    cache_key: object = None
+    inputs: F32 | None = None
+    for layer in convs:
+        source = layer.input
+        # The two expands of a Fire module share their input: compute it once.
+        if source is not cache_key:
+            probe = keras.Model(model.inputs, source)
+            inputs = np.asarray(probe.predict(calibration, batch_size=16, verbose=0), np.float32)
+            cache_key = source
+        assert inputs is not None
+        moment, mean = _moments(layer, inputs)
+        kernel, bias = (np.asarray(w) for w in layer.get_weights())
+        rounded = round_with_feedback(kernel, moment)
+        shift = (kernel - rounded).reshape(-1, kernel.shape[-1]).astype(np.float64).T @ mean
+        layer.set_weights([rounded, (bias + shift).astype(np.float32)])
+        if on_layer is not None:
+            on_layer(layer.name)
