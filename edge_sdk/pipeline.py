@@ -53,7 +53,7 @@ import numpy as np
 
 from edge_sdk.capture import Backoff, Capture
 from edge_sdk.classifier import Classifier
-from edge_sdk.errors import EdgeSDKError, SourceError
+from edge_sdk.errors import BackendError, EdgeSDKError, SourceError
 from edge_sdk.metrics import Metrics
 from edge_sdk.postprocess import Smoother, classify, make_smoother
 from edge_sdk.protocols import FrameSource
@@ -556,6 +556,9 @@ class Pipeline:
     def _infer_loop(self) -> None:
         try:
             self._infer()
+        except EdgeSDKError as exc:
+            log.error("%s", exc)
+            self.error = exc
         except BaseException as exc:  # never die silently: the run() caller re-raises it
             log.exception("the inference thread failed")
             self.error = exc
@@ -595,7 +598,11 @@ class Pipeline:
                 log.warning("frame %d could not be classified: %s: %s", frame.index,
                             type(exc).__name__, exc)
                 if failures >= MAX_CONSECUTIVE_ERRORS:
-                    raise
+                    raise BackendError(
+                        f"inference failed on {failures} frames in a row (last: "
+                        f"{type(exc).__name__}: {exc}); check the model and runtime with "
+                        "'edge-classify models info'"
+                    ) from exc
                 continue
             failures = 0
             prediction = prediction.with_timings(

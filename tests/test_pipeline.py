@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from support.media import make_video
 from support.mjpeg_server import MjpegServer
 
 from edge_sdk.classifier import Classifier
-from edge_sdk.errors import SourceError
+from edge_sdk.errors import BackendError, SourceError
 from edge_sdk.pipeline import Pipeline, choose_reduce
 from edge_sdk.postprocess import EmaSmoother, MeanSmoother, make_smoother
 from edge_sdk.sinks.jsonl import JsonlSink
@@ -284,3 +285,33 @@ def test_stream_reconnects_after_the_server_restarts(classifier: Classifier) -> 
         server.stop()
     snapshot = pipeline.metrics.snapshot()
     assert snapshot["reconnects"] >= 1 and pipeline.error is None
+
+
+class FlakyRuntime:
+    """The real runtime, failing on chosen calls (a driver error, a corrupt buffer)."""
+
+    def __init__(self, inner: Any, fail: Callable[[int], bool]) -> None:
+        self.inner, self.fail, self.calls = inner, fail, 0
+        self.model_format = inner.model_format
+        self.input_spec, self.output_spec = inner.input_spec, inner.output_spec
+
+    def run(self, tensor: Any) -> Any:
+        self.calls += 1
+        if self.fail(self.calls):
+            raise RuntimeError(f"invoke failed on call {self.calls}")
+        return self.inner.run(tensor)
+
+    def close(self) -> None:
+        """The wrapped runtime belongs to the shared fixture."""
+
+
+def test_a_failing_frame_is_skipped_a_broken_runtime_ends_the_run(
+    videos: dict[str, Path], classifier: Classifier
+) -> None:
+    flaky = Classifier(FlakyRuntime(classifier.runtime, lambda n: n in (3, 4)), classifier.card)
+    snapshot = Pipeline(str(videos["mjpeg"]), flaky, keep_all=True).run()
+    assert snapshot["errors"] == 2 and snapshot["frames_out"] == 38
+
+    broken = Classifier(FlakyRuntime(classifier.runtime, lambda n: True), classifier.card)
+    with pytest.raises(BackendError, match="inference failed on 10 frames in a row"):
+        Pipeline(str(videos["mjpeg"]), broken, keep_all=True).run()
