@@ -120,3 +120,12 @@ def test_signal_stops_cleanly(model_home: Path, long_clip: Path, sig: signal.Sig
     assert took < 2.0, f"took {took:.2f} s to stop"
     assert "Traceback" not in stderr and "age" in stderr  # the summary table was printed
     assert (proc.stdout.read() if proc.stdout else "").count("\n") < 299  # it did stop early
+
+
+def test_web_option_creates_the_web_sink(runner: CliRunner, clip: Path) -> None:
+    result = runner.invoke(cli, ["--source", str(clip), "--no-display", "--every-frame",
+                                 "--max-frames", "3", "--web", "127.0.0.1:0"])
+    assert result.exit_code == 0, result.output
+    assert "sink web: published 3" in result.stderr
+    refused = runner.invoke(cli, ["--source", str(clip), "--no-display", "--web", "0.0.0.0:0"])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output  # no token: one line
