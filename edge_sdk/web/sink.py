@@ -131,7 +131,11 @@ class WebSink(Closing):
         return self.jpegs.readers
 
     def attach(self, pipeline: Any) -> None:
-        """Use the pipeline's metrics for the page's rates and for ``/metrics``."""
+        """Use the pipeline's metrics for the page's rates and for ``/metrics``.
+
+        Called by `Pipeline.start`. From then on `publish` is expected on the worker thread the
+        pipeline made for this sink, which the first `publish` lowers in priority (nice +10).
+        """
         metrics = getattr(pipeline, "metrics", None)
         if isinstance(metrics, Metrics):
             self._metrics = metrics
