@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 # ffmpeg: test videos; mosquitto: the MQTT broker the tests start; chromium: the web view's
 # end-to-end test; systemd: systemd-analyze verify of the unit.
-APT_PACKAGES="ffmpeg mosquitto chromium systemd"
+APT_PACKAGES="ffmpeg mosquitto chromium systemd xvfb"
 
 if [[ "${1:-}" != "--no-apt" ]]; then
   SUDO=""

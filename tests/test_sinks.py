@@ -6,6 +6,9 @@ import contextlib
 import json
 import logging
 import os
+import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -303,3 +306,47 @@ def test_sink_helpers_are_plain_objects() -> None:
     worker.start()
     worker.put(prediction(), None)
     assert worker.close(5) and len(got) == 1
+
+
+OVERLAY_SCRIPT = """
+import numpy as np
+from edge_sdk.metrics import Metrics
+from edge_sdk.sinks.overlay import OverlaySink
+from edge_sdk.sinks.worker import SinkWorker
+from edge_sdk.types import Frame, Label, Prediction
+
+sink = OverlaySink(title="edge-sdk test")
+assert sink.enabled, "a reachable X display must switch the overlay on"
+worker = SinkWorker(sink, Metrics())
+worker.start()
+image = np.full((240, 320, 3), 90, np.uint8)
+for i in range(5):
+    worker.put(Prediction(i, 0, (Label(281, "tabby", 0.9),)), Frame(image, i, 0, "test"))
+assert worker.close(10), "the overlay did not finish"
+assert sink.enabled and sink.frames_shown >= 1, (sink.enabled, sink.frames_shown)
+print("shown", sink.frames_shown)
+"""
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Debian's xvfb package")
+def test_overlay_shows_frames_on_a_real_x_server(tmp_path: Path) -> None:
+    """Xvfb is a real X server without a screen; the window is drawn from the sink's thread."""
+    read_fd, write_fd = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-nolisten", "tcp",
+                             "-screen", "0", "640x480x24"], pass_fds=(write_fd,),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd) as numbers:
+            display = numbers.readline().strip()  # written once the server accepts clients
+        assert display.isdigit()
+        env = {**os.environ, "DISPLAY": f":{display}"}
+        env.pop("WAYLAND_DISPLAY", None)
+        # A separate process: Qt keeps per-process state that must not leak into the suite.
+        result = subprocess.run([sys.executable, "-c", OVERLAY_SCRIPT], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "shown" in result.stdout
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)

@@ -72,6 +72,8 @@ class OverlaySink(Closing):
         self.title = title
         self._pipeline: Any = None
         self._window = False
+        #: Frames drawn in the window so far.
+        self.frames_shown = 0
         self.enabled = enabled
         if enabled:
             problem = display_problem()
@@ -103,6 +105,7 @@ class OverlaySink(Closing):
                 cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE)
                 self._window = True
             cv2.imshow(self.title, image)
+            self.frames_shown += 1
             key = cv2.waitKey(1) & 0xFF
             visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE)
         except cv2.error as exc:
