@@ -35,17 +35,27 @@ def resize_crop(image: Image, size: tuple[int, int], resize_shorter: int) -> Ima
 
     Equivalent to "resize the shorter side to `resize_shorter`, then centre-crop `size`", but it
     crops first and resizes only the crop: the same pixels with less work on a 720p frame.
-    INTER_AREA averages the pixels each output pixel covers, which avoids aliasing on the large
-    downscales camera frames need.
+    Large downscales (a 720p frame to 224: 2.8x) go in steps: INTER_AREA halvings, each the
+    mean of 2 x 2 blocks (no aliasing), while the crop is at least twice the target, then
+    INTER_LINEAR for the remaining factor below 2. OpenCV has a fast kernel only for the
+    halving: INTER_AREA at 2.8x takes several ms per frame, at 3x or 4x even more, against
+    about 0.1 ms a halving. To keep the halvings exact the crop loses at most 2^n - 1 rows and
+    columns, centred.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an H x W x 3 uint8 BGR image, got {image.dtype} {image.shape}")
     top, left, crop_h, crop_w = crop_box(image.shape[0], image.shape[1], resize_shorter, size)
+    halvings = max(0, min(crop_h // size[0], crop_w // size[1]).bit_length() - 1)
+    k = 1 << halvings
+    top, left = top + crop_h % k // 2, left + crop_w % k // 2
+    crop_h, crop_w = crop_h - crop_h % k, crop_w - crop_w % k
     roi = image[top : top + crop_h, left : left + crop_w]
+    for _ in range(halvings):
+        h, w = roi.shape[:2]
+        roi = np.asarray(cv2.resize(roi, (w // 2, h // 2), interpolation=cv2.INTER_AREA))
     if roi.shape[:2] == size:
         return np.ascontiguousarray(roi)
-    interpolation = cv2.INTER_AREA if crop_h > size[0] else cv2.INTER_LINEAR
-    out = cv2.resize(roi, (size[1], size[0]), interpolation=interpolation)
+    out = cv2.resize(roi, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
     return np.asarray(out, dtype=np.uint8)
 
 

@@ -58,7 +58,7 @@ class OnnxQuantSettings:
     reduce_range: bool = True
     symmetric_activations: bool = False
     calibration: str = "minmax"
-    float_tail: str = "none"
+    float_tail: str = "pool"
 
     def describe(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
