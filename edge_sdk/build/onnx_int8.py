@@ -7,12 +7,17 @@ preprocessed by the Classifier of the float source itself, so calibration sees e
 inference sees. The int8 model keeps the source's float input and output, so its card has the
 source's preprocessing.
 
-Why these settings (measured, see docs/benchmarks.md "Model accuracy (int8 ONNX on
+Why these settings (measured; table in docs/benchmarks.md, "Model accuracy (int8 ONNX on
 onnxruntime)"): on x86 CPUs without VNNI, onnxruntime multiplies uint8 activations by int8
-weights with VPMADDUBSW, which adds two products into a saturating int16; with full-range
-weights the sums overflow and top-1 drops by points. `reduce_range` keeps weights within 7 bits
-(|w| <= 64), so two products of a uint8 and a 7-bit weight always fit: exact on every x86 CPU,
-for a very small loss in weight resolution.
+weights with VPMADDUBSW, which adds two products into a saturating int16. With full-range
+weights those sums overflow: on an emulated Haswell (qemu-x86_64 -cpu Haswell) the same int8
+model lost 9 points of top-1 against the same file on a VNNI CPU. `reduce_range` keeps
+weights within 7 bits, so two products always fit: the emulated Haswell then gives outputs
+bit-identical to the VNNI CPU, for about 0.3 points of top-1 on squeezenet1.1. int8
+activations (S8S8) avoid nothing here and ran 3-4x slower than U8S8; uint8 weights (U8U8) are
+exact too and agree slightly better with the float model, but ran 2x slower on the VNNI CPU.
+Keeping the global average pool and the softmax in float (`float_tail="pool"`) averages the
+169 int8 logits per class in float instead of rounding them once more, at no cost in size.
 
 Needs the `build` extra (onnx, onnxruntime); never imported on the frame path.
 """
@@ -34,6 +39,15 @@ from edge_sdk.models import store
 from edge_sdk.models.card import ModelCard
 from edge_sdk.models.zoo import ZooEntry
 from edge_sdk.preprocess import read_image
+
+_METHODS = {
+    "minmax": ortq.CalibrationMethod.MinMax,
+    "percentile": ortq.CalibrationMethod.Percentile,
+    "entropy": ortq.CalibrationMethod.Entropy,
+}
+_TYPES = {"uint8": ortq.QuantType.QUInt8, "int8": ortq.QuantType.QInt8}
+#: float_tail -> the op type where the float end of the graph starts (its last occurrence).
+_TAIL_START = {"softmax": "Flatten", "pool": "GlobalAveragePool", "conv10": "Conv"}
 
 
 @dataclass(frozen=True)
@@ -60,16 +74,18 @@ class OnnxQuantSettings:
     calibration: str = "minmax"
     float_tail: str = "pool"
 
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("activations", self.activations, _TYPES),
+            ("weights", self.weights, _TYPES),
+            ("calibration", self.calibration, _METHODS),
+            ("float_tail", self.float_tail, ("none", *_TAIL_START)),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
     def describe(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-_METHODS = {
-    "minmax": ortq.CalibrationMethod.MinMax,
-    "percentile": ortq.CalibrationMethod.Percentile,
-    "entropy": ortq.CalibrationMethod.Entropy,
-}
-_TYPES = {"uint8": ortq.QuantType.QUInt8, "int8": ortq.QuantType.QInt8}
 
 
 class _PreprocessedImages(ortq.CalibrationDataReader):  # type: ignore[misc]
@@ -102,15 +118,10 @@ def _graph_facts(model_path: Path) -> tuple[str, list[tuple[str, str]]]:
     return inputs[0], [(n.op_type, n.name) for n in graph.node]
 
 
-_TAIL_START = {"softmax": "Flatten", "pool": "GlobalAveragePool", "conv10": "Conv"}
-
-
 def _tail(nodes: list[tuple[str, str]], which: str) -> list[str] | None:
     """Names of the nodes from the last `_TAIL_START[which]` node to the end."""
     if which == "none":
         return None
-    if which not in _TAIL_START:
-        raise ValueError(f"float_tail must be none, {', '.join(_TAIL_START)}; got {which!r}")
     start = max(i for i, (op, _) in enumerate(nodes) if op == _TAIL_START[which])
     return [name for _, name in nodes[start:]]
 
