@@ -7,7 +7,10 @@ For each runtime x model x precision x threads: median and p90 milliseconds of
 - `classify`: `Classifier.classify(frame)` on a 1280x720 BGR frame (a real photo resized to
   720p, as a camera hands it over): preprocess + runtime + postprocess;
 - `overhead`: the Classifier's own work, preprocess median + postprocess median, taken from the
-  per-stage timings of the same classify calls.
+  per-stage timings of the same classify calls (wall clock: on a loaded machine it includes
+  time the thread waited for a core);
+- `overhead cpu`: the same two stages timed again on their own in CPU time of the calling
+  thread, with OpenCV held to that one thread, so waiting for a core does not count.
 
 The two are alternated call by call, so load from other processes hits both alike. Models are
 taken from the cache (`edge-classify models build ...` first); combinations that are not built
@@ -50,6 +53,7 @@ class Row:
     classify: list[float]
     preprocess: list[float]
     postprocess: list[float]
+    cpu_overhead: list[float]
 
 
 def p90(values: list[float]) -> float:
@@ -79,6 +83,23 @@ def measure(clf: Classifier, frame: Image, runs: int, warmup: int) -> tuple[list
         pre.append(prediction.timings.preprocess)
         post.append(prediction.timings.postprocess)
     return bare, total, pre, post
+
+
+def measure_cpu_overhead(clf: Classifier, frame: Image, runs: int) -> list[float]:
+    """Preprocess + postprocess in thread CPU time (ms), OpenCV on this thread only."""
+    output = clf.runtime.run(clf.preprocess(frame)).copy()
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        times = []
+        for _ in range(runs):
+            t0 = time.thread_time_ns()
+            clf.preprocess(frame)
+            clf.top(clf.probabilities(output))
+            times.append((time.thread_time_ns() - t0) / 1e6)
+    finally:
+        cv2.setNumThreads(threads)
+    return times
 
 
 def main() -> None:
@@ -112,7 +133,8 @@ def main() -> None:
                         break  # the same for every thread count
                     with clf:
                         bare, total, pre, post = measure(clf, frame, args.runs, args.warmup)
-                    rows.append(Row(runtime, model, precision, threads, bare, total, pre, post))
+                        cpu = measure_cpu_overhead(clf, frame, args.runs)
+                    rows.append(Row(runtime, model, precision, threads, bare, total, pre, post, cpu))
                     print(f"measured {what}", file=sys.stderr, flush=True)
 
     load = os.getloadavg()
@@ -122,7 +144,7 @@ def main() -> None:
     )
     header = (
         f"| {'runtime':<11} | {'model':<19} | {'precision':<9} | thr | bare p50 | bare p90 | "
-        "classify p50 | classify p90 | overhead p50 | pre p50 | post p50 |"
+        "classify p50 | classify p90 | overhead p50 | pre p50 | post p50 | overhead cpu p50 |"
     )
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
@@ -132,7 +154,8 @@ def main() -> None:
             f"| {r.runtime:<11} | {r.model:<19} | {r.precision:<9} | {r.threads:>3} | "
             f"{statistics.median(r.bare):>8.2f} | {p90(r.bare):>8.2f} | "
             f"{statistics.median(r.classify):>12.2f} | {p90(r.classify):>12.2f} | "
-            f"{pre + post:>12.3f} | {pre:>7.3f} | {post:>8.3f} |"
+            f"{pre + post:>12.3f} | {pre:>7.3f} | {post:>8.3f} | "
+            f"{statistics.median(r.cpu_overhead):>16.3f} |"
         )
     for line in skipped:
         print(f"skipped: {line}")
