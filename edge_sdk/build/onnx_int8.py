@@ -13,9 +13,9 @@ weights with VPMADDUBSW, which adds two products into a saturating int16. With f
 weights those sums overflow: on an emulated Haswell (qemu-x86_64 -cpu Haswell) the same int8
 model lost 9 points of top-1 against the same file on a VNNI CPU. `reduce_range` keeps
 weights within 7 bits, so two products always fit: the emulated Haswell then gives outputs
-bit-identical to the VNNI CPU, for about 0.3 points of top-1 on squeezenet1.1. int8
-activations (S8S8) avoid nothing here and ran 3-4x slower than U8S8; uint8 weights (U8U8) are
-exact too and agree slightly better with the float model, but ran 2x slower on the VNNI CPU.
+bit-identical to the VNNI CPU, for a quarter point of top-1 on squeezenet1.1 (within the noise
+of 800 images). int8 activations (S8S8) ran 3.5x slower than U8S8 on the VNNI CPU; uint8
+weights (U8U8) are exact too and agree slightly better with the float model, but ran 2x slower.
 Keeping the global average pool and the softmax in float (`float_tail="pool"`) averages the
 169 int8 logits per class in float instead of rounding them once more, at no cost in size.
 
