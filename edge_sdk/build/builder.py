@@ -1,9 +1,10 @@
 """`build_model`: build a zoo model into the cache once, and skip the build when nothing changed.
 
 A build is identified by its *build key*: the source's sha256, a digest of the calibration
-files (names and contents, in order), this builder's version, the converter's version and the
-precision and format. The key goes into the card's ``notes``; a later build with the same key
-and an intact model file is skipped, so CI and the test suite build each model once per machine.
+files (names and contents, in order), a digest of the preprocessing code, this builder's
+version, the converter's version and the precision and format. The key goes into the card's
+``notes``; a later build with the same key and an intact model file is skipped, so CI and the
+test suite build each model once per machine.
 
 Builds are serialized by a lock file in the cache, and files are replaced atomically, so
 concurrent test runs on one machine never see a half-written model.
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_sdk import registry
+from edge_sdk import preprocess, registry
 from edge_sdk.build.calibration import calibration_images, calibration_pixels, file_list_digest
 from edge_sdk.errors import BackendUnavailable, ModelError
 from edge_sdk.models import store
@@ -32,7 +33,7 @@ from edge_sdk.models.card import ModelCard
 from edge_sdk.models.zoo import ZooEntry
 
 #: Bump when a change here changes the bytes built from the same inputs.
-BUILDER_VERSION = "2"
+BUILDER_VERSION = "3"
 
 #: Called as ``progress(label, count)`` before each long step (``count`` 0: unknown length);
 #: enters a context whose value is the tick the step calls once per item.
@@ -69,8 +70,14 @@ def _require(*modules: str) -> None:
 def build_key(
     entry: ZooEntry, fmt: str, precision: str, calibration_digest: str, converter: str
 ) -> str:
-    """Return the key that identifies a build's inputs (see the module docstring)."""
-    parts = (entry.sha256, calibration_digest, BUILDER_VERSION, converter, fmt, precision)
+    """Return the key that identifies a build's inputs (see the module docstring).
+
+    The preprocessing code is part of it: calibration must see what inference sees.
+    """
+    preprocessing = hashlib.sha256(Path(preprocess.__file__).read_bytes()).hexdigest()
+    parts = (
+        entry.sha256, calibration_digest, preprocessing, BUILDER_VERSION, converter, fmt, precision
+    )
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -283,6 +290,8 @@ def _build_tflite(
                 data = tflite.build_tflite_bytes(entry, source, "float")
         else:
             model = tflite.folded_model(entry, source, uint8_input=False)
+            with progress("equalizing activation channels", 0):
+                tflite.equalize(model, pixels)
             with progress("rounding weights", tflite.count_convolutions(model)) as tick:
                 tflite.round_weights(model, pixels, tick)
             with progress("calibrating", len(pixels)) as tick:

@@ -113,33 +113,57 @@ def _moments(layer: keras.layers.Conv2D, inputs: F32, batch: int = 8) -> tuple[F
     return moment / count, total / count
 
 
+def _apply(layer: keras.layers.Layer, inputs: list[F32], batch: int) -> F32:
+    """Run one layer eagerly over the calibration set, a few images at a time."""
+    chunks = []
+    for start in range(0, len(inputs[0]), batch):
+        args = [x[start : start + batch] for x in inputs]
+        out = layer(args if len(args) > 1 else args[0], training=False)
+        chunks.append(np.asarray(out, np.float32))
+    return np.concatenate(chunks)
+
+
 def round_model_weights(
     model: keras.Model,
     calibration: F32,
     on_layer: Callable[[str], None] | None = None,
+    batch: int = 16,
 ) -> None:
     """Round every Conv2D of `model` to the int8 grid with error feedback, in place.
+
+    The calibration set is pushed through the graph one layer at a time, rounding each
+    convolution just before it runs, so later layers see (and compensate) the earlier layers'
+    rounding, in a single pass. Each intermediate tensor is dropped after its last reader.
 
     Args:
         model: A functional model (its layer list is in graph order).
         calibration: (N, H, W, C) model inputs (calibration images only).
-        on_layer: Called with each layer's name when it is done.
+        on_layer: Called with each convolution's name when it is rounded.
+        batch: Images per eager layer call.
     """
-    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    cache_key: object = None
-    inputs: F32 | None = None
-    for layer in convs:
-        source = layer.input
-        # The two expands of a Fire module share their input: compute it once.
-        if source is not cache_key:
-            probe = keras.Model(model.inputs, source)
-            inputs = np.asarray(probe.predict(calibration, batch_size=16, verbose=0), np.float32)
-            cache_key = source
-        assert inputs is not None
-        moment, mean = _moments(layer, inputs)
-        kernel, bias = (np.asarray(w) for w in layer.get_weights())
-        rounded = round_with_feedback(kernel, moment)
-        shift = (kernel - rounded).reshape(-1, kernel.shape[-1]).astype(np.float64).T @ mean
-        layer.set_weights([rounded, (bias + shift).astype(np.float32)])
-        if on_layer is not None:
-            on_layer(layer.name)
+    readers: dict[int, int] = {}
+    steps = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        sources = keras.tree.flatten(layer.input)
+        for tensor in sources:
+            readers[id(tensor)] = readers.get(id(tensor), 0) + 1
+        steps.append((layer, sources))
+    values: dict[int, F32] = {id(model.inputs[0]): np.asarray(calibration, np.float32)}
+    for layer, sources in steps:
+        inputs = [values[id(tensor)] for tensor in sources]
+        if isinstance(layer, keras.layers.Conv2D):
+            moment, mean = _moments(layer, inputs[0])
+            kernel, bias = (np.asarray(w) for w in layer.get_weights())
+            rounded = round_with_feedback(kernel, moment)
+            shift = (kernel - rounded).reshape(-1, kernel.shape[-1]).astype(np.float64).T @ mean
+            layer.set_weights([rounded, (bias + shift).astype(np.float32)])
+            if on_layer is not None:
+                on_layer(layer.name)
+        output = _apply(layer, inputs, batch)
+        for tensor in sources:
+            readers[id(tensor)] -= 1
+            if readers[id(tensor)] == 0:
+                del values[id(tensor)]
+        values[id(layer.output)] = output
