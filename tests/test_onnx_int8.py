@@ -46,3 +46,26 @@ def test_bad_arguments(tmp_path: Path, mirror: Path, imagenet: Path) -> None:
     with pytest.raises(ValueError, match="float_tail must be one of none, softmax, pool, conv10"):
         OnnxQuantSettings(float_tail="everything")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_padded_1x1_conv_becomes_an_explicit_pad(tmp_path: Path, mirror: Path) -> None:
+    """SqueezeNet 1.0's last conv (1x1, pad 1) is split into Pad + Conv with the same outputs:
+    OpenCV DNN mis-computes the padded 1x1 conv once quantized, and gets the split one right."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from edge_sdk.build.onnx_int8 import _explicit_pads
+
+    source = store.source_path(ZOO["squeezenet1.0-dc"], mirror)
+    out = tmp_path / "split.onnx"
+    assert _explicit_pads(source, out)
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert ops.count("Pad") == 1 and ops[ops.index("Pad") + 1] == "Conv"
+    x = np.random.default_rng(0).uniform(-120, 150, (1, 3, 227, 227)).astype(np.float32)
+    before = ort.InferenceSession(str(source)).run(None, {"data": x})[0]
+    after = ort.InferenceSession(str(out)).run(None, {"data": x})[0]
+    np.testing.assert_array_equal(before, after)
+    # squeezenet1.1 has no padded 1x1 conv: nothing to rewrite, nothing written.
+    assert not _explicit_pads(store.source_path(ZOO["squeezenet1.1"], mirror), tmp_path / "none.onnx")
+    assert not (tmp_path / "none.onnx").exists()

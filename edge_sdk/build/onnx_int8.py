@@ -19,6 +19,12 @@ weights (U8U8) are exact too and agree slightly better with the float model, but
 Keeping the global average pool and the softmax in float (`float_tail="pool"`) averages the
 169 int8 logits per class in float instead of rounding them once more, at no cost in size.
 
+One graph rewrite before quantizing: a padded 1x1 convolution (SqueezeNet 1.0's last one has
+pad 1) becomes an explicit zero Pad followed by the unpadded convolution. The float model is
+unchanged (bit-identical outputs), but OpenCV DNN 5.0 computes a wrong QDQ 1x1 convolution
+when it carries its own padding (uniform scores on squeezenet1.0-dc), and gets the explicit Pad
+right; onnxruntime gives the same result either way.
+
 Needs the `build` extra (onnx, onnxruntime); never imported on the frame path.
 """
 
@@ -118,6 +124,46 @@ def _graph_facts(model_path: Path) -> tuple[str, list[tuple[str, str]]]:
     return inputs[0], [(n.op_type, n.name) for n in graph.node]
 
 
+def _explicit_pads(model_path: Path, out_path: Path) -> bool:
+    """Write `model_path` to `out_path` with every padded 1x1 Conv split into Pad + Conv.
+
+    Returns False (and writes nothing) when the graph has no such convolution.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    nodes: list[Any] = []
+    changed = False
+    for node in graph.node:
+        attrs = {a.name: a for a in node.attribute}
+        kernel = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else []
+        pads = list(attrs["pads"].ints) if "pads" in attrs else []
+        if node.op_type == "Conv" and kernel == [1, 1] and any(pads):
+            top, left, bottom, right = pads
+            # ONNX Pad lists all begins, then all ends, over N, C, H, W.
+            amounts = numpy_helper.from_array(
+                np.array([0, 0, top, left, 0, 0, bottom, right], np.int64), f"{node.name}_pad_amounts"
+            )
+            graph.initializer.append(amounts)
+            padded = f"{node.input[0]}_padded_for_{node.name}"
+            nodes.append(helper.make_node(
+                "Pad", [node.input[0], amounts.name], [padded], name=f"{node.name}_pad", mode="constant"
+            ))
+            node.input[0] = padded
+            attrs["pads"].ints[:] = [0, 0, 0, 0]
+            changed = True
+        nodes.append(node)
+    if not changed:
+        return False
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(model, str(out_path))
+    return True
+
+
 def _tail(nodes: list[tuple[str, str]], which: str) -> list[str] | None:
     """Names of the nodes from the last `_TAIL_START[which]` node to the end."""
     if which == "none":
@@ -161,15 +207,17 @@ def build_onnx_int8(
     source = store.source_path(entry, mirror)
     card = store.source_card(entry, mirror)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    input_name, nodes = _graph_facts(source)
     with Classifier.from_model(source, runtime="onnxruntime", mirror=mirror) as float_clf:
-        reader = _PreprocessedImages(float_clf, input_name, calibration_images)
         extra: dict[str, Any] = {"ActivationSymmetric": settings.symmetric_activations}
         with tempfile.TemporaryDirectory(prefix=".quant-", dir=out_path.parent) as tmp:
             # Write next to the target only when complete, so a crash leaves no half model.
             partial = Path(tmp) / out_path.name
+            rewritten = Path(tmp) / "source.onnx"
+            graph = rewritten if _explicit_pads(source, rewritten) else source
+            input_name, nodes = _graph_facts(graph)
+            reader = _PreprocessedImages(float_clf, input_name, calibration_images)
             ortq.quantize_static(
-                str(source),
+                str(graph),
                 str(partial),
                 reader,
                 quant_format=ortq.QuantFormat.QDQ,
