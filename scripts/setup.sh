@@ -3,6 +3,7 @@
 # edge-sdk installed editable with every extra. Safe to run again.
 #   bash scripts/setup.sh            # everything (needs root or sudo for apt)
 #   bash scripts/setup.sh --no-apt   # only the Python side
+#   bash scripts/setup.sh --latest   # newest releases instead of scripts/constraints.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,17 @@ cd "$(dirname "$0")/.."
 # end-to-end test; systemd: systemd-analyze verify of the unit.
 APT_PACKAGES="ffmpeg mosquitto chromium systemd xvfb"
 
-if [[ "${1:-}" != "--no-apt" ]]; then
+APT=1
+CONSTRAINTS=(-c scripts/constraints.txt)
+for arg in "$@"; do
+  case "$arg" in
+    --no-apt) APT=0 ;;
+    --latest) CONSTRAINTS=() ;;
+    *) echo "setup.sh: unknown option $arg (use --no-apt, --latest)" >&2; exit 2 ;;
+  esac
+done
+
+if [[ $APT == 1 ]]; then
   SUDO=""
   [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   $SUDO apt-get update -q
@@ -22,5 +33,5 @@ fi
 PYTHON=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[onnx,build,web,test]'
+.venv/bin/python -m pip install -q "${CONSTRAINTS[@]}" -e '.[onnx,build,web,test]'
 echo "setup done: activate with 'source .venv/bin/activate'"
