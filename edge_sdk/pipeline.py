@@ -30,7 +30,9 @@ API for sink authors (MQTT, web):
 - A sink is any object with ``publish(prediction, frame)`` and ``close()``. Optional
   attributes: ``lossless = True`` (ordered FIFO, overflow counted and logged, never silently
   dropped), ``wants_frames = False`` (``frame`` is always None; when no sink wants frames the
-  pipeline decodes JPEG sources at reduced size), ``name`` (used in metrics and logs), and
+  pipeline decodes JPEG sources at reduced size), ``frame_width`` (the widest frame the sink
+  uses, e.g. the web view's stream width: frames are then decoded no wider than the widest
+  such sink needs; absent or 0 means full size), ``name`` (used in metrics and logs), and
   ``attach(pipeline)``, called once by `Pipeline.start` before any publish, e.g. to call
   ``pipeline.metrics.register_gauge("mqtt_queue", fn)`` or read ``pipeline.fps``.
 - `Pipeline.metrics` is the run's `edge_sdk.metrics.Metrics`; ``snapshot()`` gives the dict
@@ -89,24 +91,28 @@ class CallbackSink:
         """Nothing to release."""
 
 
-def choose_reduce(size: tuple[int, int], input_size: tuple[int, int], resize_shorter: int) -> int:
-    """Return the largest JPEG reduce factor that keeps enough pixels for the model.
+def choose_reduce(
+    size: tuple[int, int], input_size: tuple[int, int], resize_shorter: int, min_width: int = 0
+) -> int:
+    """Return the largest JPEG reduce factor that keeps enough pixels for the model and sinks.
 
     The decoded image (libjpeg rounds each side up) must keep its shorter side at or above
     `resize_shorter` (the card's "resize shorter side to" step) and each side at or above the
-    model input, so reduced decoding only skips pixels the resize would have thrown away.
+    model input, so reduced decoding only skips pixels the resize would have thrown away; and
+    its width at or above `min_width`, what the sinks that show frames scale them to anyway.
 
     Args:
         size: (width, height) of the full-size frames; (0, 0) if unknown (gives 1).
         input_size: The model's (height, width).
         resize_shorter: The card's resize_shorter (0: the image is resized whole).
+        min_width: The widest frame a sink needs (0: no sink needs frames).
     """
     width, height = size
     if width <= 0 or height <= 0:
         return 1
     for factor in REDUCE_FACTORS:
         w, h = math.ceil(width / factor), math.ceil(height / factor)
-        if min(w, h) >= resize_shorter and h >= input_size[0] and w >= input_size[1]:
+        if min(w, h) >= resize_shorter and h >= input_size[0] and w >= max(input_size[1], min_width):
             return factor
     return 1
 
@@ -184,7 +190,7 @@ class Pipeline:
         reduce: Hand frames to inference at 1/`reduce` size (1, 2, 4 or 8): JPEG sources
             decode at that size, others are shrunk in the capture thread (`DownscaledSource`).
             None picks the largest factor that keeps enough pixels for the model
-            (`choose_reduce`), and only when no sink wants frames.
+            (`choose_reduce`), and no smaller than the sinks that want frames need.
         reconnect: How a live source that fails or stalls is reopened: an
             `edge_sdk.capture.Backoff`, False for never (the run ends), or None/True for the
             default backoff (live URI sources only; files end where they end).
@@ -324,8 +330,7 @@ class Pipeline:
             fps = float(getattr(source, "fps", 0.0) or 0.0)
             self.realtime, self.keep_all = fps > 0, not fps > 0
         self.keep_all, self.realtime = bool(self.keep_all), bool(self.realtime)
-        wants_frames = any(bool(getattr(sink, "wants_frames", True)) for sink in self.sinks)
-        self._reduce_factor = self._reduce_for(source, wants_frames)
+        self._reduce_factor = self._reduce_for(source, self._frame_width_needed())
         self._opened = self._apply_reduce(source, self._reduce_factor)
 
     def _start_sinks(self) -> None:
@@ -384,10 +389,21 @@ class Pipeline:
         self._opened = None  # the capture owns (and closes) it now
         self.metrics.bind_source(self._capture_counters)
 
-    def _reduce_for(self, source: Any, wants_frames: bool) -> int:
+    def _frame_width_needed(self) -> int | None:
+        """The widest frame any sink needs: 0 if none wants frames, None for full size."""
+        widths = [0]
+        for sink in self.sinks:
+            if bool(getattr(sink, "wants_frames", True)):
+                width = int(getattr(sink, "frame_width", 0) or 0)
+                if width <= 0:
+                    return None
+                widths.append(width)
+        return max(widths)
+
+    def _reduce_for(self, source: Any, min_width: int | None) -> int:
         if self.reduce is not None:
             return self.reduce
-        if wants_frames:
+        if min_width is None:
             return 1
         card = self.classifier.card
         full = getattr(source, "full_size", None)
@@ -396,7 +412,9 @@ class Pipeline:
             size = getattr(source, "size", (0, 0)) or (0, 0)
             current = int(getattr(source, "reduce", 1) or 1)
             full = (int(size[0]) * current, int(size[1]) * current)
-        return choose_reduce(tuple(full), tuple(card.input_size), card.resize_shorter)  # type: ignore[arg-type]
+        return choose_reduce(
+            tuple(full), tuple(card.input_size), card.resize_shorter, min_width  # type: ignore[arg-type]
+        )
 
     def _apply_reduce(self, source: FrameSource, factor: int) -> FrameSource:
         """Make `source` hand out frames 1/`factor` the size: decoded smaller when it is a JPEG

@@ -191,7 +191,32 @@ def test_reduced_frames_when_no_sink_wants_frames(videos: dict[str, Path], video
     assert {f.image.shape for _, f in seeing.got if f is not None} == {(720, 1280, 3)}
 
 
+@pytest.mark.parametrize("video", ["hd", "hd264"])
+def test_frames_no_wider_than_the_widest_sink_needs(videos: dict[str, Path], video: str,
+                                                    classifier: Classifier) -> None:
+    """A sink that shows frames at 640 px (the web view's default) gets 1/2-size 720p frames;
+    one more sink that wants full size (a recording) gets full frames for everyone."""
+    narrow = Recorder(lossless=True)
+    narrow.frame_width = 640  # type: ignore[attr-defined]
+    with Pipeline(str(videos[video]), classifier, [narrow], keep_all=True) as pipeline:
+        pipeline.wait(30)
+    assert {f.image.shape for _, f in narrow.got if f is not None} == {(360, 640, 3)}
+
+    wider = Recorder(lossless=True)
+    wider.frame_width = 641  # type: ignore[attr-defined]
+    full = Recorder(lossless=True, name="full")
+    for sinks, shape in (([wider], (720, 1280, 3)), ([narrow, full], (720, 1280, 3))):
+        for sink in sinks:
+            sink.got.clear()
+        with Pipeline(str(videos[video]), classifier, sinks, keep_all=True) as pipeline:
+            pipeline.wait(30)
+        assert {f.image.shape for s in sinks for _, f in s.got if f is not None} == {shape}
+
+
 def test_choose_reduce() -> None:
+    assert choose_reduce((1280, 720), (224, 224), 256, min_width=640) == 2
+    assert choose_reduce((1920, 1080), (224, 224), 256, min_width=640) == 2
+    assert choose_reduce((1280, 720), (224, 224), 256, min_width=1280) == 1
     assert choose_reduce((1280, 720), (224, 224), 256) == 2
     assert choose_reduce((1920, 1080), (224, 224), 256) == 4
     assert choose_reduce((640, 480), (224, 224), 256) == 1

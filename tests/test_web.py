@@ -292,6 +292,8 @@ def test_stream_fps_and_max_width(picture: np.ndarray) -> None:
         image = cv2.imdecode(np.frombuffer(viewer.jpegs[0], np.uint8), cv2.IMREAD_COLOR)
         assert image.shape == (240, 320, 3)
         viewer.close()
+        # The pipeline decodes frames no wider than the stream shows them.
+        assert s.frame_width == 320
 
 
 def test_close_ends_open_streams(picture: np.ndarray) -> None:

@@ -68,7 +68,8 @@ class WebSink(Closing):
     name = "web"
     lossless = False
     #: Always True: the pipeline reads it once at start, and a viewer may connect at any time.
-    #: Frames are shared, not copied, so getting them costs nothing while nobody watches.
+    #: Frames are shared, not copied, so getting them costs nothing while nobody watches, and
+    #: `frame_width` lets the pipeline decode them no wider than the stream shows them.
     wants_frames = True
 
     def __init__(
@@ -124,6 +125,11 @@ class WebSink(Closing):
     @property
     def address(self) -> BindAddress:
         return self._server.address
+
+    @property
+    def frame_width(self) -> int:
+        """The widest frame the stream uses (`max_width`; 0: full size)."""
+        return self.max_width
 
     @property
     def viewers(self) -> int:
