@@ -64,12 +64,15 @@ def fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def photo_frames(
-    size: tuple[int, int], count: int, *, photos: int = 30, stamp: bool = True
+    size: tuple[int, int], count: int, *, photos: int = 30, stamp: bool = True, hold: int = 1
 ) -> Iterator[np.ndarray]:
-    """Yield `count` BGR frames of `size`, cycling through `photos` real photos."""
+    """Yield `count` BGR frames of `size`, cycling through `photos` real photos, each shown
+    for `hold` frames in a row."""
+    if hold < 1:
+        raise ValueError(f"hold must be >= 1, got {hold}")
     pictures = [fit(cv2.imread(str(p), cv2.IMREAD_COLOR), size) for p in photo_paths(limit=photos)]
     for n in range(count):
-        frame = pictures[n % len(pictures)].copy()
+        frame = pictures[n // hold % len(pictures)].copy()
         if stamp:
             stamp_number(frame, n)
         yield frame
@@ -84,6 +87,7 @@ def make_video(
     fps: float = 30.0,
     photos: int = 30,
     stamp: bool = True,
+    hold: int = 1,
 ) -> Path:
     """Write a video of real photos with ffmpeg and return its path.
 
@@ -95,6 +99,7 @@ def make_video(
         fps: Frame rate written into the container.
         photos: How many different photos to cycle through.
         stamp: Stamp each frame's number into its top rows.
+        hold: Frames in a row that show the same photo.
     """
     if codec not in _CODECS:
         raise ValueError(f"codec must be one of {sorted(_CODECS)}")
@@ -107,7 +112,7 @@ def make_video(
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None
     try:
-        for frame in photo_frames(size, frames, photos=photos, stamp=stamp):
+        for frame in photo_frames(size, frames, photos=photos, stamp=stamp, hold=hold):
             proc.stdin.write(frame.tobytes())
     finally:
         _, err = proc.communicate(timeout=120)  # closes stdin (closing it first breaks its flush)
