@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -340,3 +342,21 @@ def test_a_failing_frame_is_skipped_a_broken_runtime_ends_the_run(
     broken = Classifier(FlakyRuntime(classifier.runtime, lambda n: True), classifier.card)
     with pytest.raises(BackendError, match="inference failed on 10 frames in a row"):
         Pipeline(str(videos["mjpeg"]), broken, keep_all=True).run()
+
+
+def test_top_level_names_import_lazily() -> None:
+    """The docs' ``from edge_sdk import Classifier, Pipeline`` works, and ``import edge_sdk``
+    alone loads neither OpenCV nor any runtime (a fresh interpreter, so nothing is cached)."""
+    code = (
+        "import sys, edge_sdk\n"
+        "heavy = {'cv2', 'ai_edge_litert', 'onnxruntime', 'paho', 'edge_sdk.pipeline'}\n"
+        "assert not heavy & set(sys.modules), heavy & set(sys.modules)\n"
+        "from edge_sdk import Backoff, Classifier, Pipeline\n"
+        "import edge_sdk.capture, edge_sdk.classifier, edge_sdk.pipeline\n"
+        "assert Pipeline is edge_sdk.pipeline.Pipeline and Classifier is edge_sdk.classifier.Classifier\n"
+        "assert Backoff is edge_sdk.capture.Backoff and 'Pipeline' in dir(edge_sdk)\n"
+        "assert set(edge_sdk.__all__) <= set(dir(edge_sdk))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    with pytest.raises(ImportError):
+        exec("from edge_sdk import Nothing", {})
