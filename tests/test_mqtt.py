@@ -355,6 +355,35 @@ def test_policy_interval_heartbeat_alone_and_with_changes() -> None:
     assert [t for t, lb in enumerate("aabaaaaaaaaa") if both.decide(lb, float(t))] == [0, 2, 3, 8]
 
 
+def test_policy_never_publishes_a_flicker_as_the_held_back_change() -> None:
+    policy = PublishPolicy(on_change=True, hysteresis=3, min_interval=1.0)
+    frames = [(i * 0.25, label) for i, label in enumerate("aaabbb")]  # 'b' stable at 1.25 s
+    frames += [(1.5, "c"), (1.75, "b"), (2.0, "b"), (3.5, "b")]  # 1.5 s: min_interval is over
+    chosen = [(t, label) for t, label in frames if policy.decide(label, t)]
+    # The lone 'c' is due by the clock but is not the stable label: the change goes out with
+    # the next 'b', once, and nothing follows while 'b' holds.
+    assert chosen == [(0.5, "a"), (1.75, "b")]
+
+
+def test_policy_held_back_change_that_reverts_is_not_published() -> None:
+    policy = PublishPolicy(on_change=True, hysteresis=2, min_interval=1.0)
+    frames = [(0.0, "a"), (0.1, "a"), (0.2, "b"), (0.3, "b"), (1.2, "a"), (1.3, "a"), (2.5, "a")]
+    # 'b' was stable only while min_interval held it back; by the time it may go, 'a' is back.
+    assert [t for t, label in frames if policy.decide(label, t)] == [0.1]
+
+
+def test_policy_heartbeat_on_a_flicker_frame_does_not_fake_a_change() -> None:
+    policy = PublishPolicy(on_change=True, hysteresis=3, min_interval=0.0, interval=5.0)
+    labels = "aaaaabaaaaaa"  # 'b' at t=5 is a lone frame that the heartbeat happens to carry
+    chosen = [t for t, label in enumerate(labels) if policy.decide(label, float(t))]
+    # 'a' at 6 is no change, as 'b' never was the state; 'a' becoming stable at 2 repeats
+    # nothing either: the first heartbeat already showed it.
+    assert chosen == [0, 5, 10]
+    startup = PublishPolicy(on_change=True, hysteresis=3, min_interval=0.0, interval=5.0)
+    # A label that was never stable is not the state: 'a' becoming stable at 3 is a change.
+    assert [t for t, label in enumerate("caaa") if startup.decide(label, float(t))] == [0, 3]
+
+
 def test_on_change_mode_publishes_only_changes(mosquitto: Mosquitto) -> None:
     rec = Recorder(mosquitto, ["edge-sdk/cam8/prediction"])
     with MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="cam8", discovery=False,

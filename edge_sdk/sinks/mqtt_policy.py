@@ -14,9 +14,12 @@ class PublishPolicy:
     * on change: the top label has been the same for `hysteresis` consecutive predictions (so one
       odd frame does not flip the state) and differs from the label last published, and at least
       `min_interval` seconds have passed since the last publication. A change held back by
-      `min_interval` goes out with the first prediction after it, if the label still holds.
+      `min_interval` goes out with the first prediction after it that still shows the stable
+      label; a flicker frame in between is never published as the change.
     * every `interval` seconds: the current prediction, whatever its label (a heartbeat, and the
-      way a consumer sees the scores move while the label stays).
+      way a consumer sees the scores move while the label stays). A heartbeat that happens to
+      carry a flicker label does not count as publishing that label, so the next frame is not
+      taken for a change back (the consumer shows the flicker until the next publication).
 
     Args:
         on_change: Publish when the (stable) top label changes.
@@ -61,7 +64,8 @@ class PublishPolicy:
             now: A monotonic time in seconds.
 
         Returns:
-            Whether to publish this prediction. When True, the policy records it as published.
+            Whether to publish this prediction. When True, the policy counts its intervals from
+            `now`, and records the label as published only if it is the stable one.
         """
         if self.every:
             return True
@@ -71,18 +75,26 @@ class PublishPolicy:
             self._candidate, self._streak = label, 1
         if self._streak >= self.hysteresis:
             self._stable = self._candidate
+        # This frame shows the stable label: it is not a flicker (or a label still building its
+        # streak) while the stable label stays what it was.
+        steady = self._stable is not _UNSET and label == self._stable
         since = None if self._last_time is None else now - self._last_time
-        publish = False
-        if (
+        change = (
             self.on_change
-            and self._stable is not _UNSET
+            and steady
             and self._stable != self._published
             and (since is None or since >= self.min_interval)
-        ):
-            publish = True
-        if self.interval > 0 and (since is None or since >= self.interval):
-            publish = True
-        if publish:
+        )
+        heartbeat = self.interval > 0 and (since is None or since >= self.interval)
+        if not (change or heartbeat):
+            return False
+        # `_published` is the state a consumer last saw. Once a label has been stable, only a
+        # frame showing the stable label may move it, or a flicker a heartbeat carried would be
+        # "changed back" on the next frame. Before that, a heartbeat's label is the only state
+        # there is; counting it keeps the label's becoming stable from repeating it.
+        if steady:
+            self._published = self._stable
+        elif self._stable is _UNSET:
             self._published = label
-            self._last_time = now
-        return publish
+        self._last_time = now
+        return True
