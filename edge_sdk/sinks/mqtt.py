@@ -184,7 +184,6 @@ class MqttSink(Closing):
         self._closed = False
         self._last_problem = ""
         self._overflow_logged_at = -_OVERFLOW_LOG_EVERY
-        self._overflow_logged_count = 0
         self._disconnected_at: float | None = None
 
         client = mqtt.Client(
