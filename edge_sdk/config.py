@@ -126,7 +126,7 @@ class WebConfig:
     token_file: str = opt("", "file whose first line is the access token")
     insecure: bool = opt(False, "allow a non-loopback bind without a token (trusted networks only)")
     quality: int = opt(80, "JPEG quality of the video stream", minimum=1, maximum=100)
-    max_width: int = opt(960, "scale streamed frames down to this width; 0: full size", minimum=0)
+    max_width: int = opt(640, "scale streamed frames down to this width; 0: full size", minimum=0)
     stream_fps: float = opt(15.0, "frames per second streamed to viewers; 0: every frame",
                             minimum=0.0)
 

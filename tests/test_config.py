@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomllib
@@ -157,6 +160,21 @@ def test_sink_options_are_ones_the_sinks_accept() -> None:
     assert options["port"] is None and options["username"] is None
     web_cls = registry.resolve("sinks", "web")
     assert set(web_options(cfg.WebConfig())) <= set(registry.accepted_options(web_cls))
+
+
+@pytest.mark.parametrize("name, table, to_options", [
+    ("mqtt", cfg.MqttConfig, mqtt_options), ("web", cfg.WebConfig, web_options),
+])
+def test_config_defaults_are_the_sinks_defaults(
+    name: str, table: type[Any], to_options: Callable[[Any], dict[str, Any]]
+) -> None:
+    # The service must run what was benchmarked: the sink's own defaults (e.g. web max_width 640).
+    sink_cls = registry.resolve("sinks", name)
+    defaults = {p.name: p.default for p in inspect.signature(sink_cls.__init__).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    options = to_options(table())
+    options.pop("close_timeout", None)  # the service's own shutdown budget, not a config key
+    assert options == {k: defaults[k] for k in options}
 
 
 def test_missing_files_are_reported_for_enabled_tables_only(tmp_path: Path) -> None:
