@@ -295,6 +295,53 @@ def test_missing_labels(tmp_path: Path, mirror: Path) -> None:
         Classifier.from_model("squeezenet1.1", runtime="onnxruntime", precision="float", mirror=tmp_path)
 
 
+# -- source URIs -----------------------------------------------------------------------------------
+
+#: Malformed source URIs of every scheme, and a word the one-line error must contain.
+BAD_URIS = [
+    ("rtsp://cam:abc/x", "rtsp://host[:port]/path"),
+    ("rtsp://[::1/x", "rtsp://host[:port]/path"),
+    ("http://[::1/x", "http://host[:port]/path"),
+    ("https://cam:99999/x", "https://"),
+    ("http://", "no host"),
+    ("v4l2://video0", "v4l2:///dev/videoN"),
+    ("csi://front", "csi://N"),
+    ("gst://", "gst://ELEMENT"),
+    ("file://", "file:///PATH"),
+    ("ftp://cam/x", "use one of"),
+    ("test://[", "test://?size=WxH"),
+    ("test://?fps=nan", "finite"),
+    ("test://?size=100000x100000", "8192x8192"),
+    ("test://?live=maybe", "yes/no"),
+]
+
+#: A live run that needs no model build: the float ONNX model straight from the mirror.
+LIVE_RUN = ["--no-display", "--runtime", "onnxruntime", "--precision", "float"]
+
+
+@pytest.mark.parametrize(("uri", "fragment"), BAD_URIS, ids=[u for u, _ in BAD_URIS])
+def test_malformed_source_uri(uri: str, fragment: str, mirror: Path) -> None:
+    from edge_sdk.sources import open_source
+
+    with pytest.raises(ConfigError) as err:
+        open_source(uri)
+    assert fragment in one_line(err.value)
+    line = run_cli(["--source", uri, *LIVE_RUN])
+    assert fragment in line and "Traceback" not in line
+
+
+def test_malformed_source_uri_in_a_real_process() -> None:
+    """The audit's two cases through the console script: status 1, one line, no traceback."""
+    exe = Path(sys.executable).with_name("edge-classify")
+    for uri in ("rtsp://cam:abc/x", "http://[::1/x"):
+        proc = subprocess.run([str(exe), "--source", uri, *LIVE_RUN], capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert proc.returncode == 1 and proc.stdout == "", proc.stderr
+        assert "Traceback" not in proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"Error: bad source URI {uri!r}"), proc.stderr
+
+
 # -- runtimes --------------------------------------------------------------------------------------
 
 

@@ -122,13 +122,42 @@ def test_unknown_or_empty_uri_lists_the_schemes(uri: str) -> None:
         ("http://", "http://host"),
         ("http://cam:99999/x", "port"),
         ("rtsp:///nohost", "rtsp://host"),
+        ("rtsp://cam:abc/x", "rtsp://host[:port]/path"),
+        ("rtsp://cam:65536/x", "Port out of range"),
+        ("rtsp://[::1/x", "Invalid IPv6 URL"),
+        ("http://[::1/x", "http://host[:port]/path"),
+        ("https://cam:-1/x", "https://"),
         ("gst://", "pipeline"),
+        ("file://", "file:///PATH"),
+        ("test://[", "test://?size=WxH"),
+        ("test://cam?size=320x240", "before the '?'"),
+        ("test://?fps=nan", "finite"),
+        ("test://?fps=inf", "finite"),
+        ("test://?fps=0.001", "fps must be >= 0.01"),
+        ("test://?count=1e3", "count must be a whole number"),
+        ("test://?size=100000x100000", "at most 8192x8192"),
     ],
 )
 def test_malformed_uri_is_a_config_error(uri: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as err:
         open_source(uri)
     assert fragment in str(err.value)
+    assert repr(uri) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_malformed_uri_error_hides_the_password() -> None:
+    with pytest.raises(ConfigError) as err:
+        open_source("rtsp://admin:s3cret@cam:abc/live")
+    assert "s3cret" not in str(err.value) and "rtsp://admin:***@cam:abc/live" in str(err.value)
+
+
+def test_synthetic_options_are_checked_like_the_query() -> None:
+    with pytest.raises(ConfigError, match="fps must be a finite number"):
+        SyntheticSource(fps=float("nan"))
+    with pytest.raises(ConfigError, match="count must be a whole number"):
+        SyntheticSource(count="many")  # type: ignore[arg-type]
+    with SyntheticSource("test:///?size=64x48&count=1") as source:  # a slash before ? is fine
+        assert source.size == (64, 48) and source.read() is not None and source.read() is None
 
 
 def test_unknown_option_lists_the_accepted_ones(mjpeg_video: Path) -> None:

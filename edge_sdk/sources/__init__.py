@@ -67,7 +67,8 @@ def route(uri: str) -> str:
     """Return the registry name of the source that opens `uri` ("v4l2", "file", "image", ...).
 
     Raises:
-        ConfigError: empty URI or unknown scheme (the message lists the accepted forms).
+        ConfigError: empty URI, ``file://`` without a path, or unknown scheme (the message
+            lists the accepted forms).
     """
     if not isinstance(uri, str):
         raise TypeError(f"a source URI is a str, not {type(uri).__name__}")
@@ -81,6 +82,8 @@ def route(uri: str) -> str:
         return "image" if _is_images(text) else "file"
     scheme = scheme.lower()
     if scheme == "file":
+        if not rest.strip():
+            raise ConfigError(f"{text!r} names no file; expected file:///PATH, e.g. file:///data/clip.mp4")
         return "image" if _is_images(rest) else "file"
     # "file" and "image" are names of file backends; "image://" is no scheme of its own.
     if scheme != "image" and (

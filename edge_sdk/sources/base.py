@@ -9,14 +9,17 @@ throw stale frames away before paying for their decode.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+from urllib.parse import SplitResult, urlsplit
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge_sdk.errors import ConfigError
 from edge_sdk.protocols import Closing
 from edge_sdk.types import Frame, Image
 
@@ -190,3 +193,43 @@ def uses_packets(source: object) -> bool:
 def now_ns() -> int:
     """The clock every frame timestamp uses."""
     return time.monotonic_ns()
+
+
+def split_network_uri(uri: str, forms: str) -> SplitResult:
+    """Split a ``scheme://[user:password@]host[:port]/path`` URI, checking host and port.
+
+    `urllib.parse` reports a malformed URI lazily, as a bare ValueError: `urlsplit` for an
+    unclosed IPv6 bracket, the `port` attribute for a port that is not a number from 0 to
+    65535. Both are read here, once, so a source never hits them later.
+
+    Args:
+        uri: The URI as given.
+        forms: The accepted form(s), for the error message, e.g. "rtsp://host[:port]/path".
+
+    Raises:
+        ConfigError: no host, an unclosed ``[``, or a bad port; the message names `uri` (its
+            password starred out: errors end up in logs) and `forms`.
+    """
+    try:
+        parts = urlsplit(uri)
+        _ = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"bad source URI {hide_password(uri)!r} ({exc}); expected {forms}") from None
+    if not parts.hostname:
+        raise ConfigError(f"bad source URI {hide_password(uri)!r} (no host); expected {forms}")
+    return parts
+
+
+def hide_password(uri: str) -> str:
+    """`uri` with the password of ``scheme://user:password@host`` replaced by ``***``.
+
+    A regular expression rather than `urlsplit`, so it works on the malformed URIs that end up
+    in error messages.
+    """
+    return re.sub(r"^([^:/?#]+://[^/?#@:]*:)[^/?#]*@", r"\1***@", uri)
+
+
+def host_port(host: str, port: int | None) -> str:
+    """``host:port`` (``[host]:port`` for an IPv6 address; no port when it is None or 0)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{port}" if port else shown

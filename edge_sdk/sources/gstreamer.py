@@ -42,7 +42,7 @@ class GStreamerSource(OpenCVSource):
         """
         pipeline = uri[len("gst://") :].strip() if uri.startswith("gst://") else uri.strip()
         if not pipeline:
-            raise ConfigError("empty GStreamer pipeline; expected gst://ELEMENT ! ... ! appsink")
+            raise ConfigError(f"empty GStreamer pipeline {uri!r}; expected gst://ELEMENT ! ... ! appsink")
         if not opencv_has_gstreamer():
             raise BackendUnavailable(
                 "this OpenCV was built without GStreamer (opencv-python from PyPI is); use the "

@@ -15,12 +15,21 @@ import select
 import socket
 import ssl
 import time
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import numpy as np
 
 from edge_sdk.errors import ConfigError, SourceError
-from edge_sdk.sources.base import JpegSource, Packet, check_reduce, decode_jpeg, now_ns
+from edge_sdk.sources.base import (
+    JpegSource,
+    Packet,
+    check_reduce,
+    decode_jpeg,
+    hide_password,
+    host_port,
+    now_ns,
+    split_network_uri,
+)
 
 _HEADER_LIMIT = 64 * 1024
 #: A part larger than this without a boundary means the stream is not what we think it is.
@@ -88,15 +97,14 @@ class MjpegHttpSource(JpegSource):
     # -- connection -------------------------------------------------------------------------
 
     def _connect(self, uri: str, verify: bool) -> socket.socket:
-        parts = urlsplit(uri)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"bad stream URI {uri!r}; expected http://host[:port]/path")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError as exc:
-            raise ConfigError(f"bad port in {uri!r}: {exc}") from exc
+        forms = "http://host[:port]/path or https://... (http://user:password@host/... to log in)"
+        parts = split_network_uri(uri, forms)
+        if parts.scheme not in ("http", "https"):
+            raise ConfigError(f"bad stream URI {hide_password(uri)!r}; expected {forms}")
         host = parts.hostname
-        self._where = f"{parts.scheme}://{host}:{port}{parts.path or '/'}"
+        assert host is not None  # split_network_uri checked it
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._where = f"{parts.scheme}://{host_port(host, port)}{parts.path or '/'}"
         try:
             sock = socket.create_connection((host, port), timeout=self._timeout)
         except OSError as exc:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
 
 import cv2
 
 from edge_sdk.errors import ConfigError
+from edge_sdk.sources.base import host_port, split_network_uri
 from edge_sdk.sources.opencv import OpenCVSource
 
 _TRANSPORTS = ("tcp", "udp")
@@ -33,9 +33,10 @@ class RtspSource(OpenCVSource):
             ConfigError: malformed URI or bad transport.
             SourceError: the stream cannot be opened.
         """
-        parts = urlsplit(uri)
-        if not parts.hostname:
-            raise ConfigError(f"bad stream URI {uri!r}; expected rtsp://host[:port]/path")
+        parts = split_network_uri(
+            uri, "rtsp://host[:port]/path (rtsp://user:password@host/... to log in)"
+        )
+        assert parts.hostname is not None  # split_network_uri checked it
         if transport not in _TRANSPORTS:
             raise ConfigError(f"transport must be one of {', '.join(_TRANSPORTS)}, not {transport!r}")
         if timeout <= 0:
@@ -44,7 +45,7 @@ class RtspSource(OpenCVSource):
         # a value the user set wins.
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", f"rtsp_transport;{transport}")
         ms = int(timeout * 1000)
-        where = f"rtsp://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        where = f"rtsp://{host_port(parts.hostname, parts.port)}{parts.path}"
         cap = self.open_capture(
             uri,
             cv2.CAP_FFMPEG,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import time
 from collections.abc import Mapping
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import numpy as np
 
@@ -85,10 +86,43 @@ def parse_size(value: str | tuple[int, int]) -> tuple[int, int]:
     return width, height
 
 
+#: The accepted form, for error messages.
+TEST_FORM = "test://?size=WxH&fps=N&count=N&live=1|0 (every part optional)"
+
+#: Largest side of a synthetic frame: each frame is rendered in memory (8K is 100 MB a frame).
+MAX_SIDE = 8192
+
+#: Slowest frame rate: one frame every 100 s (a smaller rate only overflows the pacing).
+MIN_FPS = 0.01
+
+
 def _query(uri: str) -> Mapping[str, str]:
-    parts = urlsplit(uri)
-    query = parts.query or (parts.netloc + parts.path).lstrip("?")
+    """The options of ``test://?k=v&...``; ``test://k=v`` (no ``?``) is taken as the query too.
+
+    Not through `urlsplit`: it would read ``test://[`` as an unclosed IPv6 host and raise.
+
+    Raises:
+        ValueError: something other than ``/`` between ``test://`` and ``?``.
+    """
+    rest = uri.partition("://")[2] if "://" in uri else uri
+    before, sep, query = rest.partition("?")
+    if not sep:
+        before, query = "", before
+    if before.strip("/"):
+        raise ValueError(f"unexpected {before!r} before the '?'")
     return {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+
+
+def _number(name: str, value: str | float, kind: type[int] | type[float]) -> float:
+    """`value` (a query string or a keyword option) as a finite int or float."""
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}, not {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    return number
 
 
 def _truthy(value: str) -> bool:
@@ -129,21 +163,25 @@ class SyntheticSource(BaseSource):
             live: Paced like a camera (default) or as fast as read, like a file.
 
         Raises:
-            ConfigError: a query value is malformed.
+            ConfigError: a query value or option is malformed or out of range; the message
+                names the URI and the accepted form.
         """
-        query = _query(uri)
-        unknown = sorted(set(query) - {"size", "fps", "count", "live"})
         try:
+            query = _query(uri)
+            unknown = sorted(set(query) - {"size", "fps", "count", "live"})
             if unknown:
                 raise ValueError(f"unknown option {', '.join(unknown)}; use size, fps, count, live")
             self.size = parse_size(size if size is not None else query.get("size", "640x480"))
-            self.fps = float(fps if fps is not None else query.get("fps", "30"))
-            self._count = int(count if count is not None else query.get("count", "0"))
+            self.fps = float(_number("fps", query.get("fps", "30") if fps is None else fps, float))
+            self._count = int(_number("count", query.get("count", "0") if count is None else count, int))
             self.live = bool(live if live is not None else _truthy(query.get("live", "1")))
+            if max(self.size) > MAX_SIDE:
+                width, height = self.size
+                raise ValueError(f"size must be at most {MAX_SIDE}x{MAX_SIDE}, not {width}x{height}")
+            if self.fps < MIN_FPS or self._count < 0:
+                raise ValueError(f"fps must be >= {MIN_FPS:g} and count >= 0")
         except ValueError as exc:
-            raise ConfigError(f"bad test:// source {uri!r}: {exc}") from exc
-        if self.fps <= 0 or self._count < 0:
-            raise ConfigError(f"bad test:// source {uri!r}: fps must be > 0 and count >= 0")
+            raise ConfigError(f"bad test:// source {uri!r}: {exc}; expected {TEST_FORM}") from None
         self.uri = uri
         width, height = self.size
         ramp = np.linspace(0, 255, width, dtype=np.float32)
