@@ -162,6 +162,30 @@ def test_queue_overflow_is_counted_logged_and_the_rest_delivered(
         broker.stop()
 
 
+@pytest.mark.slow
+def test_a_prediction_paho_refuses_is_dropped_logged_and_not_left_pending(
+    mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """paho refuses a payload over MQTT's 256 MiB limit outright (making one takes ~1 GB)."""
+    caplog.set_level(logging.WARNING, "edge_sdk.mqtt")
+    rec = Recorder(mosquitto, ["edge-sdk/cam13/prediction"])
+    with MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="cam13",
+                  discovery=False) as sink:
+        assert sink.wait_connected(5)
+        sink.publish(prediction(0, label="x" * (256 << 20)), None)
+        sink.publish(prediction(1), None)
+        assert sink.flush(5)
+        assert rec.wait_for(lambda m: len(m) == 1)
+        assert frames_of(rec, "edge-sdk/cam13/prediction") == [1]
+        stats = sink.stats()
+        assert (stats["dropped"], stats["accepted"], stats["published"]) == (1, 1, 1)
+        assert stats["queue_depth"] == 0
+    rec.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "refused prediction 0" in errors[0], errors
+    assert "\n" not in errors[0]
+
+
 def test_wrong_password_logs_one_line_and_keeps_retrying(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -46,7 +46,7 @@ log = logging.getLogger("edge_sdk.mqtt")
 
 # CONNACK reasons that retrying with the same settings will not fix; worth an ERROR line.
 _AUTH_REASONS = ("Bad user name or password", "Not authorized", "Client identifier not valid")
-_OVERFLOW_LOG_EVERY = 10.0  # seconds between repeated overflow warnings
+_REPEAT_LOG_EVERY = 10.0  # seconds between repeated overflow (or refusal) lines
 _PREDICTION, _CONTROL = "prediction", "control"
 _EARLY_LIMIT = 256
 
@@ -183,7 +183,8 @@ class MqttSink(Closing):
         self._connected = threading.Event()
         self._closed = False
         self._last_problem = ""
-        self._overflow_logged_at = -_OVERFLOW_LOG_EVERY
+        self._overflow_logged_at = -_REPEAT_LOG_EVERY
+        self._refused_logged_at = -_REPEAT_LOG_EVERY
         self._disconnected_at: float | None = None
 
         client = mqtt.Client(
@@ -254,8 +255,9 @@ class MqttSink(Closing):
     def publish(self, prediction: Prediction, frame: Frame | None = None) -> None:
         """Queue `prediction` for the broker if the publish policy selects it; never blocks.
 
-        A prediction that finds the queue full is counted in `overflow` (and logged); a QoS 0
-        prediction while disconnected is counted in `dropped`.
+        A prediction that finds the queue full is counted in `overflow` (and logged). `dropped`
+        counts a QoS 0 prediction made while disconnected, and one paho refuses outright (a
+        payload over MQTT's 256 MiB limit), which is also logged.
         """
         if self._closed:
             log.debug("MQTT: publish after close ignored (frame %d)", prediction.frame_index)
@@ -272,18 +274,28 @@ class MqttSink(Closing):
             self._count_overflow()
             return
         payload = json.dumps(prediction.to_dict(), separators=(",", ":"))
-        info = self.client.publish(self.prediction_topic, payload, qos=self.qos)
+        try:
+            info = self.client.publish(self.prediction_topic, payload, qos=self.qos)
+        except ValueError as exc:  # the payload's size: topic and QoS were checked in __init__
+            self._count_refused(prediction.frame_index, str(exc))
+            return
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             self._count_overflow()
             return
-        if self.qos == 0:
-            if info.rc == mqtt.MQTT_ERR_SUCCESS:
-                self.accepted += 1
-                self.published += 1
-            else:
-                self.dropped += 1
+        if self.qos == 0 and info.rc == mqtt.MQTT_ERR_NO_CONN:
+            self.dropped += 1  # QoS 0 is not kept for the reconnect; the disconnect was logged
+            return
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            # paho 2.x returns no other code under loop_start(). Should a later one, whether it
+            # kept the message is unknown: tracking it could hold flush() up for an acknowledgement
+            # that never comes, so it counts as dropped, loudly (a late acknowledgement of it
+            # would then be ignored).
+            self._count_refused(prediction.frame_index, mqtt.error_string(info.rc))
             return
         self.accepted += 1
+        if self.qos == 0:
+            self.published += 1  # handed to the socket: all QoS 0 ever confirms
+            return
         self._track(info.mid, _PREDICTION)
 
     def flush(self, timeout: float) -> bool:
@@ -378,13 +390,23 @@ class MqttSink(Closing):
     def _count_overflow(self) -> None:
         self.overflow += 1
         now = time.monotonic()
-        if now - self._overflow_logged_at >= _OVERFLOW_LOG_EVERY:
+        if now - self._overflow_logged_at >= _REPEAT_LOG_EVERY:
             log.warning(
                 "MQTT: queue full (%d predictions waiting for %s:%d); %d predictions overflowed "
                 "so far; raise [mqtt] queue_size or check the broker",
                 self.queue_size, self.host, self.port, self.overflow,
             )
             self._overflow_logged_at = now
+
+    def _count_refused(self, frame_index: int, why: str) -> None:
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._refused_logged_at >= _REPEAT_LOG_EVERY:
+            log.error(
+                "MQTT: paho refused prediction %d (%s); dropped it, %d predictions dropped so far",
+                frame_index, why, self.dropped,
+            )
+            self._refused_logged_at = now
 
     def _problem(self, message: str, level: int) -> None:
         # One line per new kind of trouble; repeats (every retry) only at DEBUG.
@@ -443,6 +465,8 @@ class MqttSink(Closing):
         info = self.client.publish(topic, payload, qos=1, retain=True)
         if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self._track(info.mid, _CONTROL)
+        else:  # the next (re)connect sends it again
+            log.warning("MQTT: paho refused %s (%s)", topic, mqtt.error_string(info.rc))
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self.connect_failures += 1
