@@ -320,6 +320,25 @@ def test_too_many_streams_get_503(picture: np.ndarray) -> None:
         viewer.close()
 
 
+def test_a_flood_of_idle_connections_gets_503_not_threads() -> None:
+    """Clients that connect and send nothing hold a thread each until the handler's timeout:
+    past the cap the server answers 503 at once, and serves again once they leave."""
+    from edge_sdk.web.server import _EXTRA_CONNECTIONS
+
+    with WebSink(bind="127.0.0.1:0", max_streams=1) as s:
+        idle = [socket.create_connection((s.address.host, s.address.port))
+                for _ in range(1 + _EXTRA_CONNECTIONS)]
+        try:
+            wait_until(lambda: get(s.url + "healthz")[0] == 503, timeout=5)
+            threads = threading.active_count()
+            assert all(get(s.url + "healthz")[0] == 503 for _ in range(20))
+            assert threading.active_count() <= threads + 1  # refused without a thread each
+        finally:
+            for conn in idle:
+                conn.close()
+        wait_until(lambda: get(s.url + "healthz")[0] == 200, timeout=5)
+
+
 # -- metrics -------------------------------------------------------------------------------------
 
 def families(text: str) -> dict[str, Any]:

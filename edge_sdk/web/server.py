@@ -31,6 +31,12 @@ BOUNDARY = "edgesdkframe"
 _WAKE_S = 0.25
 #: A comment line on idle event streams, so proxies keep them open and dead clients are noticed.
 _KEEPALIVE_S = 15.0
+#: Connections served at once beyond the streams (page, API, metrics, probes). Each holds a
+#: thread for up to `_Handler.timeout` while it sends its request; past the cap a connection
+#: gets an immediate 503, so a flood of slow clients cannot pile up threads on the board.
+_EXTRA_CONNECTIONS = 32
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+         b"Content-Length: 5\r\nConnection: close\r\n\r\nbusy\n")
 
 
 class ViewContent(Protocol):
@@ -54,9 +60,29 @@ class _Server(ThreadingHTTPServer):
     content: ViewContent
     max_streams: int
     streams: threading.Semaphore
+    #: Every connection being served, streams included (see `_EXTRA_CONNECTIONS`).
+    connections: threading.Semaphore
     #: Connections of the open streams, so close() can cut one stuck in a blocked write.
     open_streams: set[socket.socket]
     open_lock: threading.Lock
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.connections.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(_BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connections.release()  # no thread was started to release it
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
 
 
 class _Server6(_Server):
@@ -87,6 +113,7 @@ class WebServer:
         self._server.content = content
         self._server.max_streams = max_streams
         self._server.streams = threading.BoundedSemaphore(max_streams)
+        self._server.connections = threading.BoundedSemaphore(max_streams + _EXTRA_CONNECTIONS)
         self._server.open_streams = set()
         self._server.open_lock = threading.Lock()
         host, port = self._server.server_address[:2]
