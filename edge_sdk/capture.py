@@ -165,8 +165,9 @@ class Capture:
         ended: True when the source ended for good: the end of a file, a live source failing
             with no `reconnect`, or `Backoff.max_attempts` used up. Not set by `stop`.
         error: The last failure of the source, if any.
-        last_decode_ms: How long `get` spent decoding the frame it returned (JPEG sources
-            decode in `get`, on the consumer's thread; 0.0 for others).
+        last_decode_ms: How long the last `get` spent decoding: the frame it returned and
+            any corrupt JPEG it skipped on the way (JPEG sources decode in `get`, on the
+            consumer's thread, unless keep_all; 0.0 when nothing was decoded there).
     """
 
     def __init__(
@@ -306,19 +307,19 @@ class Capture:
         the end apart from a timeout. JPEG sources are decoded here, in the caller's thread.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        self.last_decode_ms = 0.0
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             item = self._slot.get(remaining)
             if item is None:
                 return None
             if isinstance(item, Frame):
-                self.last_decode_ms = 0.0
                 self.frames_out += 1
                 return item
             packet, source = item  # held undecoded: see _run
             began = time.perf_counter()
             decoded: Frame | None = source.decode(packet)
-            self.last_decode_ms = (time.perf_counter() - began) * 1000.0
+            self.last_decode_ms += (time.perf_counter() - began) * 1000.0
             if decoded is not None:
                 self.frames_out += 1
                 return decoded

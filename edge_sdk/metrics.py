@@ -19,8 +19,8 @@ Snapshot layout (all durations in milliseconds)::
       "stages": {
         "inference": {"count": 120, "sum_ms": 912.0, "p50_ms": 7.5, "p95_ms": 9.1,
                       "max_ms": 11.0, "le_ms": [0.5, 1.0, ...], "cumulative": [0, 0, ..., 120]},
-        ...                     # capture_wait, preprocess, inference, postprocess, sink, age
-      },
+        ...                     # capture_wait, decode, preprocess, inference, postprocess,
+      },                        # sink, age
       "sinks": {
         "jsonl": {"published": 120, "dropped": 0, "errors": 0, "queue": 0,
                   "lossless": true, "p50_ms": 0.02, "p95_ms": 0.05},
@@ -28,6 +28,11 @@ Snapshot layout (all durations in milliseconds)::
       },
       "gauges": {"mqtt_queue": 0.0, ...}
     }
+
+`capture_wait` is the time inference waited for a frame and nothing else: JPEG sources (MJPEG
+streams and files, USB cameras in MJPG) hand the inference thread an encoded frame, and decoding
+it is the `decode` stage, observed only for frames decoded there (its `count` stays 0 for sources
+decoded in the capture thread: H.264, raw cameras, ``keep_all`` runs).
 
 `p50_ms`/`p95_ms`/`max_ms` are over a rolling window of the last `window` observations (the
 present, not the whole run); `count`, `sum_ms` and the histogram are cumulative since start,
@@ -52,7 +57,9 @@ from edge_sdk.types import Timings
 log = logging.getLogger(__name__)
 
 #: The stages every pipeline reports, in the order a frame goes through them.
-STAGES: tuple[str, ...] = ("capture_wait", "preprocess", "inference", "postprocess", "sink", "age")
+STAGES: tuple[str, ...] = (
+    "capture_wait", "decode", "preprocess", "inference", "postprocess", "sink", "age",
+)
 
 #: Upper bounds (ms) of the cumulative histogram buckets; a final +Inf bucket is implied.
 BUCKETS_MS: tuple[float, ...] = (
@@ -209,11 +216,19 @@ class Metrics:
                 stats = self._stages[stage] = StageStats(self._window)
             stats.observe(ms)
 
-    def record_prediction(self, timings: Timings) -> None:
-        """Count one published prediction and record its per-stage timings."""
+    def record_prediction(self, timings: Timings, *, decode: float | None = None) -> None:
+        """Count one published prediction and record its per-stage timings.
+
+        Args:
+            timings: The prediction's timings.
+            decode: Milliseconds the inference thread spent decoding its frame; None when the
+                frame arrived decoded (the `decode` stage then records nothing).
+        """
         with self._lock:
             for stage in ("capture_wait", "preprocess", "inference", "postprocess", "age"):
                 self._stages[stage].observe(getattr(timings, stage))
+            if decode is not None:
+                self._stages["decode"].observe(decode)
             self._out.add(1)
 
     def record_error(self) -> None:

@@ -599,13 +599,15 @@ class Pipeline:
                     break
             waited_from = time.perf_counter_ns()
             frame: Frame | None = None
+            decode_ms = 0.0  # JPEG frames are decoded in capture.get: not waiting, reported apart
             while frame is None and not stop.is_set():
                 frame = capture.get(timeout=0.1)
+                decode_ms += capture.last_decode_ms
                 if frame is None and capture.finished:
                     break
             if frame is None:
                 break
-            capture_wait = (time.perf_counter_ns() - waited_from) / 1e6
+            capture_wait = max(0.0, (time.perf_counter_ns() - waited_from) / 1e6 - decode_ms)
             next_due = time.monotonic_ns() + period_ns
             metrics.sample_source()
             try:
@@ -626,7 +628,7 @@ class Pipeline:
             prediction = prediction.with_timings(
                 capture_wait=capture_wait, age=(time.monotonic_ns() - frame.timestamp_ns) / 1e6
             )
-            metrics.record_prediction(prediction.timings)
+            metrics.record_prediction(prediction.timings, decode=decode_ms if decode_ms > 0 else None)
             for worker in self._workers:
                 worker.put(prediction, frame)
             if self._iter_queue is not None:

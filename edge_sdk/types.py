@@ -53,8 +53,9 @@ class Label:
 class Timings:
     """Per-stage durations of one prediction, in milliseconds.
 
-    `capture_wait` is how long inference waited for a frame; `age` is the frame's age (now minus
-    its capture timestamp) when the prediction was handed to the sinks.
+    `capture_wait` is how long inference waited for a frame, not counting the decode of a frame
+    that arrived as JPEG (the pipeline's metrics report that as their `decode` stage); `age` is
+    the frame's age (now minus its capture timestamp) when the prediction was handed to the sinks.
     """
 
     capture_wait: float = 0.0

@@ -71,7 +71,13 @@ def test_stats_lines(runner: CliRunner, clip: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(run_module, "STATS_INTERVAL_S", 0.2)
     result = runner.invoke(cli, ["--source", str(clip), "--no-display", "--realtime", "--stats"])
     assert result.exit_code == 0, result.output
-    assert sum("fps  out" in line for line in result.stderr.splitlines()) >= 2
+    lines = [line for line in result.stderr.splitlines() if "fps  out" in line]
+    assert len(lines) >= 2
+    # An MJPEG file played like a camera is decoded on the inference thread: its own stage.
+    assert all(" decode " in line and " inference " in line for line in lines[1:]), lines
+    rows = {line.split()[0]: line.split()[1:] for line in result.stderr.splitlines() if line}
+    assert {"capture_wait", "decode", "inference", "age"} <= set(rows)
+    assert int(rows["decode"][-1]) == int(rows["inference"][-1]) > 0  # one decode per prediction
 
 
 def test_errors_are_one_line(runner: CliRunner, tmp_path: Path, clip: Path) -> None:

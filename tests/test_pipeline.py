@@ -360,3 +360,23 @@ def test_top_level_names_import_lazily() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     with pytest.raises(ImportError):
         exec("from edge_sdk import Nothing", {})
+
+
+def test_jpeg_decode_is_its_own_stage(videos: dict[str, Path], classifier: Classifier) -> None:
+    """An MJPEG file read newest-wins reaches inference encoded: its decode is the `decode`
+    stage, not part of `capture_wait`, which here (a looping file: a frame always waits in the
+    slot) is next to nothing."""
+    from edge_sdk.sources import open_source
+
+    seeing = Recorder()  # wants full-size frames: a full 1280x720 decode per prediction
+    source = open_source(str(videos["hd"]), loop=True)
+    snapshot = Pipeline(source, classifier, [seeing], realtime=False, keep_all=False,
+                        max_frames=10).run()
+    stages = snapshot["stages"]
+    assert stages["decode"]["count"] == snapshot["frames_out"] == 10
+    assert stages["decode"]["p50_ms"] > 1.0  # a full 720p JPEG decode
+    assert stages["capture_wait"]["p50_ms"] < stages["decode"]["p50_ms"] / 2
+    assert {f.image.shape for _, f in seeing.got if f is not None} == {(720, 1280, 3)}
+
+    h264 = Pipeline(str(videos["h264"]), classifier, keep_all=True, max_frames=5)
+    assert h264.run()["stages"]["decode"]["count"] == 0  # decoded in the capture thread

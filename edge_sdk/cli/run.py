@@ -175,9 +175,12 @@ def stats_line(snapshot: dict[str, Any]) -> str:
     """One line of live statistics, for ``--stats``."""
     stages = snapshot["stages"]
     sink_drops = sum(s["dropped"] for s in snapshot["sinks"].values())
+    decode = stages.get("decode", {"count": 0})
+    # Only JPEG sources decode on the inference thread; for others the figure would be noise.
+    decoded = f"decode {decode['p50_ms']:.1f} ms  " if decode["count"] else ""
     return (
         f"{snapshot['uptime_s']:7.1f} s  in {snapshot['fps_in']:5.1f} fps  "
-        f"out {snapshot['fps_out']:5.1f} fps  "
+        f"out {snapshot['fps_out']:5.1f} fps  {decoded}"
         f"inference {stages['inference']['p50_ms']:.1f} ms  "
         f"age p50/p95 {stages['age']['p50_ms']:.0f}/{stages['age']['p95_ms']:.0f} ms  "
         f"dropped {snapshot['frames_dropped']} slot, {sink_drops} sinks"
@@ -188,7 +191,7 @@ def summary_table(snapshot: dict[str, Any]) -> str:
     """The table every run ends with: per-stage latency, rates, drops, errors."""
     uptime = max(snapshot["uptime_s"], 1e-9)
     rows = [f"{'stage':<14}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}{'count':>8}"]
-    for name in ("capture_wait", "preprocess", "inference", "postprocess", "sink", "age"):
+    for name in ("capture_wait", "decode", "preprocess", "inference", "postprocess", "sink", "age"):
         st = snapshot["stages"].get(name)
         if st is None:
             continue
