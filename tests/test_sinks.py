@@ -169,6 +169,42 @@ def test_video_sink_writes_a_playable_file(tmp_path: Path, name: str) -> None:
     assert abs(fps - 10.0) < 0.5
 
 
+def count_frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def test_live_recording_plays_at_the_cameras_pace(tmp_path: Path, classifier: Any) -> None:
+    """A 30 fps camera for 1 s, inference held to 10 fps: each recorded frame is repeated up to
+    the next one's capture time, so the file lasts about 1 s at 30 fps instead of 1/3 s."""
+    from edge_sdk.pipeline import Pipeline
+
+    sink = VideoSink(path=tmp_path / "live.avi")
+    with Pipeline("test://?size=320x240&fps=30", classifier, [sink], max_fps=10,
+                  max_frames=10) as pipeline:
+        pipeline.wait(10)
+    assert sink.frames == 10
+    # 10 predictions 0.1 s apart span ~0.9 s of camera time: ~27 frames at 30 fps.
+    written = count_frames(tmp_path / "live.avi")
+    assert 22 <= written <= 33, written
+
+
+def test_every_frame_recording_writes_each_frame_once(tmp_path: Path, classifier: Any) -> None:
+    from support.media import make_video
+
+    from edge_sdk.pipeline import Pipeline
+
+    video = make_video(tmp_path / "clip.avi", size=(320, 240), frames=12, fps=30, photos=4)
+    sink = VideoSink(path=tmp_path / "all.avi")
+    with Pipeline(str(video), classifier, [sink], keep_all=True) as pipeline:
+        pipeline.wait(30)
+    assert sink.frames == 12 and count_frames(tmp_path / "all.avi") == 12
+
+
 def test_video_sink_refuses_what_it_cannot_write(tmp_path: Path) -> None:
     with pytest.raises(SinkError, match=r"name it \.avi"):
         VideoSink(path=tmp_path / "out.gif")

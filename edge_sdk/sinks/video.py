@@ -24,6 +24,9 @@ CODECS: dict[str, str] = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov"
 #: Frame rate written when neither the option nor the source gives one.
 DEFAULT_FPS = 15.0
 
+#: Longest stretch of time one frame is repeated for in a paced (live) recording, in seconds.
+MAX_GAP_S = 10.0
+
 
 class VideoSink(Closing):
     """Writes each frame it gets, annotated with its prediction, to a video file.
@@ -31,7 +34,9 @@ class VideoSink(Closing):
     The writer opens on the first frame (its size is the video's size; later frames of another
     size, e.g. after a reconnect, are resized to it). Like the overlay it is a visual sink: in a
     live run a busy disk loses frames rather than slowing inference; with ``--every-frame``
-    every frame is written.
+    every frame is written. In a live run inference sees only some of the camera's frames, so
+    each one is repeated until the next one's capture time: the file plays at the camera's pace
+    (at the stored frame rate) instead of fast-forwarding.
 
     Args:
         path: Output file; the extension picks the codec (.avi: MJPEG, .mp4/.mov: MPEG-4 part 2,
@@ -69,12 +74,31 @@ class VideoSink(Closing):
         self._size: tuple[int, int] | None = None
         self._writer: cv2.VideoWriter | None = None
         self._pipeline: Any = None
+        #: Live runs: write each frame until the file's clock reaches the next frame's capture
+        #: time, so the recording plays at the camera's pace however few frames inference took.
+        self._paced = False
+        self._first_ns = 0
+        self._written = 0
 
     def attach(self, pipeline: Any) -> None:
-        """Take the frame rate from the pipeline's source when none was given."""
+        """Take the frame rate from the pipeline's source when none was given; pace the file
+        by capture time unless every frame is processed (``keep_all``)."""
         self._pipeline = pipeline
         if self.fps is None and pipeline.fps > 0:
             self.fps = float(pipeline.fps)
+        self._paced = not bool(getattr(pipeline, "keep_all", True))
+
+    def _copies(self, timestamp_ns: int) -> int:
+        """How many times to write the frame captured at `timestamp_ns` (at least once)."""
+        if not self._paced:
+            return 1
+        if self._written == 0:
+            self._first_ns = timestamp_ns
+            return 1
+        fps = self.fps or DEFAULT_FPS
+        due = int((timestamp_ns - self._first_ns) * fps / 1e9) + 1
+        # Bounded, so a clock jump or a long reconnect cannot make one call write for minutes.
+        return max(1, min(due - self._written, int(MAX_GAP_S * fps)))
 
     def _open(self, width: int, height: int) -> cv2.VideoWriter:
         fps = self.fps or DEFAULT_FPS
@@ -100,11 +124,14 @@ class VideoSink(Closing):
         if (image.shape[1], image.shape[0]) != self._size:
             image = np.asarray(cv2.resize(image, self._size, interpolation=cv2.INTER_AREA))
         fps = self._pipeline.metrics.rates()[1] if self._pipeline is not None else None
-        self._writer.write(annotate(image, prediction, fps=fps))
+        annotated = annotate(image, prediction, fps=fps)
+        for _ in range(self._copies(frame.timestamp_ns)):
+            self._writer.write(annotated)
+            self._written += 1
         self.frames += 1
 
     def close(self) -> None:
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.release()
-            log.info("wrote %d frames to %s", self.frames, self.path)
+            log.info("wrote %d frames (%d predictions) to %s", self._written, self.frames, self.path)
