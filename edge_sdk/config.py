@@ -8,7 +8,11 @@ metadata carries its help text, accepted values and range.
 Errors name the file, table and key, and say what is accepted. Unknown tables and keys are
 refused (a typo must not silently fall back to a default). Secrets never live here: a
 ``password`` or ``token`` key is refused with a pointer to the ``*_file`` option or systemd
-credential that replaces it.
+credential that replaces it. Beyond each key's type and range, a config is checked with the
+sinks' own rules (MQTT topic parts, the web view's bind address and token requirement), so one
+that loads is one the service can start with; `Config.replace` (the command-line overrides)
+checks the same. `[service] stall_after` depends on the unit's WatchdogSec, so it has its own
+check, `check_watchdog`.
 """
 
 from __future__ import annotations
@@ -153,7 +157,8 @@ class ServiceConfig:
     log_level: str = opt("info", "log verbosity", choices=("debug", "info", "warning", "error"))
     status_every: float = opt(5.0, "seconds between systemd STATUS updates", minimum=0.5)
     stall_after: float = opt(0.0, "seconds without a prediction before watchdog pings stop; "
-                             "0: half of WatchdogSec", minimum=0.0)
+                             "0: half of WatchdogSec; must be below WatchdogSec (check_watchdog)",
+                             minimum=0.0)
 
 
 @dataclass(frozen=True)
@@ -173,14 +178,20 @@ class Config:
     def replace(self, table: str, **values: Any) -> Config:
         """Return a copy with keys of `table` changed, checked like the file's values.
 
+        The whole result is checked, cross-checks included (e.g. a non-loopback [web] bind
+        needs a token), so give keys that only make sense together in one call.
+
         Raises:
             ConfigError: unknown table or key, or a value that is not accepted.
         """
         section = getattr(self, table, None) if table in TABLES else None
         if section is None:
             raise ConfigError(f"no config table [{table}]; tables: {', '.join(TABLES)}")
-        checked = _check_table(table, values, type(section), where="command line")
-        return dataclasses.replace(self, **{table: dataclasses.replace(section, **checked)})
+        where = "command line"
+        checked = _check_table(table, values, type(section), where=where)
+        config = dataclasses.replace(self, **{table: dataclasses.replace(section, **checked)})
+        _cross_checks(config, where)
+        return config
 
 
 #: Table name -> its dataclass, in the order the example file lists them.
@@ -238,7 +249,15 @@ def _check_table(table: str, values: Mapping[str, Any], cls: type[Any], where: s
 
 
 def _cross_checks(config: Config, where: str) -> None:
-    mqtt = config.mqtt
+    _check_mqtt(config.mqtt, where)
+    _check_web(config.web, where)
+
+
+def _check_mqtt(mqtt: MqttConfig, where: str) -> None:
+    # What MqttSink refuses beyond the fields' ranges and choices, decided by the sink's own
+    # rules where it has them, so that a config that passes here does not crash the service.
+    from edge_sdk.sinks.mqtt import _check_topic_part
+
     if mqtt.reconnect_min > mqtt.reconnect_max:
         raise ConfigError(
             f"{where}: [mqtt] reconnect_min = {mqtt.reconnect_min} is above reconnect_max = "
@@ -248,14 +267,77 @@ def _cross_checks(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: [mqtt] password_file is set but username is not; set username")
     if mqtt.keyfile and not mqtt.certfile:
         raise ConfigError(f"{where}: [mqtt] keyfile needs certfile (the client certificate)")
-    for part in ("device_id", "prefix", "discovery_prefix"):
+    if not mqtt.host.strip():
+        raise ConfigError(f"{where}: [mqtt] host is empty; set it to the broker's host name or "
+                          'address, e.g. host = "localhost"')
+    defaults = MqttConfig()
+    for part, slashes in (("device_id", False), ("prefix", True), ("discovery_prefix", True)):
         value = getattr(mqtt, part)
-        if any(c in value for c in "+#") or (part == "device_id" and "/" in value):
-            raise ConfigError(f"{where}: [mqtt] {part} = {value!r} must not contain '+', '#'"
-                              + (" or '/'" if part == "device_id" else ""))
-    if ":" not in config.web.bind:
-        raise ConfigError(f"{where}: [web] bind = {config.web.bind!r} must be ADDRESS:PORT, "
+        if part == "device_id" and not value:
+            continue  # the host name, which the sink checks when it starts
+        try:
+            _check_topic_part(part, value, slashes=slashes)
+        except ValueError:
+            if not value:
+                raise ConfigError(f"{where}: [mqtt] {part} must not be empty; e.g. {part} = "
+                                  f"{as_toml_value(getattr(defaults, part))}") from None
+            banned, use = (("'+', '#' or NUL", "'-', '_' and '/'") if slashes
+                           else ("'+', '#', '/' or NUL", "'-' and '_'"))
+            raise ConfigError(f"{where}: [mqtt] {part} = {value!r} must not contain {banned}; "
+                              f"use letters, digits, {use}") from None
+
+
+def _check_web(web: WebConfig, where: str) -> None:
+    # The web view's own parsing and access rule (edge_sdk.web.access), as WebSink applies them.
+    from edge_sdk.web.access import AccessPolicy, BindAddress
+
+    if ":" not in web.bind:
+        raise ConfigError(f"{where}: [web] bind = {web.bind!r} must be ADDRESS:PORT, "
                           "e.g. 127.0.0.1:8080")
+    try:
+        address = BindAddress.parse(web.bind)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: [web] {exc}") from None
+    # Only a web view that runs exposes the camera. With insecure = true the policy never
+    # refuses (it only logs a warning, which belongs to the service's start, not to a check).
+    if web.enabled and not web.insecure:
+        try:
+            # Whether a token is given is all that matters here: the view reads token_file
+            # when it starts, and missing_files() reports a file that is not there.
+            AccessPolicy(address, "token_file" if web.token_file else None)
+        except ConfigError:
+            raise ConfigError(
+                f"{where}: [web] bind = {web.bind!r} lets other machines watch the camera; set "
+                "token_file (a file holding a random token: openssl rand -hex 24 > FILE), or "
+                "insecure = true on a network you trust, or bind 127.0.0.1"
+            ) from None
+
+
+def check_watchdog(config: Config, watchdog: float | None, what: str) -> None:
+    """Check `[service] stall_after` against a systemd watchdog timeout, as the service will.
+
+    Separate from `load` because the timeout is the unit's (``WatchdogSec=``), not the file's:
+    the service checks it against the one systemd gave it, `check-config` against the unit's.
+
+    Args:
+        config: The config to check.
+        watchdog: The watchdog timeout in seconds; None: no watchdog, so any value is fine.
+        what: Where the timeout comes from, for the message (e.g. "the unit's WatchdogSec").
+
+    Raises:
+        ConfigError: stall_after is not below the watchdog timeout.
+    """
+    from edge_sdk.service.watchdog import effective_stall_after
+
+    stall = config.service.stall_after
+    try:
+        effective_stall_after(stall or None, watchdog)
+    except ValueError:
+        raise ConfigError(
+            f"{config.path or 'config'}: [service] stall_after = {stall:g} must be below {what} "
+            f"({watchdog:g} s); lower stall_after (0: half of WatchdogSec) or raise WatchdogSec "
+            "(systemctl edit edge-classify)"
+        ) from None
 
 
 def parse(data: Mapping[str, Any], where: str = "config") -> Config:
@@ -370,6 +452,7 @@ __all__ = [
     "ServiceConfig",
     "SourceConfig",
     "WebConfig",
+    "check_watchdog",
     "describe",
     "find",
     "load",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,9 @@ from click.testing import CliRunner
 from edge_sdk import config as cfg
 from edge_sdk import registry
 from edge_sdk.cli.main import cli
+from edge_sdk.cli.service import apply_overrides, parse_timespan, unit_watchdog
 from edge_sdk.errors import ConfigError
-from edge_sdk.service.runner import mqtt_options, web_options
+from edge_sdk.service.runner import build_sinks, mqtt_options, web_options
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "config.example.toml"
 
@@ -97,6 +100,18 @@ def test_values_are_read_into_the_tables(tmp_path: Path) -> None:
         ("[mqtt]\npassword_file = '/x'", ["password_file is set but username is not"]),
         ("[mqtt]\ndevice_id = 'a/b'", ["[mqtt] device_id = 'a/b' must not contain"]),
         ("[web]\nbind = '8080'", ["[web] bind = '8080' must be ADDRESS:PORT"]),
+        # What the sinks refuse, refused when the file is checked, not when the service starts.
+        ("[mqtt]\nprefix = ''", ["[mqtt] prefix must not be empty", 'prefix = "edge-sdk"']),
+        ("[mqtt]\ndiscovery_prefix = ''", ["[mqtt] discovery_prefix must not be empty"]),
+        ("[mqtt]\nprefix = 'a/#'", ["[mqtt] prefix = 'a/#' must not contain", "'/'"]),
+        ('[mqtt]\ndevice_id = "cam\\u0000"', ["[mqtt] device_id = 'cam\\x00'", "NUL"]),
+        ("[mqtt]\nhost = ''", ["[mqtt] host is empty", "host name or address"]),
+        ("[mqtt]\nhost = '  '", ["[mqtt] host is empty"]),
+        ("[web]\nbind = '127.0.0.1:abc'", ["[web] bind", "port must be a number 0-65535"]),
+        ("[web]\nbind = '127.0.0.1:70000'", ["[web] bind", "port must be a number 0-65535"]),
+        ("[web]\nbind = 'camera.lan:8080'", ["[web] bind", "not an IP address", "0.0.0.0"]),
+        ("[web]\nenabled = true\nbind = '0.0.0.0:8080'",
+         ["[web] bind = '0.0.0.0:8080' lets other machines", "token_file", "insecure = true"]),
         ("mqtt = 3", ["mqtt must be a table"]),
         ("[mqtt\nhost = 1", ["is not valid TOML"]),
     ],
@@ -108,6 +123,58 @@ def test_errors_name_the_table_key_and_accepted_values(
     assert message.startswith(str(tmp_path / "config.toml"))
     for part in expected:
         assert part in message, message
+
+
+@pytest.mark.parametrize("web", [
+    {"enabled": True, "bind": "0.0.0.0:8080", "insecure": True},
+    {"enabled": True, "bind": "[::]:8080", "token_file": "/etc/edge-sdk/web-token"},
+    {"enabled": True, "bind": "localhost:8080"},
+    {"enabled": False, "bind": "0.0.0.0:8080"},  # not served, so not exposed
+])
+def test_bind_addresses_the_web_view_accepts(web: dict[str, object]) -> None:
+    assert cfg.parse({"web": web}).web.bind == web["bind"]
+
+
+@pytest.mark.parametrize("table, values, expected", [
+    ("mqtt", {"enabled": True, "prefix": ""}, "[mqtt] prefix"),
+    ("mqtt", {"enabled": True, "host": ""}, "[mqtt] host"),
+    ("mqtt", {"enabled": True, "device_id": "a/b"}, "[mqtt] device_id"),
+    ("mqtt", {"enabled": True, "discovery_prefix": "ha#"}, "[mqtt] discovery_prefix"),
+    ("web", {"enabled": True, "bind": "127.0.0.1:abc"}, "[web] bind"),
+    ("web", {"enabled": True, "bind": "0.0.0.0:0"}, "[web] bind"),
+])
+def test_what_the_config_refuses_the_service_refuses_as_one_line(
+    table: str, values: dict[str, object], expected: str
+) -> None:
+    # The file check and the sinks apply the same rules...
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        cfg.parse({table: values})
+    # ...and a config that slipped past it (dataclasses.replace skips every check) still fails
+    # as a one-line ConfigError from the real sink, never a bare ValueError.
+    section = dataclasses.replace(getattr(cfg.Config(), table), **values)
+    unchecked = dataclasses.replace(cfg.Config(path="svc.toml"), **{table: section})
+    with pytest.raises(ConfigError) as info:
+        build_sinks(unchecked)
+    assert "\n" not in str(info.value)
+    # MqttSink raises ValueError (turned into a ConfigError naming the file and table);
+    # the web view raises ConfigError itself.
+    if table == "mqtt":
+        assert isinstance(info.value.__cause__, ValueError)
+        assert str(info.value).startswith("svc.toml: [mqtt] "), info.value
+        assert str(info.value).endswith("(then run edge-classify check-config svc.toml)")
+
+
+def test_stall_after_is_checked_against_the_watchdog() -> None:
+    config = cfg.parse({"service": {"stall_after": 30.0}}, where="svc.toml")
+    cfg.check_watchdog(config, None, "no watchdog")  # nothing pings: anything goes
+    cfg.check_watchdog(config, 31.0, "WatchdogSec")
+    with pytest.raises(ConfigError) as info:
+        cfg.check_watchdog(config, 30.0, "the unit's WatchdogSec")
+    message = str(info.value)
+    assert message.startswith("svc.toml: [service] stall_after = 30 must be below the unit's "
+                              "WatchdogSec (30 s)")
+    assert "systemctl edit edge-classify" in message
+    cfg.check_watchdog(cfg.Config(), 0.5, "WatchdogSec")  # 0: half of it, always fine
 
 
 def test_a_password_in_the_config_is_refused_with_the_way_to_do_it(tmp_path: Path) -> None:
@@ -149,6 +216,41 @@ def test_replace_checks_values_like_the_file() -> None:
         config.replace("mqtt", qos=5)
     with pytest.raises(ConfigError, match="no config table"):
         config.replace("nope", x=1)
+    # The cross-checks too, not only each key's type and range.
+    with pytest.raises(ConfigError, match=r"command line: \[mqtt\] device_id = 'a/b' must not"):
+        config.replace("mqtt", device_id="a/b")
+    with pytest.raises(ConfigError, match=r"command line: \[web\] bind = '0.0.0.0:8080' lets"):
+        config.replace("web", bind="0.0.0.0:8080", enabled=True)
+
+
+def test_run_options_override_the_file_and_are_checked_like_it(tmp_path: Path) -> None:
+    config = cfg.load(write(tmp_path, "[pipeline]\nmax_frames = 100\n[web]\ninsecure = true\n"))
+    changed = apply_overrides(config, max_frames=5, device_id="cam-2", mqtt_host="10.0.0.2",
+                              web_bind="0.0.0.0:9000", threads=None)
+    assert changed.pipeline.max_frames == 5 and changed.model.threads == 0
+    assert (changed.mqtt.enabled, changed.mqtt.host, changed.mqtt.device_id) == (
+        True, "10.0.0.2", "cam-2")
+    assert (changed.web.enabled, changed.web.bind) == (True, "0.0.0.0:9000")
+    with pytest.raises(ConfigError, match=r"\[web\] bind = '0.0.0.0:9000' lets other machines"):
+        apply_overrides(cfg.Config(), web_bind="0.0.0.0:9000")
+    with pytest.raises(ConfigError, match=r"\[mqtt\] host is empty"):
+        apply_overrides(cfg.Config(), mqtt_host="")
+    with pytest.raises(ConfigError, match=r"\[pipeline\] max_frames = -1 is out of range"):
+        apply_overrides(cfg.Config(), max_frames=-1)
+
+
+@pytest.mark.parametrize("args", [
+    ["--device-id", "a/b"], ["--mqtt-host", ""], ["--web", "127.0.0.1:abc"],
+    ["--web", "0.0.0.0:8080"], ["--max-frames", "-3"],
+])
+def test_run_refuses_bad_options_in_one_line_before_starting(
+    tmp_path: Path, args: list[str]
+) -> None:
+    path = write(tmp_path, "[source]\nuri = 'test://'\n[model]\nname = 'no-such-model'\n")
+    result = CliRunner().invoke(cli, ["run", "--config", str(path), *args])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.startswith("Error: command line: [")
+    assert len(result.output.strip().splitlines()) == 1, result.output
 
 
 def test_sink_options_are_ones_the_sinks_accept() -> None:
@@ -186,6 +288,33 @@ def test_missing_files_are_reported_for_enabled_tables_only(tmp_path: Path) -> N
     assert cfg.missing_files(off) == []
 
 
+def test_systemd_time_spans() -> None:
+    spans = {"30s": 30.0, "1min 30s": 90.0, "500ms": 0.5, "2h": 7200.0, "0": 0.0,
+             "30000000": 30.0, "infinity": float("inf"), "": None, "soon": None, "30 s": None}
+    assert {text: parse_timespan(text) for text in spans} == spans
+
+
+def test_check_config_reads_the_installed_units_watchdog() -> None:
+    def systemctl(out: str, rc: int = 0) -> Callable[..., subprocess.CompletedProcess[str]]:
+        def run(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+            assert args[:2] == ["systemctl", "show"] and "edge-classify.service" in args
+            return subprocess.CompletedProcess(args, rc, stdout=out, stderr="")
+        return run
+
+    # `systemctl show` output as systemd prints it (this machine may have no systemd).
+    loaded = unit_watchdog(systemctl("LoadState=loaded\nWatchdogUSec=2min\n"))
+    assert loaded == (120.0, "WatchdogSec of the installed edge-classify.service")
+    assert unit_watchdog(systemctl("WatchdogUSec=0\nLoadState=loaded\n"))[0] is None
+    shipped = (30.0, "WatchdogSec of systemd/edge-classify.service")
+    assert unit_watchdog(systemctl("LoadState=not-found\nWatchdogUSec=0\n")) == shipped
+    assert unit_watchdog(systemctl("", rc=1)) == shipped
+
+    def missing(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        raise FileNotFoundError("systemctl")
+
+    assert unit_watchdog(missing) == shipped
+
+
 def test_check_config_command(tmp_path: Path) -> None:
     runner = CliRunner()
     ok = runner.invoke(cli, ["check-config", str(EXAMPLE)])
@@ -199,3 +328,11 @@ def test_check_config_command(tmp_path: Path) -> None:
                               f"password_file = '{tmp_path / 'pw'}'\n")
     result = runner.invoke(cli, ["check-config", str(missing)])
     assert result.exit_code == 1 and "problem: [mqtt] password_file" in result.output
+    # What `run` would refuse at start, refused here.
+    for text, part in (("[mqtt]\nenabled = true\nprefix = ''", "[mqtt] prefix"),
+                       ("[web]\nenabled = true\nbind = '0.0.0.0:8080'", "[web] bind"),
+                       ("[service]\nstall_after = 45.0", "[service] stall_after = 45")):
+        refused = runner.invoke(cli, ["check-config", str(write(tmp_path, text))])
+        assert refused.exit_code == 1 and "Traceback" not in refused.output, refused.output
+        assert part in refused.output and "valid" not in refused.output
+        assert len(refused.output.strip().splitlines()) == 1

@@ -13,15 +13,19 @@ from pathlib import Path
 
 import pytest
 from support.mjpeg_server import MjpegServer
+from support.mosquitto import Mosquitto, Recorder, mosquitto
 from support.notify import NotifyListener
 from support.service_proc import ServiceProcess, edge_classify
 
+from edge_sdk.cli.service import UNIT_WATCHDOG_SEC, parse_timespan
 from edge_sdk.service.notify import SystemdNotifier, watchdog_seconds
 from edge_sdk.service.watchdog import WatchdogSink
 from edge_sdk.types import Label, Prediction
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "edge-classify.service"
+
+__all__ = ["mosquitto"]
 
 
 @pytest.fixture
@@ -61,6 +65,8 @@ def test_unit_has_the_service_contract() -> None:
     for key, value in expected.items():
         assert service.get(key) == value, key
     assert service["WatchdogSec"].endswith("s")
+    # check-config checks [service] stall_after against this when systemd has no unit loaded.
+    assert parse_timespan(service["WatchdogSec"]) == UNIT_WATCHDOG_SEC
     assert "run --config /etc/edge-sdk/config.toml" in service["ExecStart"]
     assert "PrivateDevices" not in service  # it would hide the camera
 
@@ -189,6 +195,68 @@ def test_service_notifies_systemd_and_stops_pinging_when_the_camera_stalls(
     finally:
         service.stop()
         camera.stop()
+
+
+@pytest.mark.slow
+def test_service_run_applies_command_line_overrides(
+    tmp_path: Path, model_home: Path, mosquitto: Mosquitto
+) -> None:
+    """`run --config FILE` with options: each option wins over the file's value (a file port
+    nothing listens on, a device id and frame count the options replace)."""
+    config = f"""
+        [source]
+        uri = "test://?size=320x240&live=0"
+        [model]
+        threads = 1
+        [pipeline]
+        max_frames = 1000
+        [mqtt]
+        enabled = true
+        host = "{mosquitto.host}"
+        port = 1
+        device_id = "from-file"
+        discovery = false
+    """
+    recorder = Recorder(mosquitto, ["edge-sdk/#"])
+    service = ServiceProcess(config, tmp_path, env={"EDGE_SDK_HOME": str(model_home)}, args=[
+        "--max-frames", "4", "--device-id", "from-flag", "--mqtt-port", str(mosquitto.port),
+        "--log-level", "warning",
+    ])
+    try:
+        assert service.wait(60) == 0, service.log
+        topic = "edge-sdk/from-flag/prediction"
+        assert recorder.wait_for(lambda m: len([t for t, _, _ in m if t == topic]) >= 4), service.log
+        assert len(recorder.json(topic)) == 4  # --max-frames, not the file's 1000
+        assert recorder.last("edge-sdk/from-flag/status") == b"offline"
+        assert not any("from-file" in t for t, _, _ in recorder.messages)
+        assert "edge_sdk.service: starting" not in service.log  # --log-level warning
+        assert "Traceback" not in service.log
+    finally:
+        service.stop()
+        recorder.close()
+
+
+@pytest.mark.parametrize("config, args, expected", [
+    # A stall_after the watchdog cannot honour: refused before the model loads.
+    ("[service]\nstall_after = 5.0", [], "[service] stall_after = 5 must be below the unit's "
+     "WatchdogSec (2 s)"),
+    ("", ["--device-id", "a/b"], "command line: [mqtt] device_id = 'a/b' must not contain"),
+])
+def test_service_refuses_a_bad_config_in_one_line_under_systemd(
+    tmp_path: Path, listener: NotifyListener, config: str, args: list[str], expected: str
+) -> None:
+    # The model does not exist: getting past the config check would be a different error.
+    text = f"[source]\nuri = 'test://'\n[model]\nname = 'no-such-model'\n{config}\n"
+    service = ServiceProcess(text, tmp_path, args=args, env={
+        "NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "2000000"})
+    try:
+        assert service.wait(30) == 1
+        service.stop()
+        assert len(service.lines) == 1, service.log  # no traceback, no start-up log
+        assert service.lines[0].startswith("Error: ") and expected in service.lines[0]
+        assert "READY=1" not in listener.fields()
+    finally:
+        service.stop()
 
 
 def test_install_script_dry_run_lists_every_step(tmp_path: Path) -> None:

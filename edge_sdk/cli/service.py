@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +13,16 @@ import click
 
 from edge_sdk import config as cfg
 from edge_sdk.config import Config
+
+#: The unit `check-config` checks [service] stall_after against.
+UNIT = "edge-classify.service"
+#: WatchdogSec= of systemd/edge-classify.service, used when systemd has no such unit loaded.
+UNIT_WATCHDOG_SEC = 30.0
+
+# systemd's time span units (systemd.time(7)); `systemctl show` prints e.g. "1min 30s".
+_SPAN_UNITS = {"us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0,
+               "d": 86400.0, "w": 604800.0, "M": 2629800.0, "y": 31557600.0}
+_SPAN_PART = re.compile(r"(\d+(?:\.\d+)?)(us|µs|μs|ms|s|min|h|d|w|M|y)")
 
 
 def summary(config: Config) -> list[str]:
@@ -40,11 +53,59 @@ def summary(config: Config) -> list[str]:
     return lines
 
 
+def parse_timespan(text: str) -> float | None:
+    """Seconds in a systemd time span as `systemctl show` prints it ("30s", "1min 30s").
+
+    Returns:
+        The seconds (0 for "0"), float("inf") for "infinity", None if `text` is not a span.
+    """
+    text = text.strip()
+    if text == "infinity":
+        return float("inf")
+    if text.isdigit():  # a bare number is the property's own unit, microseconds
+        return int(text) / 1e6
+    parts = text.split()
+    matches = [_SPAN_PART.fullmatch(part) for part in parts]
+    if not parts or not all(matches):
+        return None
+    return sum(float(m[1]) * _SPAN_UNITS[m[2]] for m in matches if m)
+
+
+def unit_watchdog(run: Callable[..., Any] = subprocess.run) -> tuple[float | None, str]:
+    """The service's watchdog timeout: the loaded unit's (drop-ins included), else the shipped one's.
+
+    Args:
+        run: How to run `systemctl` (`subprocess.run`).
+
+    Returns:
+        (seconds or None for no watchdog, what the value is, for messages).
+    """
+    try:
+        shown = run(["systemctl", "show", "-p", "LoadState", "-p", "WatchdogUSec", UNIT],
+                    capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        shown = None
+    # No systemd (a container, a PC) or no unit installed yet: the unit install-service.sh installs.
+    if shown is not None and shown.returncode == 0:
+        props = dict(line.partition("=")[::2] for line in shown.stdout.splitlines())
+        seconds = parse_timespan(props.get("WatchdogUSec", ""))
+        if props.get("LoadState") == "loaded" and seconds is not None:
+            no_watchdog = seconds == 0 or seconds == float("inf")
+            return (None if no_watchdog else seconds), f"WatchdogSec of the installed {UNIT}"
+    return UNIT_WATCHDOG_SEC, f"WatchdogSec of systemd/{UNIT}"
+
+
 @click.command("check-config")
 @click.argument("file", type=click.Path(path_type=Path))
 def check_config(file: Path) -> None:
-    """Check a service config file: syntax, keys, values and the files it names."""
+    """Check a service config file: syntax, keys, values and the files it names.
+
+    A config that passes is one `edge-classify run --config FILE` starts with (files it names
+    aside, which are listed as problems); [service] stall_after is checked against the
+    installed unit's WatchdogSec, or the shipped unit's when systemd has none loaded.
+    """
     config = cfg.load(file)
+    cfg.check_watchdog(config, *unit_watchdog())
     problems = cfg.missing_files(config)
     click.echo(f"{file}: valid")
     for line in summary(config):
@@ -83,22 +144,34 @@ def run(config_path: Path | None, log_level: str | None, **flags: Any) -> None:
     sys.exit(run_service(config))
 
 
+#: `run` option -> the (table, key) it overrides.
+OVERRIDES = {
+    "source": ("source", "uri"), "model": ("model", "name"), "runtime": ("model", "runtime"),
+    "threads": ("model", "threads"), "max_fps": ("pipeline", "max_fps"),
+    "max_frames": ("pipeline", "max_frames"), "mqtt_host": ("mqtt", "host"),
+    "mqtt_port": ("mqtt", "port"), "device_id": ("mqtt", "device_id"),
+    "web_bind": ("web", "bind"), "log_level": ("service", "log_level"),
+}
+#: Options that also switch their table on.
+_ENABLES = frozenset({"mqtt_host", "web_bind"})
+
+
 def apply_overrides(config: Config, **flags: Any) -> Config:
-    """Apply `run`'s command-line options (None: not given) on top of the config."""
-    table_keys = {
-        "source": ("source", "uri"), "model": ("model", "name"), "runtime": ("model", "runtime"),
-        "threads": ("model", "threads"), "max_fps": ("pipeline", "max_fps"),
-        "max_frames": ("pipeline", "max_frames"), "mqtt_host": ("mqtt", "host"),
-        "mqtt_port": ("mqtt", "port"), "device_id": ("mqtt", "device_id"),
-        "web_bind": ("web", "bind"), "log_level": ("service", "log_level"),
-    }
+    """Apply `run`'s command-line options (None: not given) on top of the config.
+
+    Raises:
+        ConfigError: an option's value is refused, checked like the file's (one error naming
+            the table and key, as `check-config` would).
+    """
+    changes: dict[str, dict[str, Any]] = {}
     for flag, value in flags.items():
         if value is None:
             continue
-        table, key = table_keys[flag]
-        config = config.replace(table, **{key: value})
-        if flag == "mqtt_host":
-            config = config.replace("mqtt", enabled=True)
-        if flag == "web_bind":
-            config = config.replace("web", enabled=True)
+        table, key = OVERRIDES[flag]
+        changes.setdefault(table, {})[key] = value
+        if flag in _ENABLES:
+            changes[table]["enabled"] = True
+    # One replace per table: e.g. --web's bind and enabled must be checked together.
+    for table, values in changes.items():
+        config = config.replace(table, **values)
     return config

@@ -8,17 +8,19 @@ SIGINT or the end of a finite source, 1 when the run failed (so Restart=on-failu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
 from edge_sdk import registry
-from edge_sdk.config import Config, JsonlConfig, MqttConfig, WebConfig
-from edge_sdk.errors import EdgeSDKError
+from edge_sdk.config import Config, JsonlConfig, MqttConfig, WebConfig, check_watchdog
+from edge_sdk.errors import ConfigError, EdgeSDKError
 from edge_sdk.service.notify import SystemdNotifier, watchdog_seconds
 from edge_sdk.service.watchdog import WatchdogSink
 
@@ -83,8 +85,29 @@ def jsonl_options(cfg: JsonlConfig) -> dict[str, Any]:
     return {"path": cfg.path, "append": True}
 
 
+@contextlib.contextmanager
+def config_errors(config: Config, table: str) -> Iterator[None]:
+    """Turn a ValueError raised while building `table`'s part of the service into a ConfigError.
+
+    The config's checks refuse what the sinks and the pipeline refuse, so this should never
+    fire; it is the safety net for a rule they miss. Under systemd a traceback on every
+    restart is the failure to avoid; one line naming the file and table is the one to have.
+    """
+    try:
+        yield
+    except ValueError as exc:
+        where = config.path or "the built-in config"
+        fix = f"edge-classify check-config {where}" if config.path else "a config file"
+        raise ConfigError(f"{where}: {table} {exc}; fix {table} (then run {fix})") from exc
+
+
 def build_sinks(config: Config) -> list[Any]:
-    """Create the sinks the config switches on, in a fixed order (closing them all on failure)."""
+    """Create the sinks the config switches on, in a fixed order (closing them all on failure).
+
+    Raises:
+        ConfigError: a sink refused its options (see `config_errors`).
+        EdgeSDKError: a sink cannot be set up (address in use, unreadable file, ...).
+    """
     wanted: list[tuple[str, dict[str, Any]]] = []
     if config.mqtt.enabled:
         wanted.append(("mqtt", mqtt_options(config.mqtt)))
@@ -97,7 +120,8 @@ def build_sinks(config: Config) -> list[Any]:
     sinks: list[Any] = []
     try:
         for name, options in wanted:
-            sinks.append(registry.create("sinks", name, **options))
+            with config_errors(config, f"[{name}]"):
+                sinks.append(registry.create("sinks", name, **options))
     except BaseException:
         close_all(sinks)
         raise
@@ -132,33 +156,41 @@ def run_service(config: Config, *, notifier: SystemdNotifier | None = None) -> i
 
     Raises:
         EdgeSDKError: the model, source or a sink cannot be set up (the CLI prints it as one
-            line and exits 1; systemd restarts the unit).
+            line and exits 1; systemd restarts the unit). A value refused while building the
+            pipeline is a ConfigError naming its table, never a bare ValueError.
     """
     from edge_sdk.classifier import Classifier
     from edge_sdk.pipeline import Pipeline
 
-    notifier = notifier or SystemdNotifier()
+    watchdog = watchdog_seconds()
+    # Before the model loads: a stall_after the watchdog cannot honour fails at once.
+    check_watchdog(config, watchdog, "the unit's WatchdogSec")
     m = config.model
     log.info("starting: source %s, model %s on %s (%s)", config.source.uri, m.name, m.runtime,
              m.precision)
-    classifier = Classifier.from_model(
-        m.name, runtime=m.runtime, precision=m.precision, num_threads=_none_if_empty(m.threads),
-        top_k=m.top_k, threshold=m.threshold, mirror=_none_if_empty(m.mirror),
-        home=_none_if_empty(m.home),
-    )
+    with config_errors(config, "[model]"):
+        classifier = Classifier.from_model(
+            m.name, runtime=m.runtime, precision=m.precision,
+            num_threads=_none_if_empty(m.threads), top_k=m.top_k, threshold=m.threshold,
+            mirror=_none_if_empty(m.mirror), home=_none_if_empty(m.home),
+        )
+    notifier = notifier or SystemdNotifier()
     try:
         sinks = build_sinks(config)
-        watchdog = watchdog_seconds()
+        made = list(sinks)
         try:
-            heartbeat = WatchdogSink(
-                notifier, watchdog=watchdog,
-                stall_after=_none_if_empty(config.service.stall_after),
-                status_every=config.service.status_every,
-            )
-            pipeline = Pipeline(config.source.uri, classifier, [*sinks, heartbeat],
-                                **pipeline_options(config))
+            with config_errors(config, "[service]"):
+                heartbeat = WatchdogSink(
+                    notifier, watchdog=watchdog,
+                    stall_after=_none_if_empty(config.service.stall_after),
+                    status_every=config.service.status_every,
+                )
+            made.append(heartbeat)
+            with config_errors(config, "[pipeline]"):
+                pipeline = Pipeline(config.source.uri, classifier, made,
+                                    **pipeline_options(config))
         except BaseException:
-            close_all(sinks)
+            close_all(made)
             raise
         if watchdog:
             log.info("systemd watchdog: %.0f s; pings stop after %.1f s without a prediction",

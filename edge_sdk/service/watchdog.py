@@ -20,6 +20,23 @@ from edge_sdk.types import Frame, Prediction
 log = logging.getLogger("edge_sdk.service")
 
 
+def effective_stall_after(stall_after: float | None, watchdog: float | None) -> float:
+    """Return the stall timeout `WatchdogSink` uses: `stall_after`, or half the watchdog's.
+
+    The config check calls this too, so `check-config` and the service agree on what is
+    accepted. Without a watchdog any value goes (nothing is pinged).
+
+    Raises:
+        ValueError: with a watchdog, a timeout not strictly between 0 and the watchdog's (a
+            longer one keeps a stalled service pinging for longer than WatchdogSec, delaying
+            the restart the watchdog is there for).
+    """
+    value = stall_after if stall_after is not None else (watchdog or 0) / 2
+    if watchdog is not None and not 0 < value < watchdog:
+        raise ValueError(f"stall_after must be within (0, {watchdog}), got {value}")
+    return value
+
+
 class WatchdogSink(Closing):
     """Turns the flow of predictions into sd_notify READY / WATCHDOG / STATUS messages.
 
@@ -54,9 +71,7 @@ class WatchdogSink(Closing):
             raise ValueError(f"status_every must be > 0 seconds, got {status_every}")
         self.notifier = notifier
         self.watchdog = watchdog
-        self.stall_after = stall_after if stall_after is not None else (watchdog or 0) / 2
-        if watchdog is not None and not 0 < self.stall_after < watchdog:
-            raise ValueError(f"stall_after must be within (0, {watchdog}), got {self.stall_after}")
+        self.stall_after = effective_stall_after(stall_after, watchdog)
         self.status_every = status_every
         self._clock = clock
         self._lock = threading.Lock()
