@@ -24,6 +24,8 @@ SDK use::
 
 or ``Pipeline(...).run()`` (blocks until the source ends, `max_frames`, or `stop`), or a
 callback: ``Pipeline(..., on_prediction=fn)`` calls ``fn(prediction)`` from its own worker.
+Predictions are kept for a ``for`` loop from the moment a ``with`` block starts the pipeline, so
+a loop that begins late misses nothing (see `Pipeline`, ``iterate``, for the exact rule).
 
 API for sink authors (MQTT, web):
 
@@ -72,6 +74,10 @@ MAX_CONSECUTIVE_ERRORS = 10
 
 #: Predictions buffered for an iterating consumer (newest-wins unless keep_all).
 ITERATOR_CAPACITY = 8
+
+#: With keep_all, predictions kept without making inference wait for a ``for`` loop that has
+#: not begun yet (a ``with`` block doing something else first); as many as a lossless sink's queue.
+PENDING_CAPACITY = 1024
 
 
 class CallbackSink:
@@ -195,6 +201,24 @@ class Pipeline:
             `edge_sdk.capture.Backoff`, False for never (the run ends), or None/True for the
             default backoff (live URI sources only; files end where they end).
         drain_timeout: Seconds each sink gets at shutdown to publish what it has queued.
+        iterate: Whether predictions are kept for ``for prediction in pipeline``, settled
+            when the pipeline starts, since predictions published before that cannot be
+            recovered later:
+
+            - None (default): kept from the start when ``with`` or the loop itself starts the
+              pipeline; not when `run` or `start` does (the CLI, the service, callbacks), and
+              a loop after `start` sees predictions from its first step on. Until the loop
+              begins, inference never waits for it: with keep_all up to `PENDING_CAPACITY`
+              (1024) predictions are kept for it, and beyond that the oldest are dropped
+              (counted as sink "iterator", with one warning). Calling `wait` or `run` before
+              the loop says there will be none: what was kept is let go.
+            - True: kept from the start however the pipeline is started; with keep_all,
+              inference waits for the loop from the first prediction on, so nothing is dropped
+              however late it begins (it must begin, or the run stalls).
+            - False: nothing is kept, and iterating raises RuntimeError.
+
+            Once the loop runs, at most `ITERATOR_CAPACITY` (8) predictions wait for it:
+            with keep_all inference waits for the loop, otherwise the oldest are dropped.
 
     Raises:
         ValueError: a bad argument (negative limits, unknown reduce factor, ...).
@@ -215,6 +239,7 @@ class Pipeline:
         reduce: int | None = None,
         reconnect: Backoff | bool | None = None,
         drain_timeout: float = 2.0,
+        iterate: bool | None = None,
     ) -> None:
         if max_fps is not None and not max_fps > 0:
             raise ValueError(f"max_fps must be > 0, got {max_fps}")
@@ -222,6 +247,8 @@ class Pipeline:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
         if reduce is not None and reduce not in REDUCE_FACTORS:
             raise ValueError(f"reduce must be one of 1, 2, 4, 8, got {reduce}")
+        if iterate not in (None, True, False):
+            raise TypeError(f"iterate must be True, False or None, got {iterate!r}")
         if not isinstance(source, str) and not hasattr(source, "read"):
             raise TypeError(f"source must be a URI or a FrameSource, got {type(source).__name__}")
         self.source: str | FrameSource = source
@@ -240,6 +267,7 @@ class Pipeline:
         self.reduce = reduce
         self.reconnect = reconnect
         self.drain_timeout = drain_timeout
+        self.iterate = iterate
         self.metrics = Metrics()
         #: The capture thread object, once started.
         self.capture: Capture | None = None
@@ -247,7 +275,8 @@ class Pipeline:
         self.error: BaseException | None = None
         self._workers: list[SinkWorker] = []
         self._iter_queue: BoundedQueue[Prediction] | None = None
-        self._iterating = False
+        self._iter_begun = False  # a loop has asked for its first prediction
+        self._iter_warned = False
         self._opened: FrameSource | None = None
         self._reduce_factor = 1
         self._stop_requested = threading.Event()
@@ -291,11 +320,18 @@ class Pipeline:
     def start(self) -> Pipeline:
         """Open the source, start the sink workers, the capture and the inference threads.
 
+        Predictions are kept for a later ``for`` loop only with ``iterate=True`` (see the
+        class docstring); ``with`` keeps them by default.
+
         Raises:
             SourceError, SinkError, ...: the source or a sink cannot be set up; everything
                 already started is stopped again first.
             RuntimeError: the pipeline was already started.
         """
+        return self._start(for_iteration=False)
+
+    def _start(self, *, for_iteration: bool) -> Pipeline:
+        """`start`; `for_iteration`: started by ``with`` or a loop, which may iterate."""
         with self._lock:
             if self._state != "new":
                 raise RuntimeError("a Pipeline runs once; make a new one to run again")
@@ -304,6 +340,8 @@ class Pipeline:
         try:
             self._open_source()
             self._start_sinks()
+            if self.iterate or (self.iterate is None and for_iteration):
+                self._make_iter_queue(begun=bool(self.iterate))
             self._start_capture()
         except BaseException:
             self._shutdown()
@@ -347,11 +385,35 @@ class Pipeline:
             if callable(attach):
                 attach(self)
             worker.start()
-        if self._iterating:
-            self._iter_queue = BoundedQueue(ITERATOR_CAPACITY, lossless=False,
-                                            block=bool(self.keep_all))
-            self.metrics.register_sink("iterator", lossless=False,
-                                       queue_depth=self._iter_queue.__len__)
+
+    def _make_iter_queue(self, *, begun: bool) -> BoundedQueue[Prediction]:
+        """The queue a ``for`` loop takes predictions from.
+
+        Until the loop begins it never makes inference wait (see `iterate`); `_begin_iteration`
+        then shrinks it to `ITERATOR_CAPACITY` and, with keep_all, makes it blocking.
+        """
+        pending = PENDING_CAPACITY if self.keep_all and not begun else ITERATOR_CAPACITY
+        queue: BoundedQueue[Prediction] = BoundedQueue(
+            pending, lossless=False, block=bool(self.keep_all) and begun
+        )
+        self._iter_begun = begun
+        self._iter_queue = queue
+        self.metrics.register_sink("iterator", lossless=False, queue_depth=queue.__len__)
+        return queue
+
+    def _begin_iteration(self, queue: BoundedQueue[Prediction]) -> None:
+        # The queue's producer reads capacity and block under the queue's lock, on every put
+        # and every 0.1 s while it waits, so switching them here takes effect at once.
+        queue.capacity = ITERATOR_CAPACITY
+        queue.block = bool(self.keep_all)
+        self._iter_begun = True
+
+    def _no_iteration(self) -> None:
+        """`wait` or `run` before any loop (iterate=None): no loop will come, let the queue go."""
+        queue = self._iter_queue
+        if queue is not None and self.iterate is None and not self._iter_begun:
+            self._iter_queue = None
+            queue.close()
 
     def _start_capture(self) -> None:
         from edge_sdk.sources import open_source
@@ -444,9 +506,13 @@ class Pipeline:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the inference thread has finished (source ended, max_frames or stop).
 
+        Called before any ``for`` loop, it also lets go of the predictions kept for one
+        (``iterate=None``): waiting means not iterating.
+
         Returns:
             True if it finished, False on timeout.
         """
+        self._no_iteration()
         return self._done.wait(timeout)
 
     def stop(self) -> None:
@@ -469,8 +535,9 @@ class Pipeline:
         self._stop_requested.set()
         for worker in self._workers:  # unblock an inference thread waiting for queue room
             worker.release()
-        if self._iter_queue is not None:
-            self._iter_queue.release()
+        iter_queue = self._iter_queue
+        if iter_queue is not None:
+            iter_queue.release()
         if self.capture is not None:
             try:
                 self.capture.stop()
@@ -494,8 +561,8 @@ class Pipeline:
                     sink.close()
                 except Exception:
                     log.exception("closing sink %s failed", sink_name(sink))
-        if self._iter_queue is not None:
-            self._iter_queue.close()
+        if iter_queue is not None:
+            iter_queue.close()
         self._done.set()
 
     def run(self) -> dict[str, Any]:
@@ -509,6 +576,7 @@ class Pipeline:
         """
         if self._state == "new":
             self.start()
+        self._no_iteration()
         try:
             # Short waits keep the calling (main) thread responsive to signal handlers.
             while not self._done.wait(0.2) and not self._stop_requested.is_set():
@@ -520,8 +588,9 @@ class Pipeline:
         return self.metrics.snapshot()
 
     def __enter__(self) -> Pipeline:
+        """Start, keeping predictions for a ``for`` loop in the block (see `iterate`)."""
         if self._state == "new":
-            self.start()
+            self._start(for_iteration=True)
         return self
 
     def __exit__(
@@ -536,23 +605,27 @@ class Pipeline:
         """Yield predictions as they are published, until the run ends.
 
         Starts the pipeline if needed and stops it when the loop ends or is left early.
+        Which predictions it sees depends on how the pipeline was started (`iterate`): all of
+        them when ``with`` or the loop started it, from the first step on after `start`.
         At most `ITERATOR_CAPACITY` predictions wait for a slow loop; older ones are dropped
         (counted as sink "iterator") unless ``keep_all`` is set, which makes inference wait.
-        Iterate once per run; a pipeline started before the first iteration (``with``)
-        buffers from the moment iteration begins.
+        Iterate once per run.
+
+        Raises:
+            RuntimeError: the pipeline was made with ``iterate=False``.
+            EdgeSDKError: what ended the run early, after the last prediction.
         """
-        self._iterating = True
+        if self.iterate is False:
+            raise RuntimeError("this Pipeline was made with iterate=False: it keeps no "
+                               "predictions to iterate over")
         if self._state == "new":
-            self.start()
-        elif self._iter_queue is None:
-            self._iter_queue = BoundedQueue(ITERATOR_CAPACITY, lossless=False,
-                                            block=bool(self.keep_all))
-            self.metrics.register_sink("iterator", lossless=False,
-                                       queue_depth=self._iter_queue.__len__)
-            if self._done.is_set():
-                self._iter_queue.close()
+            self._start(for_iteration=True)
         queue = self._iter_queue
-        assert queue is not None
+        if queue is None:  # started by start(), or let go by wait(): from now on
+            queue = self._make_iter_queue(begun=True)
+            if self._done.is_set():
+                queue.close()
+        self._begin_iteration(queue)
         try:
             while True:
                 try:
@@ -581,8 +654,9 @@ class Pipeline:
             log.exception("the inference thread failed")
             self.error = exc
         finally:
-            if self._iter_queue is not None:
-                self._iter_queue.close()
+            iter_queue = self._iter_queue  # read once: wait() may let it go meanwhile
+            if iter_queue is not None:
+                iter_queue.close()
             self._done.set()
 
     def _infer(self) -> None:
@@ -631,10 +705,12 @@ class Pipeline:
             metrics.record_prediction(prediction.timings, decode=decode_ms if decode_ms > 0 else None)
             for worker in self._workers:
                 worker.put(prediction, frame)
-            if self._iter_queue is not None:
-                _, lost = self._iter_queue.put(prediction)
-                if lost:
+            queue = self._iter_queue  # once: wait() may let it go meanwhile
+            if queue is not None:
+                accepted, lost = queue.put(prediction)
+                if lost and accepted:  # a closed queue refuses without losing anything
                     metrics.sink_dropped("iterator", lost)
+                    self._warn_unread(lost)
             self._published += 1
             if self.max_frames is not None and self._published >= self.max_frames:
                 break
@@ -647,6 +723,14 @@ class Pipeline:
                     "or stream (live sources reconnect unless reconnect=False)"
                 )
             self.error = error
+
+    def _warn_unread(self, lost: int) -> None:
+        if self.keep_all and not self._iter_begun and not self._iter_warned:
+            self._iter_warned = True
+            log.warning(
+                "%d predictions wait for a for-loop over the pipeline that has not begun; the "
+                "oldest are dropped from now on (Pipeline(..., iterate=True) makes inference "
+                "wait for a late loop, iterate=False keeps nothing)", PENDING_CAPACITY)
 
     def _uri(self) -> str:
         return self.source if isinstance(self.source, str) else getattr(self.source, "uri", "?")

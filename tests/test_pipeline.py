@@ -380,3 +380,89 @@ def test_jpeg_decode_is_its_own_stage(videos: dict[str, Path], classifier: Class
 
     h264 = Pipeline(str(videos["h264"]), classifier, keep_all=True, max_frames=5)
     assert h264.run()["stages"]["decode"]["count"] == 0  # decoded in the capture thread
+
+
+# -- iterating: what a loop that begins late sees -------------------------------------------------
+
+
+def test_a_late_loop_in_a_with_block_misses_nothing(videos: dict[str, Path],
+                                                     classifier: Classifier) -> None:
+    with Pipeline(str(videos["mjpeg"]), classifier, keep_all=True) as pipeline:
+        time.sleep(0.5)  # the deliberate delay: the whole clip is classified meanwhile
+        got = [p.frame_index for p in pipeline]
+    assert got == list(range(40))
+    assert pipeline.metrics.snapshot()["sinks"]["iterator"]["dropped"] == 0
+
+
+def test_iterate_true_makes_inference_wait_for_the_loop(
+    videos: dict[str, Path], classifier: Classifier, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import edge_sdk.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "PENDING_CAPACITY", 5)  # 40 frames overflow it
+    sink = Recorder(lossless=True, wants_frames=False)
+    with Pipeline(str(videos["mjpeg"]), classifier, [sink], keep_all=True,
+                  iterate=True) as pipeline:
+        time.sleep(0.5)
+        # Inference waits for the loop: only the iterator's 8 (and the sinks' share) so far.
+        assert pipeline.published <= pipeline_module.ITERATOR_CAPACITY + 1
+        got = [p.frame_index for p in pipeline]
+    assert got == list(range(40)) and len(sink.got) == 40
+    assert "wait for a for-loop" not in caplog.text
+
+
+def test_a_loop_later_than_the_pending_buffer_loses_the_oldest(
+    videos: dict[str, Path], classifier: Classifier, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """iterate=None never lets a with block that does not iterate stall a keep_all run: past
+    PENDING_CAPACITY unread predictions the oldest go, counted and warned about once."""
+    import edge_sdk.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "PENDING_CAPACITY", 5)
+    sink = Recorder(lossless=True, wants_frames=False)
+    with caplog.at_level(logging.WARNING), Pipeline(
+        str(videos["mjpeg"]), classifier, [sink], keep_all=True
+    ) as pipeline:
+        deadline = time.monotonic() + 30
+        while pipeline.published < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)  # not wait(): that would say "no loop is coming"
+        assert pipeline.published == 40  # nothing held inference up
+        got = [p.frame_index for p in pipeline]
+    assert got == list(range(35, 40))
+    assert pipeline.metrics.snapshot()["sinks"]["iterator"]["dropped"] == 35
+    assert caplog.text.count("wait for a for-loop over the pipeline that has not begun") == 1
+
+
+def test_wait_in_a_with_block_means_no_loop(
+    videos: dict[str, Path], classifier: Classifier, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import edge_sdk.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "PENDING_CAPACITY", 5)
+    sink = Recorder(lossless=True, wants_frames=False)
+    with caplog.at_level(logging.WARNING), Pipeline(
+        str(videos["mjpeg"]), classifier, [sink], keep_all=True
+    ) as pipeline:
+        assert pipeline.wait(30)
+    assert len(sink.got) == 40 and "for-loop" not in caplog.text
+
+
+def test_run_start_and_iterate_false_keep_nothing(videos: dict[str, Path],
+                                                  classifier: Classifier) -> None:
+    snapshot = Pipeline(str(videos["mjpeg"]), classifier, keep_all=True, max_frames=3).run()
+    assert "iterator" not in snapshot["sinks"]
+    pipeline = Pipeline(str(videos["mjpeg"]), classifier, keep_all=True, max_frames=12).start()
+    try:
+        assert pipeline.wait(30)  # start() alone: nothing kept, so nothing held inference up
+        assert "iterator" not in pipeline.metrics.snapshot()["sinks"]
+        assert list(pipeline) == []  # a loop after start() sees what comes from then on
+    finally:
+        pipeline.stop()
+    silent = Pipeline(str(videos["mjpeg"]), classifier, iterate=False)
+    with pytest.raises(RuntimeError, match="iterate=False"):
+        next(iter(silent))
+    with pytest.raises(TypeError, match="iterate"):
+        Pipeline(str(videos["mjpeg"]), classifier, iterate="yes")  # type: ignore[arg-type]
