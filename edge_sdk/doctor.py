@@ -24,13 +24,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edge_sdk import __version__, registry
-from edge_sdk.config import Config, missing_files
-from edge_sdk.errors import EdgeSDKError
+from edge_sdk.config import Config, MqttConfig, missing_files
+from edge_sdk.errors import ConfigError, EdgeSDKError
 
 Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
 
 #: The system user the unit runs as (systemd/edge-classify.service).
 SERVICE_USER = "edge-sdk"
+
+#: The file the unit's ``LoadCredential=mqtt-password:...`` makes the MQTT password credential of.
+CREDENTIAL_SOURCE = Path("/etc/edge-sdk/mqtt-password")
 
 #: Runtime registry name -> module to import to know it is installed.
 RUNTIME_MODULES = {
@@ -217,8 +220,70 @@ def _fix_from(message: str) -> str:
 # -- MQTT --------------------------------------------------------------------------------------
 
 
-def check_broker(config: Config, timeout: float = 5.0) -> list[Check]:
-    """Connect to the configured broker with the configured credentials and TLS, then leave."""
+def mqtt_password(
+    q: MqttConfig, credential_source: Path = CREDENTIAL_SOURCE
+) -> tuple[str | None, str]:
+    """The password the service logs in to the broker with, and where it comes from.
+
+    The service's order (`MqttSink`): `password_file`, else the systemd credential
+    ``mqtt-password`` in $CREDENTIALS_DIRECTORY. doctor mostly runs from a shell, where systemd
+    hands out no credentials; then it reads the file the unit loads the credential from, so
+    it tries the login the service will make instead of one without a password.
+
+    Args:
+        q: The [mqtt] table (its `username` is set).
+        credential_source: The file behind the unit's ``LoadCredential=mqtt-password:``.
+
+    Returns:
+        (the password or None for none, where it was found, for messages).
+
+    Raises:
+        ConfigError: the password file is there but this user cannot read it, or it is empty
+            or not text; the message says how to run doctor so that it can.
+    """
+    from edge_sdk.secrets import MQTT_PASSWORD_CREDENTIAL, credential_path, read_secret
+
+    if q.password_file:
+        path, what = Path(q.password_file), "the MQTT password_file"
+        fix = (f"make it readable by the service user (sudo chown {SERVICE_USER} {path}, mode "
+               f"0600), then run doctor as that user (sudo -u {SERVICE_USER} edge-classify doctor)")
+    elif (cred := credential_path(MQTT_PASSWORD_CREDENTIAL)) is not None:
+        path, what = cred, f"the systemd credential {MQTT_PASSWORD_CREDENTIAL}"
+        fix = "check the unit's LoadCredential= line"
+    elif credential_source.exists():
+        path = credential_source
+        what = f"the file of the unit's credential {MQTT_PASSWORD_CREDENTIAL}"
+        # systemd reads it as root and hands a copy to the service: it is meant to be 0600 root.
+        fix = ("run doctor as root (sudo edge-classify doctor), which reads it as systemd does, "
+               "or set [mqtt] password_file to a file you can read")
+    else:
+        return None, "without a password"
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        try:
+            user = f"user {pwd.getpwuid(os.geteuid()).pw_name}"
+        except KeyError:  # a uid without a passwd entry (containers)
+            user = f"uid {os.geteuid()}"
+        raise ConfigError(f"cannot read the MQTT password: {what} {str(path)!r} is not readable by "
+                          f"{user}, so the login was not tried; {fix}") from None
+    except OSError:
+        pass  # missing, a folder, ...: read_secret says so, as it does to the service
+    return read_secret(path, what), f"with the password from {what} {str(path)!r}"
+
+
+def check_broker(
+    config: Config, timeout: float = 5.0, *, credential_source: Path = CREDENTIAL_SOURCE
+) -> list[Check]:
+    """Connect to the configured broker with the service's credentials and TLS, then leave.
+
+    Args:
+        config: The config; [mqtt] says where and how.
+        timeout: Seconds to wait for the broker's CONNACK.
+        credential_source: Where the unit's mqtt-password credential comes from (see
+            `mqtt_password`).
+    """
     q = config.mqtt
     if not q.enabled:
         return [Check("mqtt broker", "SKIP", "[mqtt] is not enabled")]
@@ -227,19 +292,14 @@ def check_broker(config: Config, timeout: float = 5.0) -> list[Check]:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from edge_sdk.secrets import MQTT_PASSWORD_CREDENTIAL, credential_path, read_secret
-
     tls = q.tls or bool(q.ca_file or q.certfile)
     port = q.port or (8883 if tls else 1883)
     where = f"{q.host}:{port}"
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-sdk-doctor-{os.getpid()}")
+    password_from = ""
     try:
         if q.username:
-            password = None
-            if q.password_file:
-                password = read_secret(q.password_file, "the MQTT password_file")
-            elif (cred := credential_path(MQTT_PASSWORD_CREDENTIAL)) is not None:
-                password = read_secret(cred, "the systemd credential mqtt-password")
+            password, password_from = mqtt_password(q, credential_source)
             client.username_pw_set(q.username, password)
         if tls:
             client.tls_set(ca_certs=q.ca_file or None, certfile=q.certfile or None,
@@ -274,9 +334,15 @@ def check_broker(config: Config, timeout: float = 5.0) -> list[Check]:
     reason = result["reason"]
     user = f" as {q.username!r}" if q.username else " anonymously"
     if reason.is_failure:
-        return [Check("mqtt broker", "FAIL", f"{where} refused the login{user}: {reason}",
-                      "check [mqtt] username and the password in password_file / the "
-                      "mqtt-password credential")]
+        if not q.username:
+            fix = "set [mqtt] username (and its password): the broker wants a login"
+        elif password_from == "without a password":
+            fix = (f"set [mqtt] password_file, or write the password to {credential_source} "
+                   "(the unit's mqtt-password credential)")
+        else:
+            fix = "check [mqtt] username and that password"
+        login = f"{user} {password_from}" if password_from else user
+        return [Check("mqtt broker", "FAIL", f"{where} refused the login{login}: {reason}", fix)]
     return [Check("mqtt broker", "PASS", f"connected to {where}{user}{' over TLS' if tls else ''}")]
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -88,6 +92,84 @@ def test_broker_checks_credentials_and_tls(tmp_path: Path) -> None:
         assert untrusted.status == "FAIL" and "ca_file" in untrusted.fix
     finally:
         secure.stop()
+
+
+def test_broker_login_uses_the_password_the_service_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = Mosquitto(tmp_path, users={"cam": "right"})
+    broker.start()
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    config = mqtt_config(broker, username="cam")
+    source = tmp_path / "mqtt-password"  # stands in for /etc/edge-sdk/mqtt-password
+    try:
+        # From a shell (no $CREDENTIALS_DIRECTORY): the file the unit loads the credential from.
+        source.write_text("right\n")
+        ok = doctor.check_broker(config, credential_source=source)[0]
+        assert ok.status == "PASS" and "as 'cam'" in ok.detail
+        # The install script writes it empty; the service would refuse to start, and says so.
+        source.write_text("")
+        empty = doctor.check_broker(config, credential_source=source)[0]
+        assert empty.status == "FAIL" and "is empty" in empty.detail, empty
+        assert "first line" in empty.fix
+        # Under systemd: the credential systemd handed over wins over that file.
+        creds = tmp_path / "creds"
+        creds.mkdir()
+        (creds / "mqtt-password").write_text("right\n")
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+        assert doctor.check_broker(config, credential_source=source)[0].status == "PASS"
+        monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+        # No password anywhere: the refusal says that none was sent and where to put one.
+        none = doctor.check_broker(config, credential_source=tmp_path / "absent")[0]
+        assert none.status == "FAIL" and "refused the login as 'cam' without a password" in none.detail
+        assert "password_file" in none.fix and str(tmp_path / "absent") in none.fix
+    finally:
+        broker.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to run a check as another user")
+def test_an_unreadable_password_is_the_failure_not_a_refused_login(tmp_path: Path) -> None:
+    """doctor as a user who may not read the password (install-service.sh runs it as the
+    service user; the credential file is root's, mode 0600): the row says so, with the fix."""
+    broker = Mosquitto(tmp_path, users={"cam": "right"})
+    broker.start()
+    # pytest's tmp_path is root's alone; the other user needs to reach the files' folder.
+    folder = Path(tempfile.mkdtemp(prefix="doctor-", dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        secret = folder / "mqtt-password"
+        secret.write_text("right\n")
+        secret.chmod(0o600)
+        code = f"""if True:
+            import dataclasses, json
+            from pathlib import Path
+            from edge_sdk import config as cfg, doctor
+            base = {{"enabled": True, "host": "{broker.host}", "port": {broker.port},
+                     "username": "cam"}}
+            rows = [doctor.check_broker(cfg.parse({{"mqtt": base}}),
+                                        credential_source=Path("{secret}"))[0],
+                    doctor.check_broker(cfg.parse({{"mqtt": {{**base, "password_file": "{secret}"}}}}),
+                                        credential_source=Path("/nonexistent"))[0]]
+            print(json.dumps([dataclasses.asdict(r) for r in rows]))
+        """
+        env = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+             "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=folder,
+        )
+        assert result.returncode == 0, result.stderr
+        credential, password_file = json.loads(result.stdout)
+        for row in (credential, password_file):
+            assert row["status"] == "FAIL" and "refused" not in row["detail"], row
+            assert row["detail"].startswith("cannot read the MQTT password: ")
+            assert f"{str(secret)!r} is not readable by user nobody" in row["detail"]
+        assert "sudo edge-classify doctor" in credential["fix"]
+        assert "sudo chown edge-sdk" in password_file["fix"]
+        assert broker.clients_connected() == 0  # no login was tried
+    finally:
+        broker.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_model_missing_names_the_build_command(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from support.notify import NotifyListener
 from support.service_proc import ServiceProcess, edge_classify
 
 from edge_sdk.cli.service import UNIT_WATCHDOG_SEC, parse_timespan
+from edge_sdk.doctor import CREDENTIAL_SOURCE
 from edge_sdk.service.notify import SystemdNotifier, watchdog_seconds
 from edge_sdk.service.watchdog import WatchdogSink
 from edge_sdk.types import Label, Prediction
@@ -65,8 +66,10 @@ def test_unit_has_the_service_contract() -> None:
     for key, value in expected.items():
         assert service.get(key) == value, key
     assert service["WatchdogSec"].endswith("s")
-    # check-config checks [service] stall_after against this when systemd has no unit loaded.
+    # check-config checks [service] stall_after against this when systemd has no unit loaded,
+    # and doctor reads the credential's file when systemd does not hand it over.
     assert parse_timespan(service["WatchdogSec"]) == UNIT_WATCHDOG_SEC
+    assert service["LoadCredential"] == f"mqtt-password:{CREDENTIAL_SOURCE}"
     assert "run --config /etc/edge-sdk/config.toml" in service["ExecStart"]
     assert "PrivateDevices" not in service  # it would hide the camera
 
