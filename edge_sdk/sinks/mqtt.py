@@ -9,9 +9,12 @@ Topics (``{prefix}`` defaults to ``edge-sdk``):
 * ``homeassistant/sensor/{device_id}/.../config``: Home Assistant discovery (`edge_sdk.mqtt_discovery`).
 
 Delivery: paho-mqtt's network thread (``loop_start``) connects, reconnects with capped exponential
-backoff and resends. QoS 1/2 predictions published while the broker is away wait in paho's
-outgoing queue and go out after the reconnect; this sink bounds that queue at `queue_size`
-predictions and counts (and logs) what did not fit. `publish` never waits on the network.
+backoff and resends. QoS 1/2 predictions wait in this sink's backlog, bounded at `queue_size`
+(what does not fit is counted and logged), and enter paho's outgoing queue at most `_WINDOW` at a
+time: after a reconnect paho sends everything it holds at once, ignoring its own in-flight limit
+(eclipse-paho/paho.mqtt.python#492), and a broker drops what exceeds its quota without a word to
+an MQTT 3.1.1 client (mosquitto: 20 unfinished QoS 2 messages). `publish` never waits on the
+network.
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ _AUTH_REASONS = ("Bad user name or password", "Not authorized", "Client identifi
 _REPEAT_LOG_EVERY = 10.0  # seconds between repeated overflow (or refusal) lines
 _PREDICTION, _CONTROL = "prediction", "control"
 _EARLY_LIMIT = 256
+# Predictions handed to paho and not yet acknowledged: under mosquitto's default QoS 2 quota of
+# 20 with room to spare, and still 10 per round trip, far above a camera's prediction rate.
+_WINDOW = 10
+# Room in paho's queue for control messages (status, discovery) next to a full window.
+_PAHO_QUEUE = _WINDOW + 64
+_MAX_PAYLOAD = 268_435_455  # MQTT's limit, which paho enforces by raising ValueError
 
 
 def _check_topic_part(name: str, value: str, *, slashes: bool) -> None:
@@ -169,11 +178,17 @@ class MqttSink(Closing):
 
         # Counters. `_pending` maps the mid of each unacknowledged QoS>0 message to its kind;
         # `_early` holds mids whose acknowledgement overtook our bookkeeping (see `_track`).
+        # A QoS>0 prediction waits in `_backlog` (frame index, payload) until `_pump` hands it
+        # to paho; `_queued` counts it from acceptance to acknowledgement, `_in_paho` from the
+        # hand-over. `_pumping` lets one thread at a time hand over, so the order holds.
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._pending: dict[int, str] = {}
         self._early: collections.OrderedDict[int, None] = collections.OrderedDict()
-        self._queued = 0  # predictions in `_pending`
+        self._backlog: collections.deque[tuple[int, str]] = collections.deque()
+        self._queued = 0
+        self._in_paho = 0
+        self._pumping = False
         self.accepted = 0
         self.published = 0
         self.overflow = 0
@@ -193,8 +208,7 @@ class MqttSink(Closing):
             clean_session=True,
             protocol=mqtt.MQTTv311,
         )
-        # Control messages (status, discovery) must always fit next to a full prediction queue.
-        client.max_queued_messages_set(queue_size + 16)
+        client.max_queued_messages_set(_PAHO_QUEUE)
         client.reconnect_delay_set(reconnect_min, reconnect_max)  # type: ignore[arg-type]
         client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
         self._set_auth(client, username, password_file)
@@ -256,8 +270,8 @@ class MqttSink(Closing):
         """Queue `prediction` for the broker if the publish policy selects it; never blocks.
 
         A prediction that finds the queue full is counted in `overflow` (and logged). `dropped`
-        counts a QoS 0 prediction made while disconnected, and one paho refuses outright (a
-        payload over MQTT's 256 MiB limit), which is also logged.
+        counts a QoS 0 prediction made while disconnected, and one MQTT cannot carry (a payload
+        over its 256 MiB limit) or paho refuses, which is also logged.
         """
         if self._closed:
             log.debug("MQTT: publish after close ignored (frame %d)", prediction.frame_index)
@@ -274,35 +288,38 @@ class MqttSink(Closing):
             self._count_overflow()
             return
         payload = json.dumps(prediction.to_dict(), separators=(",", ":"))
-        try:
-            info = self.client.publish(self.prediction_topic, payload, qos=self.qos)
-        except ValueError as exc:  # the payload's size: topic and QoS were checked in __init__
-            self._count_refused(prediction.frame_index, str(exc))
+        if len(payload) > _MAX_PAYLOAD:  # json.dumps escapes to ASCII: characters are bytes
+            self._count_refused(prediction.frame_index, f"{len(payload)} bytes is over MQTT's limit")
             return
-        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-            self._count_overflow()
-            return
-        if self.qos == 0 and info.rc == mqtt.MQTT_ERR_NO_CONN:
-            self.dropped += 1  # QoS 0 is not kept for the reconnect; the disconnect was logged
-            return
-        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            # paho 2.x returns no other code under loop_start(). Should a later one, whether it
-            # kept the message is unknown: tracking it could hold flush() up for an acknowledgement
-            # that never comes, so it counts as dropped, loudly (a late acknowledgement of it
-            # would then be ignored).
-            self._count_refused(prediction.frame_index, mqtt.error_string(info.rc))
-            return
-        self.accepted += 1
         if self.qos == 0:
-            self.published += 1  # handed to the socket: all QoS 0 ever confirms
+            self._publish_qos0(prediction.frame_index, payload)
             return
-        self._track(info.mid, _PREDICTION)
+        with self._lock:
+            self._backlog.append((prediction.frame_index, payload))
+            self._queued += 1
+            self.accepted += 1
+        self._pump()
+
+    def _publish_qos0(self, frame_index: int, payload: str) -> None:
+        # Nothing waits for an acknowledgement, so paho's queue needs no window.
+        try:
+            info = self.client.publish(self.prediction_topic, payload, qos=0)
+        except ValueError as exc:  # topic, QoS and size were checked: should not happen
+            self._count_refused(frame_index, str(exc))
+            return
+        if info.rc == mqtt.MQTT_ERR_NO_CONN:
+            self.dropped += 1  # QoS 0 is not kept for the reconnect; the disconnect was logged
+        elif info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self._count_refused(frame_index, mqtt.error_string(info.rc))
+        else:
+            self.accepted += 1
+            self.published += 1  # handed to the socket: all QoS 0 ever confirms
 
     def flush(self, timeout: float) -> bool:
         """Wait until every accepted prediction is acknowledged; return whether that happened."""
         deadline = time.monotonic() + timeout
         with self._drained:
-            while self._pending:
+            while self._pending or self._queued:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -368,23 +385,70 @@ class MqttSink(Closing):
 
     # -- bookkeeping --------------------------------------------------------------------------
 
+    def _pump(self) -> None:
+        """Hand backlog predictions to paho, oldest first, while the window has room.
+
+        Called after each new prediction and each acknowledgement (on paho's thread, where paho
+        allows publishing). Whichever thread finds another one handing over leaves the work to
+        it: the one handing over looks at the backlog again after each prediction.
+        """
+        while True:
+            with self._lock:
+                if self._pumping or not self._backlog or self._in_paho >= _WINDOW:
+                    return
+                self._pumping = True
+                frame_index, payload = self._backlog.popleft()
+                self._in_paho += 1
+            try:
+                more = self._hand_over(frame_index, payload)
+            finally:
+                with self._lock:
+                    self._pumping = False
+            if not more:
+                return
+
+    def _hand_over(self, frame_index: int, payload: str) -> bool:
+        """Publish one backlog prediction through paho; return False to stop handing over."""
+        try:
+            info = self.client.publish(self.prediction_topic, payload, qos=self.qos)
+        except ValueError as exc:  # topic, QoS and size were checked: should not happen
+            self._count_refused(frame_index, str(exc), accepted=True)
+            return True
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            # Control messages fill paho's queue (many reconnects, no acknowledgement yet):
+            # keep the prediction first in line; the next acknowledgement pumps again.
+            with self._lock:
+                self._backlog.appendleft((frame_index, payload))
+                self._in_paho -= 1
+            return False
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            # paho 2.x returns no other code under loop_start(). Should a later one, whether it
+            # kept the message is unknown: tracking it could hold flush() up for an acknowledgement
+            # that never comes, so it counts as dropped, loudly (a late acknowledgement of it
+            # would then be ignored).
+            self._count_refused(frame_index, mqtt.error_string(info.rc), accepted=True)
+            return True
+        self._track(info.mid, _PREDICTION)
+        return True
+
     def _track(self, mid: int, kind: str) -> None:
-        # paho may deliver the acknowledgement on its thread before publish() has returned here;
-        # such a mid is waiting in `_early`. Holding our lock around client.publish() instead
-        # would deadlock: paho calls on_publish while holding its own lock.
+        # paho may deliver the acknowledgement on its thread before client.publish() has returned
+        # to us; such a mid is waiting in `_early`. Holding our lock around client.publish()
+        # instead would deadlock: paho calls on_publish while holding its own lock.
         with self._lock:
             if mid in self._early:
                 del self._early[mid]
                 self._acknowledged(kind)
             else:
                 self._pending[mid] = kind
-                if kind == _PREDICTION:
-                    self._queued += 1
 
     def _acknowledged(self, kind: str) -> None:
+        # Called with the lock held.
         if kind == _PREDICTION:
             self.published += 1
-        if not self._pending:
+            self._in_paho -= 1
+            self._queued -= 1
+        if not self._pending and not self._queued:
             self._drained.notify_all()
 
     def _count_overflow(self) -> None:
@@ -398,12 +462,18 @@ class MqttSink(Closing):
             )
             self._overflow_logged_at = now
 
-    def _count_refused(self, frame_index: int, why: str) -> None:
+    def _count_refused(self, frame_index: int, why: str, *, accepted: bool = False) -> None:
+        if accepted:  # it was in the backlog and holds a place in the window
+            with self._lock:
+                self._in_paho -= 1
+                self._queued -= 1
+                if not self._pending and not self._queued:
+                    self._drained.notify_all()
         self.dropped += 1
         now = time.monotonic()
         if now - self._refused_logged_at >= _REPEAT_LOG_EVERY:
             log.error(
-                "MQTT: paho refused prediction %d (%s); dropped it, %d predictions dropped so far",
+                "MQTT: cannot send prediction %d (%s); dropped it, %d predictions dropped so far",
                 frame_index, why, self.dropped,
             )
             self._refused_logged_at = now
@@ -496,8 +566,6 @@ class MqttSink(Closing):
         with self._lock:
             kind = self._pending.pop(mid, None)
             if kind is not None:
-                if kind == _PREDICTION:
-                    self._queued -= 1
                 self._acknowledged(kind)
             else:
                 # Either an acknowledgement that overtook `_track`, claimed right after, or a
@@ -505,3 +573,4 @@ class MqttSink(Closing):
                 self._early[mid] = None
                 if len(self._early) > _EARLY_LIMIT:
                     self._early.popitem(last=False)
+        self._pump()

@@ -159,9 +159,10 @@ class Recorder:
 
     Args:
         broker: The broker to subscribe to.
-        topics: Topic filters, subscribed at QoS 1.
-        session: Client id of a persistent session (the broker queues QoS 1 messages for it
-            while it is away); None for a clean session.
+        topics: Topic filters, subscribed at `qos`.
+        session: Client id of a persistent session (the broker queues QoS 1 and 2 messages for
+            it while it is away); None for a clean session.
+        qos: Subscription QoS; 2 makes the broker deliver each message to it exactly once.
         tls: CA file when the broker serves TLS.
         auth: (username, password) when the broker wants them.
     """
@@ -174,6 +175,7 @@ class Recorder:
         ca_file: Path | None = None,
         auth: tuple[str, str] | None = None,
         session: str | None = None,
+        qos: int = 1,
     ) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._cond = threading.Condition()
@@ -191,7 +193,7 @@ class Recorder:
 
         def on_connect(c: mqtt.Client, u: Any, flags: Any, rc: Any, props: Any = None) -> None:
             if not rc.is_failure:
-                c.subscribe([(t, 1) for t in topics])
+                c.subscribe([(t, qos) for t in topics])
 
         def on_subscribe(c: mqtt.Client, u: Any, mid: Any, rcs: Any, props: Any = None) -> None:
             self._subscribed.set()
