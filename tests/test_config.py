@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from edge_sdk import config as cfg
 from edge_sdk import registry
+from edge_sdk.cli.errors import EX_CONFIG
 from edge_sdk.cli.main import cli
 from edge_sdk.cli.service import apply_overrides, parse_timespan, unit_watchdog
 from edge_sdk.errors import ConfigError
@@ -248,7 +249,7 @@ def test_run_refuses_bad_options_in_one_line_before_starting(
 ) -> None:
     path = write(tmp_path, "[source]\nuri = 'test://'\n[model]\nname = 'no-such-model'\n")
     result = CliRunner().invoke(cli, ["run", "--config", str(path), *args])
-    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.exit_code == EX_CONFIG and "Traceback" not in result.output, result.output
     assert result.output.startswith("Error: command line: [")
     assert len(result.output.strip().splitlines()) == 1, result.output
 

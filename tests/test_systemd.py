@@ -17,6 +17,7 @@ from support.mosquitto import Mosquitto, Recorder, mosquitto
 from support.notify import NotifyListener
 from support.service_proc import ServiceProcess, edge_classify
 
+from edge_sdk.cli.errors import EX_CONFIG
 from edge_sdk.cli.service import UNIT_WATCHDOG_SEC, parse_timespan
 from edge_sdk.doctor import CREDENTIAL_SOURCE
 from edge_sdk.service.notify import SystemdNotifier, watchdog_seconds
@@ -62,6 +63,7 @@ def test_unit_has_the_service_contract() -> None:
         "PrivateTmp": "yes", "ProtectHome": "yes", "StateDirectory": "edge-sdk",
         "ConfigurationDirectory": "edge-sdk",
         "LoadCredential": "mqtt-password:/etc/edge-sdk/mqtt-password",
+        "RestartPreventExitStatus": str(EX_CONFIG),
     }
     for key, value in expected.items():
         assert service.get(key) == value, key
@@ -253,7 +255,7 @@ def test_service_refuses_a_bad_config_in_one_line_under_systemd(
     service = ServiceProcess(text, tmp_path, args=args, env={
         "NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "2000000"})
     try:
-        assert service.wait(30) == 1
+        assert service.wait(30) == 78  # EX_CONFIG: the unit's RestartPreventExitStatus
         service.stop()
         assert len(service.lines) == 1, service.log  # no traceback, no start-up log
         assert service.lines[0].startswith("Error: ") and expected in service.lines[0]

@@ -12,7 +12,9 @@ from typing import Any
 import click
 
 from edge_sdk import config as cfg
+from edge_sdk.cli.errors import ConfigProblem
 from edge_sdk.config import Config
+from edge_sdk.errors import ConfigError
 
 #: The unit `check-config` checks [service] stall_after against.
 UNIT = "edge-classify.service"
@@ -135,13 +137,20 @@ def run(config_path: Path | None, log_level: str | None, **flags: Any) -> None:
     """Run the service: the pipeline the config describes, until SIGTERM.
 
     Command-line options override the config file. Under systemd it reports READY, WATCHDOG,
-    STATUS and STOPPING (Type=notify).
+    STATUS and STOPPING (Type=notify). A configuration error exits with status 78 (EX_CONFIG),
+    which the unit does not restart on; other failures exit with 1.
     """
     from edge_sdk.service.runner import run_service, setup_logging
 
-    config = apply_overrides(cfg.find(config_path), log_level=log_level, **flags)
-    setup_logging(config.service.log_level)
-    sys.exit(run_service(config))
+    try:
+        config = apply_overrides(cfg.find(config_path), log_level=log_level, **flags)
+        setup_logging(config.service.log_level)
+        code = run_service(config)
+    except ConfigError as exc:
+        # Restarting cannot fix a config; other errors (camera, broker) may pass, so they
+        # keep exit status 1 and systemd's Restart=on-failure.
+        raise ConfigProblem(str(exc)) from None
+    sys.exit(code)
 
 
 #: `run` option -> the (table, key) it overrides.
