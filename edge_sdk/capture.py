@@ -11,6 +11,13 @@ dropping) and `realtime` paces a file to its frame rate, as if a camera were pla
 source that fails or goes quiet is reopened with capped exponential backoff while the consumer
 keeps waiting, and frame indices keep increasing across reopenings.
 
+"Goes quiet" covers two cases. Sources with a read timeout of their own (HTTP, RTSP) raise when
+it runs out. Others can block in a driver forever (picamera2's ``capture_array``, a GStreamer
+appsink): with `stall`, a watchdog thread notices a read that has not returned for that long,
+closes the source from its side (which wakes most drivers), and the capture thread reopens it.
+Should the read not return even then, that thread is left behind (it is a daemon and drops
+whatever it reads later) and a new one takes over, reopening the source with the same backoff.
+
 Example::
 
     from edge_sdk.capture import Backoff, Capture
@@ -34,8 +41,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from edge_sdk.errors import SourceError
 from edge_sdk.protocols import FrameSource
-from edge_sdk.sources.base import Packet, PacketSource, uses_packets
+from edge_sdk.sources.base import Packet, PacketSource, hide_password, uses_packets
 from edge_sdk.types import Frame
 
 log = logging.getLogger("edge_sdk.capture")
@@ -177,6 +185,7 @@ class Capture:
         keep_all: bool = False,
         realtime: bool = False,
         reconnect: Backoff | None = None,
+        stall: float | None = None,
     ) -> None:
         """Prepare the capture (nothing is opened or started until `start`).
 
@@ -187,11 +196,17 @@ class Capture:
             realtime: Pace a non-live source to its `fps`, as a camera would deliver it.
             reconnect: Reopen a live source that fails or stalls, with this backoff; None ends
                 the capture at the first failure. Ignored for files, whose end is final.
+            stall: Seconds one read of a live source may take before the source counts as
+                stalled (closed, then reopened or ended as for any failure); None never. Keep
+                it above the source's own timeout; a source reporting a frame rate gets at
+                least 3 frame intervals whatever `stall` says.
 
         Raises:
             TypeError: `source_or_factory` is neither a source nor callable.
-            ValueError: `reconnect` given with an already open source.
+            ValueError: `reconnect` given with an already open source, or `stall` <= 0.
         """
+        if stall is not None and not stall > 0:
+            raise ValueError(f"stall must be > 0 seconds or None, not {stall}")
         if isinstance(source_or_factory, FrameSource):
             self._factory: SourceFactory | None = None
             self._source: FrameSource | None = source_or_factory
@@ -205,6 +220,7 @@ class Capture:
         self.keep_all = keep_all
         self.realtime = realtime
         self.reconnect = reconnect
+        self.stall = stall
         self.frames_in = 0
         self.frames_out = 0
         self.reconnects = 0
@@ -218,6 +234,16 @@ class Capture:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rng = random.Random()
+        # Carried over when a stuck capture thread is replaced (see _watch).
+        self._base = 0  # added to the source's indices so they keep increasing across reopenings
+        self._last_index = -1
+        # The read in progress, as the watchdog sees it; guarded by _read_lock.
+        self._read_lock = threading.Lock()
+        self._generation = 0  # of the capture thread in charge; older ones are left behind
+        self._read_since: float | None = None  # time.monotonic() the current read began
+        self._stalled: SourceError | None = None  # set once that read was declared stalled
+        self._stalled_at = 0.0
+        self._watchdog: threading.Thread | None = None
 
     # -- what the source reports ------------------------------------------------------------
 
@@ -268,8 +294,13 @@ class Capture:
             assert self._factory is not None
             self._source = self._factory()
         self._packets = uses_packets(self._source) and not self.keep_all
-        self._thread = threading.Thread(target=self._run, name="edge-capture", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(0,), name="edge-capture",
+                                        daemon=True)
         self._thread.start()
+        if self.stall is not None and self.live:
+            self._watchdog = threading.Thread(target=self._watch, name="edge-capture-watchdog",
+                                              daemon=True)
+            self._watchdog.start()
         return self
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -282,10 +313,13 @@ class Capture:
         self._slot.close(discard=True)
         if self._source is not None:
             self._source.close()  # also wakes a read blocked on a socket
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-            if self._thread.is_alive():
+        thread = self._thread  # read once: the watchdog may replace a stuck one
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
                 log.warning("the capture thread did not stop within %.1f s", timeout)
+        if self._watchdog is not None and self._watchdog is not threading.current_thread():
+            self._watchdog.join(timeout)
 
     def __enter__(self) -> Capture:
         return self.start()
@@ -336,35 +370,49 @@ class Capture:
 
     # -- the capture thread -----------------------------------------------------------------
 
-    def _run(self) -> None:
-        base = 0  # added to the source's indices so they keep increasing across reopenings
-        last_index = -1
+    def _run(self, generation: int, stalled: SourceError | None = None) -> None:
+        """The capture thread: read, stamp, hand over; reopen or end on failure.
+
+        Args:
+            generation: This thread's number; once the watchdog bumps `_generation` past it,
+                the thread only leaves (without touching the slot or the current source).
+            stalled: Begin by recovering from this stall (a thread replacing a stuck one).
+        """
         attempt = 0
         paced_from: tuple[float, int] | None = None  # (monotonic time, index) pacing started
         try:
+            if stalled is not None:
+                assert self._source is not None
+                if not self._recover(self._source, stalled, attempt):
+                    return
+                attempt += 1
             while not self._stop.is_set():
                 source = self._source
                 assert source is not None
+                with self._read_lock:
+                    if generation != self._generation:
+                        return
+                    self._read_since, self._stalled = time.monotonic(), None
                 try:
                     item = self._read(source)
                     failure: BaseException | None = None
                 except Exception as exc:  # noqa: BLE001 - a failing driver must not kill the thread
                     item, failure = None, exc
+                with self._read_lock:
+                    if generation != self._generation:
+                        return  # left behind while stuck: a newer thread has taken over
+                    self._read_since = None
+                    if self._stalled is not None:  # the watchdog closed the source under us
+                        item, failure = None, self._stalled
                 if self._stop.is_set():
                     break
                 if item is None:
-                    if failure is not None:
-                        self.error = failure
-                    if not (self.live and self.reconnect is not None and self._factory):
-                        self._finish(source, failure)
-                        break
-                    if not self._reopen(source, failure, attempt):
+                    if not self._recover(source, failure, attempt):
                         break
                     attempt += 1
-                    base = last_index + 1
                     continue
                 attempt = 0
-                index = base + item.index
+                index = self._base + item.index
                 if self.realtime and not self.live:
                     if paced_from is None:
                         paced_from = (time.monotonic(), index)
@@ -376,16 +424,81 @@ class Capture:
                     item = dataclasses.replace(item, timestamp_ns=time.monotonic_ns())
                 if index != item.index:
                     item = dataclasses.replace(item, index=index)
-                last_index = index
+                self._last_index = index
                 self.frames_in += 1
                 held = (item, source) if self._packets else item
                 while not self._slot.put(held, timeout=0.5):
                     if self._slot.closed or self._stop.is_set():
                         break
         finally:
-            self._slot.close()
-            if self._source is not None:
-                self._source.close()
+            with self._read_lock:
+                current = generation == self._generation
+            if current:
+                self._slot.close()
+                if self._source is not None:
+                    self._source.close()
+
+    def _recover(self, source: FrameSource, failure: BaseException | None, attempt: int) -> bool:
+        """After a read gave nothing: reopen a live source (True) or end the capture (False)."""
+        if failure is not None:
+            self.error = failure
+        if not (self.live and self.reconnect is not None and self._factory):
+            self._finish(source, failure)
+            return False
+        if not self._reopen(source, failure, attempt):
+            return False
+        self._base = self._last_index + 1
+        return True
+
+    def _watch(self) -> None:
+        """The watchdog thread (with `stall`): notices a read that blocks for `stall` seconds.
+
+        First it closes the source, which makes most drivers return from the read, and the
+        capture thread then recovers as from any failure. If the read still has not returned
+        `stall` seconds later, the driver is stuck for good: that thread is left behind and a
+        new one recovers instead (reopening may fail while the stuck handle holds the device;
+        the backoff keeps trying).
+        """
+        assert self.stall is not None
+        stall = self.stall
+        while not self._stop.wait(min(0.25, stall / 4)) and not self._slot.closed:
+            now = time.monotonic()
+            closing: FrameSource | None = None
+            replace: SourceError | None = None
+            # A slow camera (a long exposure, a low frame rate) is not a stalled one.
+            fps = float(getattr(self._source, "fps", 0.0) or 0.0)
+            limit = max(stall, 3.0 / fps) if fps > 0 else stall
+            with self._read_lock:
+                since = self._read_since
+                if since is None or now - since < limit:
+                    continue
+                if self._stalled is None:
+                    closing = self._source
+                    uri = hide_password(getattr(closing, "uri", "the source"))
+                    stalled = self._stalled = SourceError(
+                        f"{uri} delivered no frame for {limit:g} s (its read is blocked); "
+                        "check the camera and its cable or stream"
+                    )
+                    self._stalled_at = now
+                elif now - self._stalled_at >= limit:
+                    replace = self._stalled
+                    self._generation += 1
+                    self._read_since = None
+                    generation = self._generation
+            if closing is not None:
+                log.warning("%s; closing it to reopen", stalled)
+                try:
+                    closing.close()
+                except Exception:  # a driver failing to close is still stalled: go on
+                    log.warning("closing the stalled source failed", exc_info=True)
+            if replace is not None:
+                log.error("the read of %s did not return after closing it; leaving that "
+                          "thread behind and starting a new one",
+                          hide_password(getattr(self._source, "uri", "the source")))
+                thread = threading.Thread(target=self._run, args=(generation, replace),
+                                          name="edge-capture", daemon=True)
+                self._thread = thread
+                thread.start()
 
     def _read(self, source: FrameSource) -> Frame | Packet | None:
         if self._packets:
@@ -396,9 +509,9 @@ class Capture:
     def _finish(self, source: FrameSource, failure: BaseException | None) -> None:
         self.ended = True
         if failure is not None:
-            log.error("source %s failed: %s", source.uri, failure)
+            log.error("source %s failed: %s", hide_password(source.uri), failure)
         else:
-            log.info("source %s ended", source.uri)
+            log.info("source %s ended", hide_password(source.uri))
 
     def _reopen(self, old: FrameSource, failure: BaseException | None, attempt: int) -> bool:
         """Close `old` and open a new source, retrying with backoff; False if it gave up."""
@@ -406,15 +519,16 @@ class Capture:
         self._skipped_before += int(getattr(old, "skipped", 0))
         old.close()
         why = f"{failure}" if failure is not None else "the stream ended"
+        uri = hide_password(old.uri)
         policy = self.reconnect
         while not self._stop.is_set():
             if policy.max_attempts and attempt >= policy.max_attempts:
-                log.error("giving up on %s after %d attempts: %s", old.uri, attempt, why)
+                log.error("giving up on %s after %d attempts: %s", uri, attempt, why)
                 self.ended = True
                 return False
             delay = policy.delay(attempt, self._rng)
             log.warning(
-                "source %s lost (%s); reconnect attempt %d in %.1f s", old.uri, why, attempt + 1, delay
+                "source %s lost (%s); reconnect attempt %d in %.1f s", uri, why, attempt + 1, delay
             )
             if self._stop.wait(delay):
                 return False
@@ -430,6 +544,6 @@ class Capture:
             self._source = new
             self._packets = uses_packets(new) and not self.keep_all
             self.reconnects += 1
-            log.info("reconnected to %s (attempt %d)", new.uri, attempt + 1)
+            log.info("reconnected to %s (attempt %d)", uri, attempt + 1)
             return True
         return False

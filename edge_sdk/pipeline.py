@@ -72,6 +72,10 @@ REDUCE_FACTORS = (8, 4, 2, 1)
 #: The inference thread gives up after this many frames in a row fail to classify.
 MAX_CONSECUTIVE_ERRORS = 10
 
+#: Default `Pipeline` stall: seconds a live source's read may block before it is reopened. Above
+#: the HTTP and RTSP sources' own 5 s timeouts (they report first) and any camera frame interval.
+STALL_S = 10.0
+
 #: Predictions buffered for an iterating consumer (newest-wins unless keep_all).
 ITERATOR_CAPACITY = 8
 
@@ -200,6 +204,10 @@ class Pipeline:
         reconnect: How a live source that fails or stalls is reopened: an
             `edge_sdk.capture.Backoff`, False for never (the run ends), or None/True for the
             default backoff (live URI sources only; files end where they end).
+        stall: Seconds one read of a live source may block before the source counts as
+            stalled and is closed and reopened (or, without reconnect, the run ends with a
+            SourceError): for drivers with no timeout of their own, such as picamera2 or a
+            GStreamer appsink. None turns the watch off. See `edge_sdk.capture`.
         drain_timeout: Seconds each sink gets at shutdown to publish what it has queued.
         iterate: Whether predictions are kept for ``for prediction in pipeline``, settled
             when the pipeline starts, since predictions published before that cannot be
@@ -238,6 +246,7 @@ class Pipeline:
         on_prediction: Callable[[Prediction], Any] | None = None,
         reduce: int | None = None,
         reconnect: Backoff | bool | None = None,
+        stall: float | None = STALL_S,
         drain_timeout: float = 2.0,
         iterate: bool | None = None,
     ) -> None:
@@ -245,6 +254,8 @@ class Pipeline:
             raise ValueError(f"max_fps must be > 0, got {max_fps}")
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        if stall is not None and not stall > 0:
+            raise ValueError(f"stall must be > 0 seconds or None, got {stall}")
         if reduce is not None and reduce not in REDUCE_FACTORS:
             raise ValueError(f"reduce must be one of 1, 2, 4, 8, got {reduce}")
         if iterate not in (None, True, False):
@@ -266,6 +277,7 @@ class Pipeline:
         self.smoother = make_smoother(smoothing)
         self.reduce = reduce
         self.reconnect = reconnect
+        self.stall = stall
         self.drain_timeout = drain_timeout
         self.iterate = iterate
         self.metrics = Metrics()
@@ -445,6 +457,7 @@ class Pipeline:
             keep_all=bool(self.keep_all),
             realtime=bool(self.realtime),
             reconnect=reconnect,
+            stall=self.stall if live else None,
         )
         capture.start()
         self.capture = capture

@@ -18,6 +18,7 @@ import pytest
 from support.media import make_video
 from support.mjpeg_server import MjpegServer
 
+import edge_sdk.pipeline as pipeline_module
 from edge_sdk.classifier import Classifier
 from edge_sdk.errors import BackendError, SourceError
 from edge_sdk.pipeline import Pipeline, choose_reduce
@@ -260,6 +261,8 @@ def test_bad_sources_and_arguments(tmp_path: Path, classifier: Classifier) -> No
         Pipeline("x.mp4", classifier, max_fps=0)
     with pytest.raises(ValueError, match="reduce"):
         Pipeline("x.mp4", classifier, reduce=3)
+    with pytest.raises(ValueError, match="stall"):
+        Pipeline("x.mp4", classifier, stall=0)
     with pytest.raises(TypeError, match="not a sink"):
         Pipeline("x.mp4", classifier, [object()])
 
@@ -398,8 +401,6 @@ def test_iterate_true_makes_inference_wait_for_the_loop(
     videos: dict[str, Path], classifier: Classifier, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import edge_sdk.pipeline as pipeline_module
-
     monkeypatch.setattr(pipeline_module, "PENDING_CAPACITY", 5)  # 40 frames overflow it
     sink = Recorder(lossless=True, wants_frames=False)
     with Pipeline(str(videos["mjpeg"]), classifier, [sink], keep_all=True,
@@ -418,8 +419,6 @@ def test_a_loop_later_than_the_pending_buffer_loses_the_oldest(
 ) -> None:
     """iterate=None never lets a with block that does not iterate stall a keep_all run: past
     PENDING_CAPACITY unread predictions the oldest go, counted and warned about once."""
-    import edge_sdk.pipeline as pipeline_module
-
     monkeypatch.setattr(pipeline_module, "PENDING_CAPACITY", 5)
     sink = Recorder(lossless=True, wants_frames=False)
     with caplog.at_level(logging.WARNING), Pipeline(
@@ -439,8 +438,6 @@ def test_wait_in_a_with_block_means_no_loop(
     videos: dict[str, Path], classifier: Classifier, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import edge_sdk.pipeline as pipeline_module
-
     monkeypatch.setattr(pipeline_module, "PENDING_CAPACITY", 5)
     sink = Recorder(lossless=True, wants_frames=False)
     with caplog.at_level(logging.WARNING), Pipeline(
@@ -466,3 +463,18 @@ def test_run_start_and_iterate_false_keep_nothing(videos: dict[str, Path],
         next(iter(silent))
     with pytest.raises(TypeError, match="iterate"):
         Pipeline(str(videos["mjpeg"]), classifier, iterate="yes")  # type: ignore[arg-type]
+
+
+def test_live_sources_are_watched_for_stalled_reads(videos: dict[str, Path],
+                                                    classifier: Classifier) -> None:
+    """The read watchdog (edge_sdk.capture, tested on a hanging camera in test_sources) is on
+    for live sources, off for files, whose reads never wait for the world."""
+    live = Pipeline("test://?size=64x48&fps=30", classifier, stall=4.0, max_frames=2)
+    live.run()
+    assert live.capture is not None and live.capture.stall == 4.0
+    default = Pipeline("test://?size=64x48&fps=30", classifier, max_frames=1)
+    default.run()
+    assert default.capture is not None and default.capture.stall == pipeline_module.STALL_S
+    file = Pipeline(str(videos["mjpeg"]), classifier, keep_all=True, max_frames=1)
+    file.run()
+    assert file.capture is not None and file.capture.stall is None

@@ -7,11 +7,13 @@ run against a fake with picamera2's API.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,6 +23,7 @@ import pytest
 from support.media import make_jpeg, make_video
 from support.mjpeg_server import MjpegServer, free_port
 
+from edge_sdk.capture import Backoff, Capture
 from edge_sdk.errors import BackendUnavailable, ConfigError, SourceError
 from edge_sdk.protocols import FrameSource
 from edge_sdk.sources import SCHEMES_HELP, open_source, route, source_options, uses_packets
@@ -501,11 +504,18 @@ class FakePicamera2:
     create_video_configuration(main={"size", "format"}, controls=...) / configure / start /
     capture_array(name) / stop / close life cycle, and global_camera_info(). Like libcamera's
     "RGB888", capture_array returns pixels stored B, G, R, here for a scene that is pure red,
-    with the row padding a real buffer may carry.
+    with the row padding a real buffer may carry, one frame per 1/FrameRate seconds.
+
+    A stalled camera: instance number n's capture_array blocks for good after `hangs[n]`
+    frames, as a real one does when its sensor or cable fails; `close` (from another thread)
+    wakes it, which then raises, unless `deaf` (a driver that ignores the close too, until
+    `release_all` at the end of the test).
     """
 
     cameras = 1
     instances: ClassVar[list[FakePicamera2]] = []
+    hangs: ClassVar[dict[int, int]] = {}
+    deaf = False
 
     def __init__(self, camera_num: int = 0, tuning: object = None) -> None:
         if camera_num >= self.cameras:
@@ -513,7 +523,16 @@ class FakePicamera2:
         self.camera_num = camera_num
         self.calls: list[str] = []
         self.config: dict[str, Any] | None = None
+        self.frames = 0
+        self.hanging = threading.Event()
+        self._wake = threading.Event()
+        self._hang_after = self.hangs.get(len(FakePicamera2.instances))
         FakePicamera2.instances.append(self)
+
+    @classmethod
+    def release_all(cls) -> None:
+        for camera in cls.instances:
+            camera._wake.set()
 
     @staticmethod
     def global_camera_info() -> list[dict[str, Any]]:
@@ -544,6 +563,12 @@ class FakePicamera2:
 
     def capture_array(self, name: str = "main") -> np.ndarray:
         assert self.config is not None and "start" in self.calls
+        if self._hang_after is not None and self.frames >= self._hang_after:
+            self.hanging.set()
+            self._wake.wait()
+            raise RuntimeError("Camera frontend has timed out!")
+        time.sleep(1.0 / self.config["controls"]["FrameRate"])
+        self.frames += 1
         width, height = self.config["main"]["size"]
         assert self.config["main"]["format"] == "RGB888"
         stride = width + 16  # padded rows
@@ -556,15 +581,20 @@ class FakePicamera2:
 
     def close(self) -> None:
         self.calls.append("close")
+        if not self.deaf:
+            self._wake.set()
 
 
 @pytest.fixture()
-def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> type[FakePicamera2]:
+def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakePicamera2]]:
     module = types.ModuleType("picamera2")
     module.Picamera2 = FakePicamera2
     monkeypatch.setitem(sys.modules, "picamera2", module)
     FakePicamera2.instances = []
-    return FakePicamera2
+    FakePicamera2.hangs = {}
+    FakePicamera2.deaf = False
+    yield FakePicamera2
+    FakePicamera2.release_all()  # no capture thread stays stuck in a fake after its test
 
 
 def test_picamera2_adapter(fake_picamera2: type[FakePicamera2]) -> None:
@@ -684,3 +714,74 @@ def test_usb_camera_falls_back_when_its_jpegs_do_not_decode(
         assert (source.size, source.reduce) == ((640, 480), 1)
         frame = source.read()
     assert frame is not None and frame.image.shape == (480, 640, 3)
+
+
+# -- a camera whose read blocks forever ---------------------------------------------------------
+
+
+def stalled_camera_capture(stall: float) -> Capture:
+    return Capture(lambda: open_source("csi://0", size="64x48", fps=50, jetson=False),
+                   reconnect=Backoff(initial=0.05, maximum=0.1), stall=stall)
+
+
+def frames_after(capture: Capture, count: int, timeout: float) -> list[Frame]:
+    frames: list[Frame] = []
+    deadline = time.monotonic() + timeout
+    while len(frames) < count and time.monotonic() < deadline and not capture.finished:
+        frame = capture.get(timeout=0.2)
+        if frame is not None:
+            frames.append(frame)
+    return frames
+
+
+def test_a_blocked_camera_read_is_a_stall_that_reconnects(
+    fake_picamera2: type[FakePicamera2], caplog: pytest.LogCaptureFixture
+) -> None:
+    """picamera2's capture_array has no timeout: the watchdog closes the camera after `stall`
+    seconds, which wakes the read, and the capture thread reopens it."""
+    caplog.set_level(logging.INFO, logger="edge_sdk.capture")
+    fake_picamera2.hangs = {0: 3}
+    with stalled_camera_capture(0.3) as capture:
+        before = frames_after(capture, 3, 5)
+        assert fake_picamera2.instances[0].hanging.wait(5)
+        hung = time.monotonic()
+        after = frames_after(capture, 3, 5)
+        resumed = time.monotonic() - hung
+    assert len(before) == 3 and len(after) == 3
+    assert 0.3 <= resumed < 3.0
+    assert capture.reconnects == 1 and len(fake_picamera2.instances) == 2
+    assert "close" in fake_picamera2.instances[0].calls
+    assert isinstance(capture.error, SourceError) and "no frame for 0.3 s" in str(capture.error)
+    indices = [f.index for f in before + after]
+    assert indices == sorted(set(indices)), "indices keep increasing across the reopening"
+    assert "delivered no frame" in caplog.text and "reconnected to csi://0" in caplog.text
+
+
+def test_a_read_that_ignores_the_close_is_left_behind(
+    fake_picamera2: type[FakePicamera2], caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_picamera2.hangs = {0: 2}
+    fake_picamera2.deaf = True
+    with stalled_camera_capture(0.3) as capture:
+        frames_after(capture, 2, 5)
+        assert fake_picamera2.instances[0].hanging.wait(5)
+        after = frames_after(capture, 3, 5)
+        stuck = [t for t in threading.enumerate() if t.name == "edge-capture"]
+    assert len(after) == 3 and capture.reconnects == 1
+    assert len(stuck) == 2  # the stuck one, left behind, and the one that took over
+    assert "did not return after closing it" in caplog.text
+    fake_picamera2.release_all()  # the driver finally returns: the old thread just leaves
+    for thread in stuck:
+        thread.join(2)
+    assert not any(t.is_alive() for t in stuck)
+
+
+def test_a_stall_without_reconnect_ends_the_capture(fake_picamera2: type[FakePicamera2]) -> None:
+    fake_picamera2.hangs = {0: 1}
+    source = open_source("csi://0", size="64x48", fps=50, jetson=False)
+    with Capture(source, stall=0.2) as capture:
+        frames = frames_after(capture, 5, 5)
+    assert len(frames) == 1 and capture.ended and capture.finished
+    assert isinstance(capture.error, SourceError)
+    with pytest.raises(ValueError, match="stall"):
+        Capture(source, stall=0)
