@@ -127,9 +127,17 @@ else
        "'systemctl enable --now edge-classify'" >&2
 fi
 echo "checking the machine as the service user (edge-classify doctor):"
-if command -v runuser >/dev/null && [[ $DRY -eq 0 ]]; then
-  runuser -u "$USER_NAME" -- env EDGE_SDK_HOME="$STATE_DIR" "$BIN" doctor \
-      --config "$CONF_DIR/config.toml" --runs 3 || true
+if [[ $DRY -eq 0 ]]; then
+  if command -v systemd-run >/dev/null && [[ -d /run/systemd/system ]]; then
+    # As the unit runs: its user and groups, and the MQTT password as a systemd credential
+    # (the file itself is root's, mode 0600, so the user alone could not read it).
+    systemd-run --quiet --pipe --wait --collect -p User="$USER_NAME" -p SupplementaryGroups=video \
+        -p LoadCredential=mqtt-password:"$CONF_DIR/mqtt-password" -E EDGE_SDK_HOME="$STATE_DIR" \
+        "$BIN" doctor --config "$CONF_DIR/config.toml" --runs 3 || true
+  elif command -v runuser >/dev/null; then
+    runuser -u "$USER_NAME" -- env EDGE_SDK_HOME="$STATE_DIR" "$BIN" doctor \
+        --config "$CONF_DIR/config.toml" --runs 3 || true
+  fi
 fi
 echo "done: edit $CONF_DIR/config.toml, then 'systemctl restart edge-classify';" \
      "logs: journalctl -u edge-classify -f"
