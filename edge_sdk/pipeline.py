@@ -62,6 +62,7 @@ from edge_sdk.metrics import Metrics
 from edge_sdk.postprocess import Smoother, classify, make_smoother
 from edge_sdk.protocols import FrameSource
 from edge_sdk.sinks.worker import BoundedQueue, QueueClosed, SinkWorker, sink_name
+from edge_sdk.sources.base import hide_password
 from edge_sdk.types import Frame, Prediction
 
 log = logging.getLogger(__name__)
@@ -373,7 +374,7 @@ class Pipeline:
         if live:
             if self.keep_all:
                 log.info("keep_all does not apply to a live source: it would make %s back up",
-                         getattr(source, "uri", "it"))
+                         self._uri())
             self.keep_all, self.realtime = False, False
         elif self.keep_all is None and self.realtime is None:
             # A file with a frame rate plays like a camera; images (no rate) are each classified.
@@ -496,7 +497,7 @@ class Pipeline:
         source, else shrunk in the capture thread (off the inference thread's path)."""
         if factor == 1:
             return source
-        uri = getattr(source, "uri", "the source")
+        uri = self._uri()
         if hasattr(source, "reduce"):
             source.reduce = factor
             if getattr(source, "reduce", 1) == factor:
@@ -746,4 +747,6 @@ class Pipeline:
                 "wait for a late loop, iterate=False keeps nothing)", PENDING_CAPACITY)
 
     def _uri(self) -> str:
-        return self.source if isinstance(self.source, str) else getattr(self.source, "uri", "?")
+        """The source's URI for messages, password starred out (they reach logs and screens)."""
+        uri = self.source if isinstance(self.source, str) else getattr(self.source, "uri", "?")
+        return hide_password(str(uri))
