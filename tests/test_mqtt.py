@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.mosquitto import Mosquitto, Recorder, free_port, make_tls, mosquitto, retained
+from support.mosquitto import (
+    Mosquitto,
+    Recorder,
+    free_port,
+    make_client_cert,
+    make_tls,
+    mosquitto,
+    retained,
+)
 from support.service_proc import ServiceProcess
 
 from edge_sdk.errors import ConfigError
@@ -288,6 +296,57 @@ def test_tls_with_a_self_signed_ca(tmp_path: Path) -> None:
                       discovery=False, **FAST) as untrusting:
             assert not untrusting.wait_connected(1.0)
             assert untrusting.connect_failures >= 1
+    finally:
+        broker.stop()
+
+
+def test_tls_client_certificate_a_broker_requires(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tls = make_tls(tmp_path / "tls")
+    cert = make_client_cert(tls)
+    stranger = make_client_cert(make_tls(tmp_path / "other-ca"), "stranger")
+    broker = Mosquitto(tmp_path, tls=tls, require_certificate=True)
+    broker.start()
+    caplog.set_level(logging.DEBUG, "edge_sdk.mqtt")
+
+    def refused(device_id: str, **files: str) -> str:
+        """Connect with `files`; return the one ERROR line the refusals logged."""
+        caplog.clear()
+        sink = MqttSink(host="127.0.0.1", port=broker.port, device_id=device_id,
+                        ca_file=str(tls.ca_file), discovery=False, **files, **FAST)
+        try:
+            deadline = time.monotonic() + 10
+            while sink.connect_failures < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)  # polling a counter paho's thread bumps; no event to wait on
+            # Still retrying (paho's thread is alive), never connected, and publish still works.
+            assert sink.connect_failures >= 3 and not sink.connected
+            sink.publish(prediction(2), None)
+            assert sink.queue_depth == 1
+        finally:
+            sink.close()
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        assert errors[0].exc_info is None and "\n" not in errors[0].getMessage()
+        return errors[0].getMessage()
+
+    try:
+        rec = Recorder(broker, ["edge-sdk/cam15/prediction"], ca_file=tls.ca_file, client_cert=cert)
+        with MqttSink(host="127.0.0.1", port=broker.port, device_id="cam15",
+                      ca_file=str(tls.ca_file), certfile=str(cert.cert_file),
+                      keyfile=str(cert.key_file), discovery=False, **FAST) as sink:
+            assert sink.wait_connected(10)
+            sink.publish(prediction(1), None)
+            assert rec.wait_for(lambda m: len(m) == 1)
+        rec.close()
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+        message = refused("cam15b")
+        assert "refused the TLS connection" in message and "certificate required" in message
+        assert "certfile" in message
+        message = refused("cam15c", certfile=str(stranger.cert_file),
+                          keyfile=str(stranger.key_file))
+        assert "refused the TLS connection" in message and "unknown ca" in message
     finally:
         broker.stop()
 

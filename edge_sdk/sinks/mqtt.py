@@ -201,6 +201,10 @@ class MqttSink(Closing):
         self._overflow_logged_at = -_REPEAT_LOG_EVERY
         self._refused_logged_at = -_REPEAT_LOG_EVERY
         self._disconnected_at: float | None = None
+        # paho's last socket error (a TLS alert, say) and whether the broker answered the current
+        # connection attempt: see `_on_disconnect`.
+        self._socket_error = ""
+        self._answered = False
 
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -218,6 +222,7 @@ class MqttSink(Closing):
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_log = self._on_log
         self.client = client
         client.connect_async(host, self.port, keepalive)
         client.loop_start()
@@ -491,6 +496,8 @@ class MqttSink(Closing):
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
+        self._answered = True
+        self._socket_error = ""
         if reason.is_failure:
             self.connect_failures += 1
             name = str(reason)
@@ -552,13 +559,44 @@ class MqttSink(Closing):
     ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
-        if self._closed or not was_connected:
+        answered, self._answered = self._answered, False
+        if self._closed:
+            return
+        if not was_connected:
+            if not answered:  # a refusal by CONNACK was counted and logged in _on_connect
+                self._closed_before_connack()
             return
         self._disconnected_at = time.monotonic()
         log.warning(
             "MQTT: connection to %s:%d lost (%s); %d predictions queued, reconnecting",
             self.host, self.port, reason, self.queue_depth,
         )
+
+    def _closed_before_connack(self) -> None:
+        # The broker closed the connection before answering CONNECT. Over TLS 1.3 this is how it
+        # refuses a client certificate (a missing one, or one its CA did not sign): the handshake
+        # completes on our side first, and the broker's TLS alert only shows on the next read.
+        self.connect_failures += 1
+        if self._disconnected_at is None:
+            self._disconnected_at = time.monotonic()
+        why, self._socket_error = self._socket_error or "no reason given", ""
+        if self.tls and "alert" in why.lower():
+            self._problem(
+                f"MQTT: broker {self.host}:{self.port} refused the TLS connection ({why}); "
+                "check certfile and keyfile (the client certificate it wants); retrying",
+                logging.ERROR,
+            )
+        else:
+            self._problem(
+                f"MQTT: broker {self.host}:{self.port} closed the connection before accepting it "
+                f"({why}); retrying",
+                logging.WARNING,
+            )
+
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, message: str) -> None:
+        # paho says why a socket failed only here; the reason goes into the next problem line.
+        if level == mqtt.MQTT_LOG_ERR:
+            self._socket_error = message
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any

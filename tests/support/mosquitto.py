@@ -2,7 +2,8 @@
 
 The broker runs from Debian's `mosquitto` package (/usr/sbin/mosquitto) with its own config in a
 temporary folder: one listener on 127.0.0.1, persistence off (so a restart forgets retained
-messages and sessions, the harshest case for a client), optional password file and TLS.
+messages and sessions, the harshest case for a client), optional password file and TLS (which
+may require client certificates).
 `stop()` / `start()` keep the port, so clients reconnect to the same address.
 """
 
@@ -43,26 +44,48 @@ class BrokerTLS:
     ca_file: Path
     cert_file: Path
     key_file: Path
+    ca_key: Path  # to sign client certificates with (`make_client_cert`)
+
+
+@dataclass(frozen=True)
+class ClientCert:
+    """A client certificate and its private key (PEM)."""
+
+    cert_file: Path
+    key_file: Path
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def _sign(tls: BrokerTLS, folder: Path, name: str, subject: str, extensions: str) -> tuple[Path, Path]:
+    key, csr, crt = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
+    ext = folder / f"{name}.ext"
+    ext.write_text(extensions)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", str(key),
+             "-out", str(csr))
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(tls.ca_file), "-CAkey", str(tls.ca_key),
+             "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(crt))
+    return crt, key
 
 
 def make_tls(folder: Path, host: str = "127.0.0.1") -> BrokerTLS:
     """Make a CA and a server certificate for `host` with the openssl command."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key, ca_crt = folder / "ca.key", folder / "ca.crt"
-    key, csr, crt = folder / "server.key", folder / "server.csr", folder / "server.crt"
-    ext = folder / "server.ext"
-    ext.write_text(f"subjectAltName=IP:{host}\nbasicConstraints=CA:FALSE\n")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+             "/CN=edge-sdk test CA", "-keyout", str(ca_key), "-out", str(ca_crt))
+    ca = BrokerTLS(ca_crt, folder / "server.crt", folder / "server.key", ca_key)
+    _sign(ca, folder, "server", f"/CN={host}", f"subjectAltName=IP:{host}\nbasicConstraints=CA:FALSE\n")
+    return ca
 
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=edge-sdk test CA",
-        "-keyout", str(ca_key), "-out", str(ca_crt))
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={host}", "-keyout", str(key),
-        "-out", str(csr))
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(crt))
-    return BrokerTLS(ca_crt, crt, key)
+def make_client_cert(tls: BrokerTLS, name: str = "client") -> ClientCert:
+    """Make a client certificate signed by `tls`'s CA, next to its files."""
+    crt, key = _sign(tls, tls.ca_file.parent, name, f"/CN=edge-sdk test {name}",
+                     "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    return ClientCert(crt, key)
 
 
 class Mosquitto:
@@ -72,6 +95,7 @@ class Mosquitto:
         folder: Where the config, password file and log go.
         users: username -> password; when given, anonymous clients are refused.
         tls: Serve TLS with these files instead of plain TCP.
+        require_certificate: With `tls`, refuse clients without a certificate signed by its CA.
         persistence: Keep sessions (and the messages queued for them) across a restart, so a
             subscriber with a persistent session misses nothing while the broker is down.
         verbose: Log every packet (kept in `log`, the last LOG_LINES lines); off for soaks.
@@ -83,6 +107,7 @@ class Mosquitto:
         *,
         users: dict[str, str] | None = None,
         tls: BrokerTLS | None = None,
+        require_certificate: bool = False,
         persistence: bool = False,
         verbose: bool = True,
     ) -> None:
@@ -113,6 +138,8 @@ class Mosquitto:
             lines.append("allow_anonymous true")
         if tls:
             lines += [f"cafile {tls.ca_file}", f"certfile {tls.cert_file}", f"keyfile {tls.key_file}"]
+            if require_certificate:
+                lines.append("require_certificate true")
         self.config = folder / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n")
 
@@ -163,7 +190,8 @@ class Recorder:
         session: Client id of a persistent session (the broker queues QoS 1 and 2 messages for
             it while it is away); None for a clean session.
         qos: Subscription QoS; 2 makes the broker deliver each message to it exactly once.
-        tls: CA file when the broker serves TLS.
+        ca_file: CA file when the broker serves TLS.
+        client_cert: The certificate to show a broker that requires one.
         auth: (username, password) when the broker wants them.
     """
 
@@ -173,6 +201,7 @@ class Recorder:
         topics: list[str],
         *,
         ca_file: Path | None = None,
+        client_cert: ClientCert | None = None,
         auth: tuple[str, str] | None = None,
         session: str | None = None,
         qos: int = 1,
@@ -186,7 +215,9 @@ class Recorder:
             clean_session=session is None,
         )
         if ca_file:
-            self.client.tls_set(ca_certs=str(ca_file))
+            cert = client_cert
+            self.client.tls_set(ca_certs=str(ca_file), certfile=cert and str(cert.cert_file),
+                                keyfile=cert and str(cert.key_file))
         if auth:
             self.client.username_pw_set(*auth)
         self.client.reconnect_delay_set(0.1, 0.5)
