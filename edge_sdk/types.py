@@ -114,12 +114,18 @@ class Prediction:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Prediction:
-        """Inverse of `to_dict` (timings and scores keep their rounding)."""
+        """Inverse of `to_dict` (timings and scores keep their rounding).
+
+        Keys this version does not know are ignored, as the schema promises: a newer sender
+        may add timings or fields without bumping ``v``.
+        """
+        known = {f.name for f in dataclasses.fields(Timings)}
+        timings = {k: float(v) for k, v in data.get("timings_ms", {}).items() if k in known}
         return cls(
             frame_index=int(data["frame"]),
             timestamp_ns=int(data["ts_ns"]),
             top=tuple(Label(int(t["index"]), str(t["label"]), float(t["score"])) for t in data["top"]),
-            timings=Timings(**{k: float(v) for k, v in data.get("timings_ms", {}).items()}),
+            timings=Timings(**timings),
             model=str(data.get("model", "")),
         )
 

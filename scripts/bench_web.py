@@ -140,6 +140,7 @@ def main() -> None:
         assert child.stdin is not None and child.stdout is not None
         # The video plays in a loop: the run lasts as long as the segments need.
         pipeline = Pipeline(open_source(str(video), loop=True), clf, [web], keep_all=True,
+                            iterate=False,
                             on_prediction=lambda p: stamps.append(time.perf_counter()))
         idle: list[float] = []
         watched: list[float] = []

@@ -78,6 +78,9 @@ def test_jsonl_file_round_trips(tmp_path: Path) -> None:
     first = json.loads(lines[0])
     assert first["v"] == 1 and first["top"][0]["label"] == "tabby"
     assert first["timings_ms"]["inference"] == 7.25
+    # A newer sender may add keys without bumping "v": a reader of this version ignores them.
+    newer = {**first, "camera": "porch", "timings_ms": {**first["timings_ms"], "decode": 1.5}}
+    assert Prediction.from_dict(newer) == Prediction.from_dict(first)
 
 
 def test_jsonl_stdout_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

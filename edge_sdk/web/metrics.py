@@ -100,8 +100,8 @@ class SnapshotCollector:
             return
         family = HistogramMetricFamily(
             f"{PREFIX}_stage_seconds",
-            "Duration of each stage of a prediction (capture_wait, preprocess, inference, "
-            "postprocess, sink) and the frame's age at publish (age)",
+            "Duration of each stage of a prediction (capture_wait, decode, preprocess, "
+            "inference, postprocess, sink) and the frame's age at publish (age)",
             labels=["stage"],
         )
         for stage, data in stages.items():
