@@ -256,7 +256,7 @@ def _cross_checks(config: Config, where: str) -> None:
 def _check_mqtt(mqtt: MqttConfig, where: str) -> None:
     # What MqttSink refuses beyond the fields' ranges and choices, decided by the sink's own
     # rules where it has them, so that a config that passes here does not crash the service.
-    from edge_sdk.sinks.mqtt import _check_topic_part
+    from edge_sdk.sinks.mqtt import check_topic_part
 
     if mqtt.reconnect_min > mqtt.reconnect_max:
         raise ConfigError(
@@ -276,7 +276,7 @@ def _check_mqtt(mqtt: MqttConfig, where: str) -> None:
         if part == "device_id" and not value:
             continue  # the host name, which the sink checks when it starts
         try:
-            _check_topic_part(part, value, slashes=slashes)
+            check_topic_part(part, value, slashes=slashes)
         except ValueError:
             if not value:
                 raise ConfigError(f"{where}: [mqtt] {part} must not be empty; e.g. {part} = "

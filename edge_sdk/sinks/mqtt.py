@@ -60,7 +60,13 @@ _PAHO_QUEUE = _WINDOW + 64
 _MAX_PAYLOAD = 268_435_455  # MQTT's limit, which paho enforces by raising ValueError
 
 
-def _check_topic_part(name: str, value: str, *, slashes: bool) -> None:
+def check_topic_part(name: str, value: str, *, slashes: bool) -> None:
+    """Refuse a topic part MQTT cannot route: empty, a wildcard or NUL (and "/" unless
+    `slashes`). Shared with the service config's checks.
+
+    Raises:
+        ValueError: naming the part and what it may not contain.
+    """
     if not value or any(c in value for c in "+#\0") or (not slashes and "/" in value):
         allowed = "" if slashes else ", '/'"
         raise ValueError(f"{name} {value!r} must be non-empty without '+', '#'{allowed}")
@@ -156,9 +162,9 @@ class MqttSink(Closing):
         if keyfile and not certfile:
             raise ValueError("keyfile needs certfile (the client certificate)")
         device_id = device_id or default_device_id()
-        _check_topic_part("device_id", device_id, slashes=False)
-        _check_topic_part("prefix", prefix, slashes=True)
-        _check_topic_part("discovery_prefix", discovery_prefix, slashes=True)
+        check_topic_part("device_id", device_id, slashes=False)
+        check_topic_part("prefix", prefix, slashes=True)
+        check_topic_part("discovery_prefix", discovery_prefix, slashes=True)
         self.policy = PublishPolicy(
             on_change=on_change, hysteresis=hysteresis, min_interval=min_interval, interval=interval
         )

@@ -24,7 +24,8 @@ class PublishPolicy:
     Args:
         on_change: Publish when the (stable) top label changes.
         hysteresis: Predictions in a row a new label needs before it counts as a change (>= 1).
-        min_interval: Seconds between two publications caused by changes (>= 0).
+        min_interval: Seconds from the previous publication (of any kind, heartbeats included)
+            before a change may be published (>= 0).
         interval: Seconds between heartbeat publications; 0 switches heartbeats off.
 
     Raises:
