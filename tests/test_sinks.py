@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -389,3 +390,35 @@ def test_overlay_shows_frames_on_a_real_x_server(tmp_path: Path) -> None:
     finally:
         xvfb.terminate()
         xvfb.wait(10)
+
+
+class SlowLosslessSink:
+    """Takes 0.2 s per prediction: its queue still holds most of a short run at shutdown."""
+
+    lossless = True
+    wants_frames = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.got: list[int] = []
+
+    def publish(self, prediction: Prediction, frame: Frame | None) -> None:
+        time.sleep(0.2)
+        self.got.append(prediction.frame_index)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_sinks_drain_side_by_side_at_shutdown(classifier: Any) -> None:
+    """Two sinks with ~1 s of backlog each and one 1.6 s drain deadline: every worker drains
+    its queue in its own thread all along, so both finish, whichever is waited for first."""
+    from edge_sdk.pipeline import Pipeline
+
+    sinks = [SlowLosslessSink("slow_a"), SlowLosslessSink("slow_b")]
+    pipeline = Pipeline("test://?size=320x240&fps=30", classifier, sinks, max_frames=6,
+                        drain_timeout=1.6)
+    snapshot = pipeline.run()
+    for sink in sinks:
+        assert len(sink.got) == 6, (sink.name, sink.got)
+        assert snapshot["sinks"][sink.name]["dropped"] == 0
