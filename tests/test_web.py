@@ -379,6 +379,34 @@ def test_metrics_from_an_attached_pipeline_with_mqtt_queue_gauge(sink: WebSink) 
     assert "fps_in" in json.loads(get(sink.url + "api/prediction")[1])["rates"]
 
 
+def test_metrics_of_a_pipeline_with_the_real_mqtt_sink(tmp_path: Path, classifier: Any) -> None:
+    """Web view and MQTT in one pipeline, a real broker: the MQTT sink's gauges and counts
+    reach /metrics under their own names and types."""
+    from support.mosquitto import Mosquitto
+
+    from edge_sdk.pipeline import Pipeline
+    from edge_sdk.sinks.mqtt import MqttSink
+
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    try:
+        mqtt = MqttSink(host=broker.host, port=broker.port, device_id="webtest", discovery=False)
+        web = WebSink(bind="127.0.0.1:0")
+        with Pipeline("test://?size=320x240&fps=30", classifier, [mqtt, web], max_frames=12,
+                      iterate=False) as pipeline:
+            pipeline.wait(20)
+            wait_until(lambda: mqtt.published == 12)  # acknowledged by the broker
+            found = families(get(web.url + "metrics")[1].decode())
+        published = found["edge_sdk_mqtt_published"]
+        assert published.type == "counter" and published.samples[0].name.endswith("_total")
+        assert published.samples[0].value == mqtt.published == 12
+        assert found["edge_sdk_mqtt_dropped"].type == "counter"
+        assert found["edge_sdk_mqtt_queue_depth"].type == "gauge"
+        assert found["edge_sdk_mqtt_connected"].samples[0].value == 1
+    finally:
+        broker.stop()
+
+
 # -- end to end: pipeline on a real video, page in a real headless Chromium ----------------------
 
 def decode_png(png: bytes) -> np.ndarray:

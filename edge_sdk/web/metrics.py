@@ -62,11 +62,17 @@ class SnapshotCollector:
         yield from self._stages(snap.get("stages", {}))
         yield from self._sinks(snap.get("sinks", {}))
         for name, value in snap.get("gauges", {}).items():
-            if value is not None:
-                yield GaugeMetricFamily(
-                    f"{PREFIX}_{_metric_name(name)}", f"Gauge {name!r} registered by a plugin",
-                    value=float(value),
-                )
+            if value is None:
+                continue
+            metric = f"{PREFIX}_{_metric_name(name)}"
+            if metric.endswith("_total"):
+                # A plugin's running count (mqtt_published_total, ...): a counter to Prometheus,
+                # so rate() works and the name keeps the convention; the family adds "_total".
+                yield CounterMetricFamily(metric[: -len("_total")],
+                                          f"Counter {name!r} registered by a plugin", value=float(value))
+            else:
+                yield GaugeMetricFamily(metric, f"Gauge {name!r} registered by a plugin",
+                                        value=float(value))
         if self._extra is not None:
             for name, (kind, value, doc) in self._extra().items():
                 family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
