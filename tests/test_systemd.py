@@ -241,6 +241,45 @@ def test_service_run_applies_command_line_overrides(
         recorder.close()
 
 
+@pytest.mark.slow
+def test_service_serves_the_web_view_from_its_config(tmp_path: Path, model_home: Path) -> None:
+    """`[web] enabled` in the service config: the page's API answers with live predictions
+    while the service runs, and SIGTERM still ends it with 0."""
+    import json
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = f"""
+        [source]
+        uri = "test://?size=320x240&fps=10"
+        [model]
+        threads = 1
+        [web]
+        enabled = true
+        bind = "127.0.0.1:{port}"
+    """
+    service = ServiceProcess(config, tmp_path, env={"EDGE_SDK_HOME": str(model_home)})
+    try:
+        frames: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(set(frames)) < 2 and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/prediction", timeout=2) as r:
+                    frames.append(json.loads(r.read())["frame"])
+            except OSError:
+                pass  # not listening yet, or 503 before the first prediction
+            time.sleep(0.2)
+        assert len(set(frames)) >= 2, service.log  # predictions move on
+        service.proc.send_signal(signal.SIGTERM)
+        assert service.wait(10) == 0, service.log
+        assert "Traceback" not in service.log
+    finally:
+        service.stop()
+
+
 @pytest.mark.parametrize("config, args, expected", [
     # A stall_after the watchdog cannot honour: refused before the model loads.
     ("[service]\nstall_after = 5.0", [], "[service] stall_after = 5 must be below the unit's "
