@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 from support.media import make_video
-from support.mjpeg_server import MjpegServer
+from support.mjpeg_server import MjpegServer, photo_frame_maker
+from support.rtsp_server import RtspServer
+from support.rtsp_server import missing as rtsp_server_missing
 
 import edge_sdk.pipeline as pipeline_module
 from edge_sdk.classifier import Classifier
@@ -24,6 +26,7 @@ from edge_sdk.errors import BackendError, SourceError
 from edge_sdk.pipeline import Pipeline, choose_reduce
 from edge_sdk.postprocess import EmaSmoother, MeanSmoother, make_smoother
 from edge_sdk.sinks.jsonl import JsonlSink
+from edge_sdk.sources.synthetic import read_number
 from edge_sdk.types import Frame, Prediction
 
 
@@ -478,3 +481,58 @@ def test_live_sources_are_watched_for_stalled_reads(videos: dict[str, Path],
     file = Pipeline(str(videos["mjpeg"]), classifier, keep_all=True, max_frames=1)
     file.run()
     assert file.capture is not None and file.capture.stall is None
+
+
+def test_rtsp_stream_reconnects_after_the_server_restarts(classifier: Classifier) -> None:
+    """A real RTSP camera (GStreamer's server, H.264 of real photos) is killed for a second and
+    comes back on the same port: the run goes on, and the frames after it are new ones."""
+    reason = rtsp_server_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    arrived = threading.Condition()
+    times: list[float] = []
+
+    def record(prediction: Prediction) -> None:
+        with arrived:
+            times.append(time.monotonic())
+            arrived.notify_all()
+
+    def wait_for(count: int, timeout: float) -> bool:
+        with arrived:
+            return arrived.wait_for(lambda: len(times) >= count, timeout)
+
+    size = (320, 240)
+    server = RtspServer(fps=30, size=size, codec="h264", frames=photo_frame_maker(size))
+    sink = Recorder()
+    pipeline = Pipeline(server.url, classifier, [sink], on_prediction=record)
+    try:
+        server.start()
+        pipeline.start()
+        assert wait_for(5, 20), "no predictions from the stream"
+        server.stop()
+        outage = time.monotonic()
+        last_before = server.frame_due(outage)
+        time.sleep(1.0)  # the outage itself: nothing to wait for
+        with arrived:
+            before = len(times)
+        assert pipeline.running
+        server.start()
+        restarted = time.monotonic()
+        first_after = server.frame_due(restarted)
+        assert wait_for(before + 5, 15), "predictions did not resume"
+        with arrived:
+            resumed = next(t for t in times[before:] if t > restarted)
+        assert resumed - restarted < 5.0
+        assert not [t for t in times if outage + 0.5 < t < restarted]  # none during the outage
+    finally:
+        pipeline.stop()
+        server.stop()
+    snapshot = pipeline.metrics.snapshot()
+    assert snapshot["reconnects"] >= 1 and pipeline.error is None
+    frames = [frame for _, frame in sink.got if frame is not None]
+    numbers = [read_number(frame.image) for frame in frames]
+    assert None not in numbers and numbers == sorted(numbers), numbers
+    assert any(n <= last_before for n in numbers) and any(n >= first_after for n in numbers)
+    assert not [n for n in numbers if last_before < n < first_after]  # nothing from the outage
+    indices = [frame.index for frame in frames]
+    assert indices == sorted(set(indices)), "frame indices keep increasing across the reconnect"

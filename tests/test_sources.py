@@ -7,6 +7,7 @@ run against a fake with picamera2's API.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -22,6 +23,8 @@ import numpy as np
 import pytest
 from support.media import make_jpeg, make_video
 from support.mjpeg_server import MjpegServer, free_port
+from support.rtsp_server import RtspServer
+from support.rtsp_server import missing as rtsp_server_missing
 
 from edge_sdk.capture import Backoff, Capture
 from edge_sdk.errors import BackendUnavailable, ConfigError, SourceError
@@ -31,6 +34,7 @@ from edge_sdk.sources.base import decode_jpeg, reduced_size
 from edge_sdk.sources.csi import CsiSource, csi_number
 from edge_sdk.sources.gstreamer import opencv_has_gstreamer
 from edge_sdk.sources.jetson import is_jetson, nvargus_pipeline
+from edge_sdk.sources.rtsp import OPTIONS_VAR, ffmpeg_options
 from edge_sdk.sources.synthetic import SyntheticSource, read_number, stamp_number
 from edge_sdk.sources.v4l2 import v4l2_device
 from edge_sdk.types import Frame
@@ -785,3 +789,124 @@ def test_a_stall_without_reconnect_ends_the_capture(fake_picamera2: type[FakePic
     assert isinstance(capture.error, SourceError)
     with pytest.raises(ValueError, match="stall"):
         Capture(source, stall=0)
+
+
+# -- a real RTSP camera (GStreamer's RTSP server, see support/rtsp_server.py) -------------------
+
+
+@pytest.fixture()
+def rtsp_server_installed() -> None:
+    """Skip when the system packages of the RTSP server are missing (scripts/setup.sh has them)."""
+    reason = rtsp_server_missing()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.fixture()
+def no_ffmpeg_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(OPTIONS_VAR, raising=False)
+
+
+@pytest.mark.parametrize("codec", ["h264", "mjpeg"])
+@pytest.mark.usefixtures("rtsp_server_installed", "no_ffmpeg_options")
+def test_rtsp_stream_frames_are_bgr_and_numbered(codec: str) -> None:
+    server = RtspServer(codec=codec, size=(320, 240), fps=30)
+    with server, open_source(server.url, timeout=3.0) as source:
+        assert source.live and source.size == (320, 240) and source.fps == 30.0
+        frames = read_all(source, limit=15)
+        due = server.frame_due()
+    assert len(frames) == 15
+    for frame in frames:
+        assert_bgr(frame, (320, 240))
+    assert [f.index for f in frames] == list(range(15))
+    numbers = [read_number(f.image) for f in frames]
+    assert None not in numbers, f"unreadable stamps: {numbers}"
+    assert numbers == sorted(set(numbers)), f"stamped numbers do not increase: {numbers}"
+    # A live stream, joined when the source opened: no frame from long before that.
+    assert due - 60 < numbers[0] <= due
+
+
+@pytest.mark.usefixtures("rtsp_server_installed", "no_ffmpeg_options")
+def test_rtsp_stream_ends_when_the_server_goes_away() -> None:
+    """Killing the server closes the connection: read() returns None (Capture then reconnects)
+    well before the read timeout, which would only catch a silent stall."""
+    with RtspServer(codec="mjpeg") as server, open_source(server.url, timeout=3.0) as source:
+        assert source.read() is not None
+        server.stop()
+        lost = time.monotonic()
+        read_all(source, limit=200)  # whatever was already on the way, then the end
+        assert time.monotonic() - lost < 3.5
+
+
+@pytest.mark.usefixtures("rtsp_server_installed", "no_ffmpeg_options")
+def test_rtsp_transport_is_chosen_per_source() -> None:
+    """Each source gets the transport it asks for, also after a source that asked for another
+    (the options variable was once set for the first and kept), and the variable is put back."""
+    with RtspServer(protocols="tcp", codec="mjpeg") as tcp_only, \
+            RtspServer(protocols="udp", codec="mjpeg") as udp_only:  # fmt: skip
+        for server, transport in [(tcp_only, "tcp"), (udp_only, "udp"), (tcp_only, "tcp")]:
+            with open_source(server.url, transport=transport, timeout=3.0) as source:
+                frame = source.read()
+                assert frame is not None and read_number(frame.image) is not None
+        assert OPTIONS_VAR not in os.environ
+        # The server refuses the other transport: proof that the one asked for was used.
+        for server, transport in [(tcp_only, "udp"), (udp_only, "tcp")]:
+            with pytest.raises(SourceError, match=r"cannot open rtsp://127\.0\.0\.1"):
+                open_source(server.url, transport=transport, timeout=3.0)
+
+
+@pytest.mark.usefixtures("rtsp_server_installed")
+def test_rtsp_transport_in_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(OPTIONS_VAR, "rtsp_transport;udp|max_delay;500000")
+    udp_only = RtspServer(protocols="udp", codec="mjpeg")
+    with udp_only, open_source(udp_only.url, timeout=3.0) as source:  # transport="tcp" by default
+        assert source.read() is not None
+    assert os.environ[OPTIONS_VAR] == "rtsp_transport;udp|max_delay;500000"
+
+
+def test_ffmpeg_options_keep_the_users_and_add_the_transport() -> None:
+    assert ffmpeg_options(None, "udp") == "rtsp_transport;udp"
+    assert ffmpeg_options("", "tcp") == "rtsp_transport;tcp"
+    assert ffmpeg_options("stimeout;2000000", "tcp") == "stimeout;2000000|rtsp_transport;tcp"
+    assert ffmpeg_options("rtsp_transport;udp|x;1", "tcp") == "rtsp_transport;udp|x;1"
+
+
+def test_rtsp_opens_with_different_transports_do_not_overlap(
+    monkeypatch: pytest.MonkeyPatch, no_ffmpeg_options: None
+) -> None:
+    """The variable is process-wide: while one source opens with tcp, one that wants udp waits
+    for it instead of changing the value under it; two tcp opens run together."""
+    seen: list[tuple[str, str | None]] = []
+    gate = threading.Event()
+
+    def fake_open(target: str | int, api: int, what: str, params: Any = ()) -> Any:
+        seen.append((str(target), os.environ.get(OPTIONS_VAR)))
+        if "slow" in str(target):
+            assert gate.wait(5)
+        raise SourceError(what)
+
+    monkeypatch.setattr("edge_sdk.sources.rtsp.RtspSource.open_capture", staticmethod(fake_open))
+
+    def open_in_thread(uri: str, transport: str) -> threading.Thread:
+        def run() -> None:
+            with contextlib.suppress(SourceError):
+                open_source(uri, transport=transport)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    slow = open_in_thread("rtsp://cam/slow", "tcp")
+    while not seen:
+        time.sleep(0.01)
+    udp = open_in_thread("rtsp://cam/udp", "udp")
+    time.sleep(0.2)
+    assert seen == [("rtsp://cam/slow", "rtsp_transport;tcp")], "the udp open did not wait"
+    tcp = open_in_thread("rtsp://cam/tcp", "tcp")
+    tcp.join(5)
+    assert ("rtsp://cam/tcp", "rtsp_transport;tcp") in seen  # same value: no waiting
+    gate.set()
+    for thread in (slow, udp):
+        thread.join(5)
+    assert seen[-1] == ("rtsp://cam/udp", "rtsp_transport;udp")
+    assert OPTIONS_VAR not in os.environ

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 
 import cv2
 
@@ -11,6 +14,67 @@ from edge_sdk.sources.base import host_port, split_network_uri
 from edge_sdk.sources.opencv import OpenCVSource
 
 _TRANSPORTS = ("tcp", "udp")
+#: The only way to hand FFmpeg options to OpenCV: read by every FFmpeg open, process-wide.
+OPTIONS_VAR = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
+def ffmpeg_options(user: str | None, transport: str) -> str:
+    """The OPENCV_FFMPEG_CAPTURE_OPTIONS value for one open: the user's options plus ours.
+
+    Args:
+        user: What the variable held before edge-sdk touched it (``key;value|key;value``), or None.
+        transport: The source's transport; an ``rtsp_transport`` the user set wins over it.
+    """
+    entries = [e for e in (user or "").split("|") if e.strip()]
+    if not any(e.split(";", 1)[0].strip() == "rtsp_transport" for e in entries):
+        entries.append(f"rtsp_transport;{transport}")
+    return "|".join(entries)
+
+
+class _OptionsVariable:
+    """Sets OPENCV_FFMPEG_CAPTURE_OPTIONS for the RTSP opens running now, and puts it back after.
+
+    The variable is process-wide, so sources that want different values cannot open at the same
+    time: opens wanting the value already set run together, one wanting another waits until they
+    are done (at most their open timeout). When the last open ends, the variable gets back the
+    user's value (or is removed), so a later source sees its own transport, not a stale one.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._users = 0
+        self._value: str | None = None  # what the running opens set
+        self._saved: str | None = None  # the user's value, while ours is set
+
+    @contextlib.contextmanager
+    def set_for(self, transport: str) -> Iterator[None]:
+        """Hold the variable at the user's options plus `transport` for the body (an open)."""
+        with self._cond:
+            while True:
+                user = os.environ.get(OPTIONS_VAR) if self._users == 0 else self._saved
+                value = ffmpeg_options(user, transport)
+                if self._users == 0 or value == self._value:
+                    break
+                self._cond.wait()
+            if self._users == 0:
+                self._saved, self._value = user, value
+                os.environ[OPTIONS_VAR] = value
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._users -= 1
+                if self._users == 0:
+                    if self._saved is None:
+                        os.environ.pop(OPTIONS_VAR, None)
+                    else:
+                        os.environ[OPTIONS_VAR] = self._saved
+                    self._value = self._saved = None
+                    self._cond.notify_all()
+
+
+_options = _OptionsVariable()
 
 
 class RtspSource(OpenCVSource):
@@ -27,7 +91,9 @@ class RtspSource(OpenCVSource):
         Args:
             uri: ``rtsp://[user:password@]host[:port]/path``.
             timeout: Seconds allowed for connecting and for each frame.
-            transport: "tcp" (default: no smeared frames from lost UDP packets) or "udp".
+            transport: "tcp" (default: no smeared frames from lost UDP packets) or "udp". An
+                ``rtsp_transport`` in $OPENCV_FFMPEG_CAPTURE_OPTIONS wins; other options there
+                are passed on too.
 
         Raises:
             ConfigError: malformed URI or bad transport.
@@ -41,15 +107,16 @@ class RtspSource(OpenCVSource):
             raise ConfigError(f"transport must be one of {', '.join(_TRANSPORTS)}, not {transport!r}")
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, not {timeout}")
-        # OpenCV passes FFmpeg options only through this variable, read when a capture opens;
-        # a value the user set wins.
-        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", f"rtsp_transport;{transport}")
         ms = int(timeout * 1000)
         where = f"rtsp://{host_port(parts.hostname, parts.port)}{parts.path}"
-        cap = self.open_capture(
-            uri,
-            cv2.CAP_FFMPEG,
-            f"cannot open {where}; check the address, path and login (rtsp://user:password@host/path)",
-            (cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms),
-        )
+        # OpenCV passes FFmpeg options only through an environment variable, read when a capture
+        # opens (not while it reads), so it is set just for the open.
+        with _options.set_for(transport):
+            cap = self.open_capture(
+                uri,
+                cv2.CAP_FFMPEG,
+                f"cannot open {where}; check the address, path and login "
+                "(rtsp://user:password@host/path)",
+                (cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms),
+            )
         super().__init__(uri, cap, live=True)
