@@ -281,38 +281,56 @@ def test_stop_from_another_thread(videos: dict[str, Path], classifier: Classifie
     assert 0 < pipeline.published < 40
 
 
+class Arrivals:
+    """An ``on_prediction`` callback that records when predictions arrive, to wait on."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.times: list[float] = []
+
+    def __call__(self, prediction: Prediction) -> None:
+        with self._cond:
+            self.times.append(time.monotonic())
+            self._cond.notify_all()
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.times) >= count, timeout)
+
+    def since(self, start: int) -> list[float]:
+        with self._cond:
+            return self.times[start:]
+
+
+def outage_and_recovery(pipeline: Pipeline, server: Any, arrivals: Arrivals) -> tuple[float, float]:
+    """Stop a running camera server for 1 s mid-run and start it again on the same port.
+
+    Checks that the pipeline keeps running, predictions resume within 5 s of the restart and
+    none arrive during the outage; returns (outage began, restarted), monotonic times.
+    """
+    assert arrivals.wait_for(5, 20), "no predictions from the stream"
+    server.stop()
+    outage = time.monotonic()
+    time.sleep(1.0)  # the outage itself: nothing to wait for
+    before = len(arrivals.since(0))
+    assert pipeline.running
+    server.start()
+    restarted = time.monotonic()
+    assert arrivals.wait_for(before + 5, 15), "predictions did not resume"
+    resumed = next(t for t in arrivals.since(before) if t > restarted)
+    assert resumed - restarted < 5.0
+    assert not [t for t in arrivals.since(0) if outage + 0.5 < t < restarted]  # none during it
+    return outage, restarted
+
+
 def test_stream_reconnects_after_the_server_restarts(classifier: Classifier) -> None:
     """An MJPEG camera on loopback goes away for a second and comes back: the run goes on."""
-    arrived = threading.Condition()
-    times: list[float] = []
-
-    def record(prediction: Prediction) -> None:
-        with arrived:
-            times.append(time.monotonic())
-            arrived.notify_all()
-
-    def wait_for(count: int, timeout: float) -> bool:
-        with arrived:
-            return arrived.wait_for(lambda: len(times) >= count, timeout)
-
+    arrivals = Arrivals()
     server = MjpegServer(fps=30, size=(320, 240)).start()
-    pipeline = Pipeline(server.url, classifier, on_prediction=record)
+    pipeline = Pipeline(server.url, classifier, on_prediction=arrivals)
     try:
         pipeline.start()
-        assert wait_for(5, 20), "no predictions from the stream"
-        server.stop()
-        outage = time.monotonic()
-        time.sleep(1.0)  # the outage itself: nothing to wait for
-        with arrived:
-            before = len(times)
-        assert pipeline.running
-        server.start()
-        restarted = time.monotonic()
-        assert wait_for(before + 5, 15), "predictions did not resume"
-        with arrived:
-            resumed = next(t for t in times[before:] if t > restarted)
-        assert resumed - restarted < 5.0
-        assert not [t for t in times if outage + 0.5 < t < restarted]  # none during the outage
+        outage_and_recovery(pipeline, server, arrivals)
     finally:
         pipeline.stop()
         server.stop()
@@ -489,41 +507,16 @@ def test_rtsp_stream_reconnects_after_the_server_restarts(classifier: Classifier
     reason = rtsp_server_missing()
     if reason is not None:
         pytest.skip(reason)
-    arrived = threading.Condition()
-    times: list[float] = []
-
-    def record(prediction: Prediction) -> None:
-        with arrived:
-            times.append(time.monotonic())
-            arrived.notify_all()
-
-    def wait_for(count: int, timeout: float) -> bool:
-        with arrived:
-            return arrived.wait_for(lambda: len(times) >= count, timeout)
-
+    arrivals = Arrivals()
     size = (320, 240)
     server = RtspServer(fps=30, size=size, codec="h264", frames=photo_frame_maker(size))
     sink = Recorder()
-    pipeline = Pipeline(server.url, classifier, [sink], on_prediction=record)
+    pipeline = Pipeline(server.url, classifier, [sink], on_prediction=arrivals)
     try:
         server.start()
         pipeline.start()
-        assert wait_for(5, 20), "no predictions from the stream"
-        server.stop()
-        outage = time.monotonic()
-        last_before = server.frame_due(outage)
-        time.sleep(1.0)  # the outage itself: nothing to wait for
-        with arrived:
-            before = len(times)
-        assert pipeline.running
-        server.start()
-        restarted = time.monotonic()
-        first_after = server.frame_due(restarted)
-        assert wait_for(before + 5, 15), "predictions did not resume"
-        with arrived:
-            resumed = next(t for t in times[before:] if t > restarted)
-        assert resumed - restarted < 5.0
-        assert not [t for t in times if outage + 0.5 < t < restarted]  # none during the outage
+        outage, restarted = outage_and_recovery(pipeline, server, arrivals)
+        last_before, first_after = server.frame_due(outage), server.frame_due(restarted)
     finally:
         pipeline.stop()
         server.stop()
