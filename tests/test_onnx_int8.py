@@ -45,6 +45,11 @@ def test_bad_arguments(tmp_path: Path, mirror: Path, imagenet: Path) -> None:
         build_onnx_int8(ZOO["squeezenet1.1"], mirror, tmp_path / "x.onnx", [])
     with pytest.raises(ValueError, match="float_tail must be one of none, softmax, pool, conv10"):
         OnnxQuantSettings(float_tail="everything")
+    with pytest.raises(ValueError, match="equalization must be within"):
+        OnnxQuantSettings(equalization=1.5)
+    with pytest.raises(ValueError, match="weight_rounding needs int8 weights"):
+        OnnxQuantSettings(weights="uint8")
+    assert OnnxQuantSettings(weights="uint8", weight_rounding=False).weights == "uint8"
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -69,3 +74,43 @@ def test_padded_1x1_conv_becomes_an_explicit_pad(tmp_path: Path, mirror: Path) -
     # squeezenet1.1 has no padded 1x1 conv: nothing to rewrite, nothing written.
     assert not _explicit_pads(store.source_path(ZOO["squeezenet1.1"], mirror), tmp_path / "none.onnx")
     assert not (tmp_path / "none.onnx").exists()
+
+
+def test_quantizer_keeps_the_prerounded_weights(tmp_path: Path, mirror: Path, imagenet: Path) -> None:
+    """The error-feedback rounding lands on exactly the grid onnxruntime's quantizer picks: the
+    int8 weights it stores times its scales are the rounded float weights, to the bit, so the
+    quantizer rounds nothing a second time; each channel keeps its largest weight at +-64 steps
+    (reduce_range), and the float model barely moves (the rounding is meant to be invisible)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from edge_sdk.build.onnx_int8 import _prepare_weights, _quantize
+
+    entry, settings = ZOO["squeezenet1.1"], OnnxQuantSettings()
+    assert settings.weight_rounding and settings.weight_levels == 64
+    images = calibration_images(imagenet)[:4]
+    source = store.source_path(entry, mirror)
+    prepared, quantized = tmp_path / "prepared.onnx", tmp_path / "q.onnx"
+    with Classifier.from_model(source, runtime="onnxruntime", mirror=mirror) as clf:
+        _prepare_weights(entry, source, prepared, clf, images, settings)
+        _quantize(prepared, quantized, clf, images, settings)
+        x = np.concatenate([clf.preprocess(read_image(p)) for p in images])
+    rounded = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(prepared)).graph.initializer}
+    stored = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(quantized)).graph.initializer}
+    weights = [name for name, w in rounded.items() if w.ndim == 4]
+    assert len(weights) == 26
+    for name in weights:
+        q, scale = stored[f"{name}_quantized"], stored[f"{name}_scale"]
+        assert q.dtype == np.int8 and not stored[f"{name}_zero_point"].any()
+        np.testing.assert_array_equal(q.astype(np.float32) * scale[:, None, None, None], rounded[name])
+        np.testing.assert_array_equal(np.abs(q).reshape(len(q), -1).max(axis=1), 64)
+
+    def logits(path: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(path))  # batch size 1 in the source's graph
+        return np.concatenate([session.run(None, {"data": image[np.newaxis]})[0] for image in x])
+
+    before, after = logits(source), logits(prepared)
+    assert not np.array_equal(before, after)  # the weights did change ...
+    assert (before.argmax(1) == after.argmax(1)).all()  # ... but not what the model says

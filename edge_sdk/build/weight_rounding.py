@@ -13,9 +13,10 @@ compensate). A last bias correction removes what the rounding still shifts on av
 Layers are processed in graph order on the partly rounded model, so each layer also absorbs the
 errors of the layers before it. Only calibration images are used.
 
-The result stays on TFLite's grid: per output channel, symmetric int8 (-127..127) with scale
-max|w| / 127; each channel's largest weight is kept at ±127 steps so the converter computes the
-same scale and stores these values exactly.
+The result stays on the quantizer's own grid: per output channel, symmetric, -L..L steps with
+scale max|w| / L; each channel's largest weight is kept at ±L steps so the quantizer computes the
+same scale and stores these values exactly. L (`levels`) is 127 for TFLite's converter (the
+default) and 64 for onnxruntime's int8 weights with ``reduce_range`` (`edge_sdk.build.onnx_int8`).
 
 Needs the `build` extra (TensorFlow / Keras 3); never imported on the frame path.
 """
@@ -35,34 +36,38 @@ F64 = npt.NDArray[np.float64]
 #: Added to H's diagonal, as a fraction of its mean: keeps the inverse well conditioned.
 DAMPING = 0.01
 
+#: TFLite's symmetric per-channel int8 weights: -127..127, scale max|w| / 127.
+TFLITE_LEVELS = 127
 
-def grid_scale(weights: F64) -> F64:
-    """Per-row int8 step of a (outputs, inputs) matrix, as TFLite's per-channel quantizer sets it."""
-    scale: F64 = np.abs(weights).max(axis=1) / 127.0
+
+def grid_scale(weights: F64, levels: int = TFLITE_LEVELS) -> F64:
+    """Per-row step of a (outputs, inputs) matrix on a symmetric grid of ±`levels` steps."""
+    scale: F64 = np.abs(weights).max(axis=1) / float(levels)
     scale[scale == 0] = 1.0
     return scale
 
 
-def round_to_nearest(kernel: F32) -> F32:
-    """Round an HWIO kernel to the per-output-channel int8 grid, each weight alone."""
+def round_to_nearest(kernel: F32, levels: int = TFLITE_LEVELS) -> F32:
+    """Round an HWIO kernel to the per-output-channel grid, each weight alone."""
     matrix = kernel.reshape(-1, kernel.shape[-1]).T.astype(np.float64)
-    scale = grid_scale(matrix)[:, np.newaxis]
-    rounded = np.clip(np.round(matrix / scale), -127, 127) * scale
+    scale = grid_scale(matrix, levels)[:, np.newaxis]
+    rounded = np.clip(np.round(matrix / scale), -levels, levels) * scale
     return rounded.T.reshape(kernel.shape).astype(np.float32)
 
 
-def round_with_feedback(kernel: F32, second_moment: F64) -> F32:
-    """Round an HWIO kernel to the int8 grid with error feedback (see the module docstring).
+def round_with_feedback(kernel: F32, second_moment: F64, levels: int = TFLITE_LEVELS) -> F32:
+    """Round an HWIO kernel to the grid with error feedback (see the module docstring).
 
     Args:
         kernel: (kh, kw, in, out) weights.
         second_moment: E[x x^T] of the layer's input patches, (kh*kw*in) square, in the order
             of ``kernel.reshape(-1, out)``'s rows.
+        levels: Steps each side of zero (`TFLITE_LEVELS`; 64 for onnxruntime's reduce_range).
     """
     kh, kw, cin, cout = kernel.shape
     size = kh * kw * cin
     original = kernel.reshape(size, cout).T.astype(np.float64)
-    scale = grid_scale(original)
+    scale = grid_scale(original, levels)
     h = second_moment.astype(np.float64, copy=True)
     work = original.copy()
     dead = np.diag(h) == 0
@@ -77,15 +82,15 @@ def round_with_feedback(kernel: F32, second_moment: F64) -> F32:
     rounded = np.empty_like(work)
     for i in range(size):
         column = work[:, i]
-        q = np.clip(np.round(column / scale), -127, 127) * scale
+        q = np.clip(np.round(column / scale), -levels, levels) * scale
         rounded[:, i] = q
         error = (column - q) / feedback[i, i]
         work[:, i + 1 :] -= np.outer(error, feedback[i, i + 1 :])
     rounded = rounded[:, np.argsort(order)]
-    # Keep the converter's scale: each channel's largest original weight stays at +-127 steps.
+    # Keep the quantizer's scale: each channel's largest original weight stays at +-levels steps.
     peak = np.argmax(np.abs(original), axis=1)
     rows = np.arange(cout)
-    rounded[rows, peak] = np.sign(original[rows, peak]) * 127.0 * scale
+    rounded[rows, peak] = np.sign(original[rows, peak]) * float(levels) * scale
     return rounded.T.reshape(kernel.shape).astype(np.float32)
 
 
@@ -128,6 +133,7 @@ def round_model_weights(
     calibration: F32,
     on_layer: Callable[[str], None] | None = None,
     batch: int = 16,
+    levels: int = TFLITE_LEVELS,
 ) -> None:
     """Round every Conv2D of `model` to the int8 grid with error feedback, in place.
 
@@ -140,6 +146,8 @@ def round_model_weights(
         calibration: (N, H, W, C) model inputs (calibration images only).
         on_layer: Called with each convolution's name when it is rounded.
         batch: Images per eager layer call.
+        levels: The grid's steps each side of zero (`TFLITE_LEVELS`; 64 for onnxruntime's
+            reduce_range).
     """
     readers: dict[int, int] = {}
     steps = []
@@ -156,7 +164,7 @@ def round_model_weights(
         if isinstance(layer, keras.layers.Conv2D):
             moment, mean = _moments(layer, inputs[0])
             kernel, bias = (np.asarray(w) for w in layer.get_weights())
-            rounded = round_with_feedback(kernel, moment)
+            rounded = round_with_feedback(kernel, moment, levels)
             shift = (kernel - rounded).reshape(-1, kernel.shape[-1]).astype(np.float64).T @ mean
             layer.set_weights([rounded, (bias + shift).astype(np.float32)])
             if on_layer is not None:

@@ -1,0 +1,128 @@
+"""Round a float SqueezeNet ONNX file's weights onto onnxruntime's int8 grid before quantizing.
+
+onnxruntime's static quantizer rounds each weight to the nearest step on its own, and does no
+bias correction. Here the weights are rounded instead with the error-feedback method of the
+TFLite build (`edge_sdk.build.weight_rounding`: second-order feedback from each layer's input
+E[x x^T], bias correction, layers in graph order on the partly rounded model), onto exactly the
+grid the quantizer will pick (`OnnxQuantSettings.weight_levels`), and written back into the ONNX file as
+float. The quantizer then finds every weight already on its grid: its own rounding changes
+nothing, and the int8 weights it stores are these.
+
+Before the rounding the activation channels can be equalized as in the TFLite build
+(`edge_sdk.build.equalization`: exact in float, the channels' ranges moved halfway together):
+onnxruntime's uint8 activations also have one scale per tensor.
+
+The rounding runs on the Keras twin of the source (`edge_sdk.build.squeezenet`, weights loaded
+by `load_onnx_weights`), reproducing onnxruntime's float output to 1e-6. Unlike the TFLite
+build, the normalization is *not* folded into ``conv1``: the int8 ONNX keeps the source's float
+input, so the Keras model is fed the source's own preprocessed tensors (NCHW, transposed to
+Keras' NHWC), and the weights written back are the source's ``conv1`` rounded, not a folded one.
+
+Needs the `build` extra (TensorFlow / Keras 3, onnx); never imported on the frame path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import numpy_helper
+
+from edge_sdk.build.equalization import equalize_activations
+from edge_sdk.build.onnx_weights import load_onnx_weights, read_onnx_architecture, read_onnx_convs
+from edge_sdk.build.squeezenet import squeezenet
+from edge_sdk.build.weight_rounding import round_model_weights
+from edge_sdk.errors import ModelError
+from edge_sdk.models.zoo import ZooEntry
+
+F32 = npt.NDArray[np.float32]
+
+
+def source_model(entry: ZooEntry, source: Path) -> keras.Model:
+    """The Keras SqueezeNet of `source` taking its normalized float input (NHWC), unfolded.
+
+    It ends at the ReLU'd ``conv10`` map: the rounding needs nothing after the last convolution.
+    """
+    keras.utils.set_random_seed(0)  # nothing random survives weight loading; belt and braces
+    arch = read_onnx_architecture(source)
+    model = squeezenet(
+        arch.version,  # type: ignore[arg-type]
+        num_classes=arch.num_classes,
+        input_size=entry.input_size,
+        conv10_padding=arch.conv10_padding,
+        output="logit_map",
+    )
+    load_onnx_weights(model, source)
+    return model
+
+
+def _initializer_names(graph: onnx.GraphProto, source: Path) -> dict[str, tuple[str, str]]:
+    """Keras layer name -> (weight, bias) initializer names of the matching ONNX Conv.
+
+    `read_onnx_convs` matches layers by graph structure but returns only the arrays, so each
+    array is found again by its bytes: every convolution of a trained model has distinct
+    weights (checked), which avoids walking the graph a second way.
+    """
+    by_bytes: dict[bytes, list[tuple[str, str]]] = {}
+    inits = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Conv" and len(node.input) >= 3 and node.input[1] in inits:
+            key = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32).tobytes()
+            by_bytes.setdefault(key, []).append((node.input[1], node.input[2]))
+    names: dict[str, tuple[str, str]] = {}
+    for layer, conv in read_onnx_convs(source).items():
+        found = by_bytes.get(conv.weight.astype(np.float32).tobytes(), [])
+        if len(found) != 1:
+            raise ModelError(f"{source}: cannot tell which convolution is {layer} ({len(found)} match)")
+        names[layer] = found[0]
+    return names
+
+
+def round_onnx_weights(
+    entry: ZooEntry,
+    source: Path,
+    out_path: Path,
+    calibration: F32,
+    *,
+    levels: int | None,
+    equalization: float = 0.0,
+    on_layer: Callable[[str], None] | None = None,
+) -> None:
+    """Write `source` to `out_path` with its weights equalized and rounded (still float).
+
+    Args:
+        entry: The zoo entry (input size).
+        source: The verified float ONNX source.
+        out_path: Where to write the float ONNX file.
+        calibration: (N, 3, H, W) float inputs of the source, as its Classifier preprocesses
+            the calibration images (calibration split only).
+        levels: The quantizer's weight grid, steps each side of zero (64: int8 with
+            ``reduce_range``; see `OnnxQuantSettings.weight_levels`); None: no rounding.
+        equalization: Activation equalization strength (0: none).
+        on_layer: Called with each convolution's name as it is rounded.
+
+    Raises:
+        ModelError: the source is not a SqueezeNet this module can map back.
+    """
+    model = source_model(entry, source)
+    nhwc = np.ascontiguousarray(np.asarray(calibration, np.float32).transpose(0, 2, 3, 1))
+    if equalization > 0:
+        equalize_activations(model, nhwc, equalization)
+    if levels is not None:
+        round_model_weights(model, nhwc, on_layer, levels=levels)
+    onnx_model = onnx.load(str(source))
+    graph = onnx_model.graph
+    names = _initializer_names(graph, source)
+    replaced: dict[str, F32] = {}
+    for layer, (weight_name, bias_name) in names.items():
+        kernel, bias = (np.asarray(w, np.float32) for w in model.get_layer(layer).get_weights())
+        replaced[weight_name] = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))  # HWIO -> OIHW
+        replaced[bias_name] = bias
+    for tensor in graph.initializer:
+        if tensor.name in replaced:
+            tensor.CopyFrom(numpy_helper.from_array(replaced[tensor.name], tensor.name))
+    onnx.save(onnx_model, str(out_path))
