@@ -26,38 +26,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import keras
 import numpy as np
 import numpy.typing as npt
 import onnx
 from onnx import numpy_helper
 
 from edge_sdk.build.equalization import equalize_activations
-from edge_sdk.build.onnx_weights import load_onnx_weights, read_onnx_architecture, read_onnx_convs
-from edge_sdk.build.squeezenet import squeezenet
+from edge_sdk.build.onnx_weights import read_onnx_convs, source_model
 from edge_sdk.build.weight_rounding import round_model_weights
 from edge_sdk.errors import ModelError
 from edge_sdk.models.zoo import ZooEntry
 
 F32 = npt.NDArray[np.float32]
-
-
-def source_model(entry: ZooEntry, source: Path) -> keras.Model:
-    """The Keras SqueezeNet of `source` taking its normalized float input (NHWC), unfolded.
-
-    It ends at the ReLU'd ``conv10`` map: the rounding needs nothing after the last convolution.
-    """
-    keras.utils.set_random_seed(0)  # nothing random survives weight loading; belt and braces
-    arch = read_onnx_architecture(source)
-    model = squeezenet(
-        arch.version,  # type: ignore[arg-type]
-        num_classes=arch.num_classes,
-        input_size=entry.input_size,
-        conv10_padding=arch.conv10_padding,
-        output="logit_map",
-    )
-    load_onnx_weights(model, source)
-    return model
 
 
 def _initializer_names(graph: onnx.GraphProto, source: Path) -> dict[str, tuple[str, str]]:

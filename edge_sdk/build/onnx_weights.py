@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -21,6 +21,9 @@ from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from onnx import numpy_helper
 
 from edge_sdk.errors import ModelError
+
+if TYPE_CHECKING:
+    from edge_sdk.models.zoo import ZooEntry
 
 F32 = npt.NDArray[np.float32]
 
@@ -182,3 +185,26 @@ def fold_input_normalization(
     if colour == "RGB":
         scaled = scaled[:, :, ::-1, :]
     layer.set_weights([scaled.astype(np.float32), new_bias.astype(np.float32)])
+
+
+def source_model(entry: ZooEntry, source: Path, *, uint8_input: bool = False) -> keras.Model:
+    """The Keras twin of a SqueezeNet ONNX `source` (zoo `entry`), its weights loaded, unfolded.
+
+    It takes the source's own normalized float input (NHWC) and ends at the ReLU'd ``conv10``
+    map (nothing after the last convolution is needed to build or round); `uint8_input` adds
+    the cast layer the float TFLite build wants.
+    """
+    from edge_sdk.build.squeezenet import squeezenet
+
+    keras.utils.set_random_seed(0)  # nothing random survives weight loading; belt and braces
+    arch = read_onnx_architecture(source)
+    model = squeezenet(
+        arch.version,  # type: ignore[arg-type]
+        num_classes=arch.num_classes,
+        input_size=entry.input_size,
+        conv10_padding=arch.conv10_padding,
+        output="logit_map",
+        uint8_input=uint8_input,
+    )
+    load_onnx_weights(model, source)
+    return model

@@ -30,12 +30,7 @@ import numpy.typing as npt
 import tensorflow as tf
 
 from edge_sdk.build.equalization import equalize_activations
-from edge_sdk.build.onnx_weights import (
-    fold_input_normalization,
-    load_onnx_weights,
-    read_onnx_architecture,
-)
-from edge_sdk.build.squeezenet import squeezenet
+from edge_sdk.build.onnx_weights import fold_input_normalization, source_model
 from edge_sdk.build.weight_rounding import round_model_weights
 from edge_sdk.models.zoo import ZooEntry
 
@@ -52,17 +47,7 @@ def folded_model(entry: ZooEntry, source: Path, *, uint8_input: bool) -> keras.M
 
     The model ends at the ReLU'd ``conv10`` map (see the module docstring).
     """
-    keras.utils.set_random_seed(0)  # nothing random survives weight loading; belt and braces
-    arch = read_onnx_architecture(source)
-    model = squeezenet(
-        arch.version,  # type: ignore[arg-type]
-        num_classes=arch.num_classes,
-        input_size=entry.input_size,
-        conv10_padding=arch.conv10_padding,
-        output="logit_map",
-        uint8_input=uint8_input,
-    )
-    load_onnx_weights(model, source)
+    model = source_model(entry, source, uint8_input=uint8_input)
     fold_input_normalization(model, entry.mean, entry.std, entry.colour)
     return model
 
