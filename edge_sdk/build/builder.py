@@ -126,7 +126,7 @@ def _unbuffered_text(fd: int) -> io.TextIOWrapper:
 
 
 @contextlib.contextmanager
-def _quiet_native_logs() -> Iterator[None]:
+def quiet_native_logs() -> Iterator[None]:
     """Keep TensorFlow's native start-up and converter chatter off the terminal.
 
     TensorFlow writes from C++ straight to file descriptors 1 and 2, so they are pointed at a
@@ -280,7 +280,7 @@ def _build_tflite(
     mirror: str | os.PathLike[str] | None,
 ) -> ModelCard:
     pixels = list(calibration_pixels(calibration, entry.input_size, entry.resize_shorter))
-    with _quiet_native_logs():
+    with quiet_native_logs():
         try:
             from edge_sdk.build import tflite
         except ImportError as exc:

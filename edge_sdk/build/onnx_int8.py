@@ -206,11 +206,11 @@ def _prepare_weights(
     settings: OnnxQuantSettings,
 ) -> None:
     """Write `source` equalized and rounded (still float) to `out_path` (see `onnx_rounding`)."""
-    # Reuses the TFLite path's guard: TensorFlow writes its start-up chatter from C++ straight
+    # The TFLite path's guard: TensorFlow writes its start-up chatter from C++ straight
     # to the terminal. Imported here, not at the top: builder imports this module.
-    from edge_sdk.build.builder import _quiet_native_logs
+    from edge_sdk.build.builder import quiet_native_logs
 
-    with _quiet_native_logs():
+    with quiet_native_logs():
         try:
             from edge_sdk.build.onnx_rounding import round_onnx_weights
         except ImportError as exc:
