@@ -53,6 +53,21 @@ def test_json_lines_for_every_frame(runner: CliRunner, clip: Path) -> None:
     assert "inference" in result.stderr and "frames in 30" in result.stderr
 
 
+def test_threshold_and_smoothing_options(runner: CliRunner, clip: Path) -> None:
+    """--threshold leaves out classes below it (an empty top is allowed); --smooth N runs."""
+    result = runner.invoke(cli, ["--source", str(clip), "--no-display", "--json", "--every-frame",
+                                 "--threads", "1", "--top-k", "5", "--threshold", "0.2",
+                                 "--smooth", "3"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 30
+    scores = [t["score"] for r in records for t in r["top"]]
+    assert scores and min(scores) >= 0.2
+    assert any(len(r["top"]) < 5 for r in records)  # five classes at >= 20% cannot all fit
+    bad = runner.invoke(cli, ["--source", str(clip), "--threshold", "1.5"])
+    assert bad.exit_code == 2 and "threshold" in bad.output.lower()
+
+
 def test_record_and_json_file_headless(runner: CliRunner, clip: Path, tmp_path: Path) -> None:
     video, lines = tmp_path / "annotated.avi", tmp_path / "out.jsonl"
     result = runner.invoke(cli, ["--source", str(clip), "--json", str(lines), "--record",
