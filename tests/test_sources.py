@@ -812,9 +812,11 @@ def no_ffmpeg_options(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_rtsp_stream_frames_are_bgr_and_numbered(codec: str) -> None:
     server = RtspServer(codec=codec, size=(320, 240), fps=30)
     with server, open_source(server.url, timeout=3.0) as source:
-        assert source.live and source.size == (320, 240) and source.fps == 30.0
+        assert source.live and source.fps == 30.0
+        assert source.size in ((320, 240), (0, 0))  # FFmpeg may know it only from a frame
         frames = read_all(source, limit=15)
         due = server.frame_due()
+        assert source.size == (320, 240)
     assert len(frames) == 15
     for frame in frames:
         assert_bgr(frame, (320, 240))

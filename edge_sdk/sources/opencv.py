@@ -76,6 +76,10 @@ class OpenCVSource(BaseSource):
                 return None
         if not ok or image is None:
             return None
+        if 0 in self.size:
+            # Some backends learn the size only from the first decoded frame (RTSP H.264 under
+            # load reports 0 x 0 at open): from then on the source reports the real one.
+            self.size = (int(image.shape[1]), int(image.shape[0]))
         frame = Frame(as_bgr(image), self._index, now_ns(), self.uri)
         self._index += 1
         return frame
