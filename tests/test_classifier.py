@@ -42,6 +42,20 @@ def test_threshold_and_top_k(photos: Path) -> None:
     assert len(prediction.top) == 1 and prediction.top[0].score >= 0.5
 
 
+@pytest.mark.parametrize("top_k", [5, 40])  # the argmax path and the argpartition path
+def test_top_orders_by_score_then_lower_index(top_k: int) -> None:
+    # The pre-quantized MobileNet's probabilities come in steps of 1/256: ties are common.
+    with Classifier.from_model("mobilenet-v1-quant", runtime="litert", top_k=top_k) as clf:
+        probs = np.zeros(len(clf.card.labels), np.float32)
+        probs[[7, 3, 500, 999]] = [0.25, 0.25, 0.5, 0.25]
+        expected = sorted(range(probs.size), key=lambda i: (-probs[i], i))[:top_k]
+        assert [label.index for label in clf.top(probs)] == expected
+        assert [label.index for label in clf.top(probs)][:5] == [500, 3, 7, 999, 0]
+        clf.threshold = 0.25
+        assert [label.index for label in clf.top(probs)] == [500, 3, 7, 999]
+        assert probs[500] == 0.5  # top() leaves the vector alone
+
+
 def test_resize_crop_matches_resize_then_crop() -> None:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
