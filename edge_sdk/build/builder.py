@@ -33,7 +33,7 @@ from edge_sdk.models.card import ModelCard
 from edge_sdk.models.zoo import ZooEntry
 
 #: Bump when a change here changes the bytes built from the same inputs.
-BUILDER_VERSION = "5"
+BUILDER_VERSION = "6"
 
 #: Called as ``progress(label, count)`` before each long step (``count`` 0: unknown length);
 #: enters a context whose value is the tick the step calls once per item.
@@ -303,7 +303,7 @@ def _build_tflite(
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
         layout="NHWC",
-        output_kind="logit_map",
+        output_kind="logit_map" if precision == "int8" else "logits",
         precision=precision,
     )
 

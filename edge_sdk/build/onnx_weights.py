@@ -187,12 +187,15 @@ def fold_input_normalization(
     layer.set_weights([scaled.astype(np.float32), new_bias.astype(np.float32)])
 
 
-def source_model(entry: ZooEntry, source: Path, *, uint8_input: bool = False) -> keras.Model:
+def source_model(
+    entry: ZooEntry, source: Path, *, uint8_input: bool = False, output: str = "logit_map"
+) -> keras.Model:
     """The Keras twin of a SqueezeNet ONNX `source` (zoo `entry`), its weights loaded, unfolded.
 
-    It takes the source's own normalized float input (NHWC) and ends at the ReLU'd ``conv10``
-    map (nothing after the last convolution is needed to build or round); `uint8_input` adds
-    the cast layer the float TFLite build wants.
+    It takes the source's own normalized float input (NHWC) and by default ends at the ReLU'd
+    ``conv10`` map (nothing after the last convolution is needed to build or round);
+    `uint8_input` adds the cast layer the float TFLite build wants, `output` "logits" the
+    global average pool it ends with.
     """
     from edge_sdk.build.squeezenet import squeezenet
 
@@ -203,7 +206,7 @@ def source_model(entry: ZooEntry, source: Path, *, uint8_input: bool = False) ->
         num_classes=arch.num_classes,
         input_size=entry.input_size,
         conv10_padding=arch.conv10_padding,
-        output="logit_map",
+        output=output,  # type: ignore[arg-type]
         uint8_input=uint8_input,
     )
     load_onnx_weights(model, source)
