@@ -10,7 +10,11 @@ For each runtime x model x precision x threads: median and p90 milliseconds of
   per-stage timings of the same classify calls (wall clock: on a loaded machine it includes
   time the thread waited for a core);
 - `overhead cpu`: the same two stages timed again on their own in CPU time of the calling
-  thread, with OpenCV held to that one thread, so waiting for a core does not count.
+  thread, with OpenCV held to that one thread, so waiting for a core does not count;
+- `read floor`: right after another runtime call, a plain copy of the frame region the crop
+  reads (630 x 630 x 3 bytes for a 256/224 model): what merely fetching those pixels costs
+  once the frame has left the caches. Any preprocessing pays it; the rest of `overhead` is
+  the Classifier's own work.
 
 The two are alternated call by call, so load from other processes hits both alike. Models are
 taken from the cache (`edge-classify models build ...` first); combinations that are not built
@@ -36,7 +40,7 @@ import numpy as np
 
 from edge_sdk.classifier import Classifier
 from edge_sdk.errors import EdgeSDKError
-from edge_sdk.preprocess import read_image
+from edge_sdk.preprocess import crop_box, read_image
 from edge_sdk.types import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,6 +58,7 @@ class Row:
     preprocess: list[float]
     postprocess: list[float]
     cpu_overhead: list[float]
+    read_floor: list[float]
 
 
 def p90(values: list[float]) -> float:
@@ -68,21 +73,31 @@ def camera_frame(path: Path) -> Image:
 
 def measure(clf: Classifier, frame: Image, runs: int, warmup: int) -> tuple[list[float], ...]:
     tensor = clf.preprocess(frame)
+    top, left, height, width = crop_box(
+        frame.shape[0], frame.shape[1], clf.card.resize_shorter, clf.card.input_size
+    )
+    region = frame[top : top + height, left : left + width]
+    copy = np.empty_like(region)
     for _ in range(warmup):
         clf.runtime.run(tensor)
         clf.classify(frame)
-    bare, total, pre, post = [], [], [], []
+    bare, total, pre, post, floor = [], [], [], [], []
     for _ in range(runs):
         t0 = time.perf_counter_ns()
         clf.runtime.run(tensor)
         t1 = time.perf_counter_ns()
         prediction = clf.classify(frame)
         t2 = time.perf_counter_ns()
+        clf.runtime.run(tensor)
+        t3 = time.perf_counter_ns()
+        np.copyto(copy, region)
+        t4 = time.perf_counter_ns()
         bare.append((t1 - t0) / 1e6)
         total.append((t2 - t1) / 1e6)
         pre.append(prediction.timings.preprocess)
         post.append(prediction.timings.postprocess)
-    return bare, total, pre, post
+        floor.append((t4 - t3) / 1e6)
+    return bare, total, pre, post, floor
 
 
 def measure_cpu_overhead(clf: Classifier, frame: Image, runs: int) -> list[float]:
@@ -132,9 +147,11 @@ def main() -> None:
                         skipped.append(f"{what}: {exc}")
                         break  # the same for every thread count
                     with clf:
-                        bare, total, pre, post = measure(clf, frame, args.runs, args.warmup)
+                        bare, total, pre, post, floor = measure(clf, frame, args.runs, args.warmup)
                         cpu = measure_cpu_overhead(clf, frame, args.runs)
-                    rows.append(Row(runtime, model, precision, threads, bare, total, pre, post, cpu))
+                    rows.append(
+                        Row(runtime, model, precision, threads, bare, total, pre, post, cpu, floor)
+                    )
                     print(f"measured {what}", file=sys.stderr, flush=True)
 
     load = os.getloadavg()
@@ -144,7 +161,8 @@ def main() -> None:
     )
     header = (
         f"| {'runtime':<11} | {'model':<19} | {'precision':<9} | thr | bare p50 | bare p90 | "
-        "classify p50 | classify p90 | overhead p50 | pre p50 | post p50 | overhead cpu p50 |"
+        "classify p50 | classify p90 | overhead p50 | pre p50 | post p50 | overhead cpu p50 | "
+        "read floor p50 |"
     )
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
@@ -155,7 +173,7 @@ def main() -> None:
             f"{statistics.median(r.bare):>8.2f} | {p90(r.bare):>8.2f} | "
             f"{statistics.median(r.classify):>12.2f} | {p90(r.classify):>12.2f} | "
             f"{pre + post:>12.3f} | {pre:>7.3f} | {post:>8.3f} | "
-            f"{statistics.median(r.cpu_overhead):>16.3f} |"
+            f"{statistics.median(r.cpu_overhead):>16.3f} | {statistics.median(r.read_floor):>14.3f} |"
         )
     for line in skipped:
         print(f"skipped: {line}")
