@@ -212,46 +212,52 @@ class Classifier(Closing):
         spec, card = self.runtime.output_spec, self.card
         offset = card.label_offset
         if card.output_kind == "logit_map":
+            # As (positions, classes) or (classes, positions): one reduction axis is faster.
+            # The number of positions is read off each output: runtimes may report spatial
+            # sizes they cannot know before a run as 1.
             nhwc = card.layout == "NHWC"
-            count = int(np.prod(spec.shape[1:3] if nhwc else spec.shape[2:]))
             classes = spec.shape[-1] if nhwc else spec.shape[1]
-            axis = 0 if nhwc else 1
-            shape = (count, classes) if nhwc else (classes, count)
+            shape, axis = ((-1, classes), 0) if nhwc else ((classes, -1), 1)
             if spec.quantized:
                 # Average in integers first: exact, and far finer than one more int8 rounding.
                 # int16 is exact while count * the largest |value| fits (int8 maps of 13x13 or
                 # 14x14 do), and sums twice as fast as int32. The zero point only shifts
                 # every logit alike, so it is left out.
                 info = np.iinfo(np.dtype(spec.dtype))
-                fits = count * max(-int(info.min), int(info.max)) <= np.iinfo(np.int16).max
-                total = np.int16 if fits else np.int32
-                per_step = np.float32(spec.scale / count)
+                largest = max(-int(info.min), int(info.max))
+                int16_max = int(np.iinfo(np.int16).max)
+                scale = spec.scale
 
                 def quantized_map(output: npt.NDArray[Any]) -> FloatArray:
-                    summed = np.add.reduce(output.reshape(shape), axis=axis, dtype=total)
-                    scores: FloatArray = np.multiply(summed[offset:], per_step, dtype=np.float32)
+                    flat = output.reshape(shape)
+                    count = flat.shape[axis]
+                    total = np.int16 if count * largest <= int16_max else np.int32
+                    summed = np.add.reduce(flat, axis=axis, dtype=total)
+                    scores: FloatArray = np.multiply(
+                        summed[offset:], np.float32(scale / count), dtype=np.float32
+                    )
                     return scores
 
                 return quantized_map
-            mean_of = np.float32(1.0 / count)
 
             def float_map(output: npt.NDArray[Any]) -> FloatArray:
                 # float32 keeps ~7 digits over 169-196 terms, far finer than a float model
                 # needs, and sums 2-3x faster than float64.
-                summed = np.add.reduce(output.reshape(shape), axis=axis, dtype=np.float32)
+                flat = output.reshape(shape)
+                summed = np.add.reduce(flat, axis=axis, dtype=np.float32)
                 scores: FloatArray = summed[offset:]
-                scores *= mean_of
+                scores *= np.float32(1.0 / flat.shape[axis])
                 return scores
 
             return float_map
         if spec.quantized:
-            zero_point, scale = np.float32(spec.zero_point), np.float32(spec.scale)
+            zero_point, step = np.float32(spec.zero_point), np.float32(spec.scale)
 
             def quantized_vector(output: npt.NDArray[Any]) -> FloatArray:
                 scores: FloatArray = np.subtract(
                     output.reshape(-1)[offset:], zero_point, dtype=np.float32
                 )
-                scores *= scale
+                scores *= step
                 return scores
 
             return quantized_vector

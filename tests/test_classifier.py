@@ -42,7 +42,7 @@ def test_threshold_and_top_k(photos: Path) -> None:
     assert len(prediction.top) == 1 and prediction.top[0].score >= 0.5
 
 
-@pytest.mark.parametrize("top_k", [5, 40])  # the argmax path and the argpartition path
+@pytest.mark.parametrize("top_k", [5, 40])  # the argmax path and the partition path
 def test_top_orders_by_score_then_lower_index(top_k: int) -> None:
     # The pre-quantized MobileNet's probabilities come in steps of 1/256: ties are common.
     with Classifier.from_model("mobilenet-v1-quant", runtime="litert", top_k=top_k) as clf:
