@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_sdk import preprocess, registry
+from edge_sdk import classifier, preprocess, registry
 from edge_sdk.build.calibration import calibration_images, calibration_pixels, file_list_digest
 from edge_sdk.errors import BackendUnavailable, ModelError
 from edge_sdk.models import store
@@ -72,9 +72,13 @@ def build_key(
 ) -> str:
     """Return the key that identifies a build's inputs (see the module docstring).
 
-    The preprocessing code is part of it: calibration must see what inference sees.
+    The preprocessing code is part of it: calibration must see what inference sees. The ONNX
+    build calibrates on the Classifier's own input tensors, so its code counts there too.
     """
-    preprocessing = hashlib.sha256(Path(preprocess.__file__).read_bytes()).hexdigest()
+    code = [Path(preprocess.__file__)]
+    if fmt == "onnx":
+        code.append(Path(classifier.__file__))
+    preprocessing = hashlib.sha256(b"".join(path.read_bytes() for path in code)).hexdigest()
     parts = (
         entry.sha256, calibration_digest, preprocessing, BUILDER_VERSION, converter, fmt, precision
     )
