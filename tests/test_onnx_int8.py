@@ -7,25 +7,28 @@ from pathlib import Path
 import pytest
 
 from edge_sdk.build.calibration import calibration_images
-from edge_sdk.build.onnx_int8 import OnnxQuantSettings, build_onnx_int8
+from edge_sdk.build.onnx_int8 import OnnxQuantSettings, build_onnx_int8, settings_for
 from edge_sdk.classifier import Classifier
 from edge_sdk.models import ZOO, store
 from edge_sdk.models.card import ModelCard
 from edge_sdk.preprocess import read_image
 
 
+# squeezenet1.1-caffe: its own settings (percentile calibration), deterministic too.
+@pytest.mark.parametrize("name", ["squeezenet1.1", "squeezenet1.1-caffe"])
 def test_build_is_deterministic_and_carded(
-    tmp_path: Path, mirror: Path, imagenet: Path, photos: Path
+    name: str, tmp_path: Path, mirror: Path, imagenet: Path, photos: Path
 ) -> None:
     images = calibration_images(imagenet)[:4]  # enough to check the mechanics quickly
     first, second = tmp_path / "a" / "m.int8.onnx", tmp_path / "b" / "m.int8.onnx"
-    card = build_onnx_int8(ZOO["squeezenet1.1"], mirror, first, images)
-    build_onnx_int8(ZOO["squeezenet1.1"], mirror, second, images)
+    card = build_onnx_int8(ZOO[name], mirror, first, images)
+    build_onnx_int8(ZOO[name], mirror, second, images)
     assert first.read_bytes() == second.read_bytes()
     assert sorted(p.name for p in first.parent.iterdir()) == ["m.int8.json", "m.int8.onnx"]
     assert ModelCard.load(store.card_path(first)) == card
-    source = store.source_card(ZOO["squeezenet1.1"], mirror)
-    assert card.precision == "int8" and card.notes["settings"] == OnnxQuantSettings().describe()
+    source = store.source_card(ZOO[name], mirror)
+    assert card.precision == "int8" and card.notes["settings"] == settings_for(name).describe()
+    assert (settings_for(name) == OnnxQuantSettings()) == (name == "squeezenet1.1")
     assert (card.mean, card.std, card.colour, card.input_size) == (
         source.mean,
         source.std,
