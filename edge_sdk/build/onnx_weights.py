@@ -23,6 +23,7 @@ from onnx import numpy_helper
 from edge_sdk.errors import ModelError
 
 if TYPE_CHECKING:
+    from edge_sdk.build.squeezenet import Output
     from edge_sdk.models.zoo import ZooEntry
 
 F32 = npt.NDArray[np.float32]
@@ -188,7 +189,7 @@ def fold_input_normalization(
 
 
 def source_model(
-    entry: ZooEntry, source: Path, *, uint8_input: bool = False, output: str = "logit_map"
+    entry: ZooEntry, source: Path, *, uint8_input: bool = False, output: Output = "logit_map"
 ) -> keras.Model:
     """The Keras twin of a SqueezeNet ONNX `source` (zoo `entry`), its weights loaded, unfolded.
 
@@ -206,7 +207,7 @@ def source_model(
         num_classes=arch.num_classes,
         input_size=entry.input_size,
         conv10_padding=arch.conv10_padding,
-        output=output,  # type: ignore[arg-type]
+        output=output,
         uint8_input=uint8_input,
     )
     load_onnx_weights(model, source)

@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from edge_sdk.build.equalization import equalize_activations
 from edge_sdk.build.onnx_weights import fold_input_normalization, source_model
+from edge_sdk.build.squeezenet import Output
 from edge_sdk.build.weight_rounding import round_model_weights
 from edge_sdk.models.zoo import ZooEntry
 
@@ -46,7 +47,7 @@ Progress = Callable[[], None]
 
 
 def folded_model(
-    entry: ZooEntry, source: Path, *, uint8_input: bool, output: str = "logit_map"
+    entry: ZooEntry, source: Path, *, uint8_input: bool, output: Output = "logit_map"
 ) -> keras.Model:
     """Return the Keras SqueezeNet of `entry` with its source weights, taking BGR 0..255 pixels.
 
