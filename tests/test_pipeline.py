@@ -302,11 +302,14 @@ class Arrivals:
             return self.times[start:]
 
 
-def outage_and_recovery(pipeline: Pipeline, server: Any, arrivals: Arrivals) -> tuple[float, float]:
+def outage_and_recovery(
+    pipeline: Pipeline, server: Any, arrivals: Arrivals, resume_within: float = 5.0
+) -> tuple[float, float]:
     """Stop a running camera server for 1 s mid-run and start it again on the same port.
 
-    Checks that the pipeline keeps running, predictions resume within 5 s of the restart and
-    none arrive during the outage; returns (outage began, restarted), monotonic times.
+    Checks that the pipeline keeps running, predictions resume within `resume_within` seconds
+    of the restart and none arrive during the outage; returns (outage began, restarted),
+    monotonic times.
     """
     assert arrivals.wait_for(5, 20), "no predictions from the stream"
     server.stop()
@@ -316,9 +319,9 @@ def outage_and_recovery(pipeline: Pipeline, server: Any, arrivals: Arrivals) -> 
     assert pipeline.running
     server.start()
     restarted = time.monotonic()
-    assert arrivals.wait_for(before + 5, 15), "predictions did not resume"
+    assert arrivals.wait_for(before + 5, resume_within + 10), "predictions did not resume"
     resumed = next(t for t in arrivals.since(before) if t > restarted)
-    assert resumed - restarted < 5.0
+    assert resumed - restarted < resume_within
     assert not [t for t in arrivals.since(0) if outage + 0.5 < t < restarted]  # none during it
     return outage, restarted
 
@@ -515,7 +518,10 @@ def test_rtsp_stream_reconnects_after_the_server_restarts(classifier: Classifier
     try:
         server.start()
         pipeline.start()
-        outage, restarted = outage_and_recovery(pipeline, server, arrivals)
+        # Typically 1.3-1.6 s. A reopen can land while the restarted server is still setting
+        # up its stream and get no frame: the source then waits out its 5 s read timeout
+        # before the next reopen (seen once, twice in a row: 12.4 s), so allow three.
+        outage, restarted = outage_and_recovery(pipeline, server, arrivals, resume_within=17.0)
         last_before, first_after = server.frame_due(outage), server.frame_due(restarted)
     finally:
         pipeline.stop()
