@@ -68,6 +68,11 @@ class Classifier(Closing):
         std = np.asarray(card.std, np.float32)
         self._norm_scale = (1.0 / std).astype(np.float32)
         self._norm_offset = (-mean / std).astype(np.float32)
+        self._raw_pixels = card.raw_pixels
+        # Per plane of an NCHW float tensor, in the model's channel order.
+        self._plane_norm = [
+            (float(a), float(b)) for a, b in zip(self._norm_scale, self._norm_offset, strict=True)
+        ]
         self._decode = self._output_decoder()
 
     # -- construction -------------------------------------------------------------------------
@@ -161,14 +166,15 @@ class Classifier(Closing):
             return self._planar_float(pixels)
         if card.colour == "RGB":
             pixels = pixels[:, :, ::-1]
-        if card.raw_pixels and spec.dtype == "uint8":
+        raw = self._raw_pixels
+        if raw and spec.dtype == "uint8":
             tensor: npt.NDArray[Any] = np.ascontiguousarray(pixels)
-        elif card.raw_pixels and spec.dtype == "int8" and (spec.scale, spec.zero_point) == (1.0, -128):
+        elif raw and spec.dtype == "int8" and (spec.scale, spec.zero_point) == (1.0, -128):
             # pixel - 128 as int8 is the pixel with its top bit flipped: no arithmetic needed.
             tensor = (np.ascontiguousarray(pixels) ^ np.uint8(0x80)).view(np.int8)
         else:
             x = pixels.astype(np.float32)
-            if not card.raw_pixels:
+            if not raw:
                 x = x * self._norm_scale + self._norm_offset
             if spec.quantized:
                 info = np.iinfo(np.dtype(spec.dtype))
@@ -194,12 +200,10 @@ class Classifier(Closing):
             planes = planes[::-1]
         height, width = pixels.shape[:2]
         x: FloatArray = np.empty((1, 3, height, width), np.float32)
-        raw = self.card.raw_pixels
-        for channel, plane in enumerate(planes):
-            if raw:
+        for channel, (plane, (scale, offset)) in enumerate(zip(planes, self._plane_norm, strict=True)):
+            if self._raw_pixels:
                 x[0, channel] = plane
             else:
-                scale, offset = float(self._norm_scale[channel]), float(self._norm_offset[channel])
                 cv2.addWeighted(plane, scale, plane, 0.0, offset, dst=x[0, channel], dtype=cv2.CV_32F)
         return x
 
