@@ -16,7 +16,8 @@ For each runtime x model x precision x threads: median and p90 milliseconds of
   once the frame has left the caches. Any preprocessing pays it; the rest of `overhead` is
   the Classifier's own work.
 
-The two are alternated call by call, so load from other processes hits both alike. Models are
+Bare call, classify and the read-floor copy are alternated call by call, so load from other
+processes hits them alike. Models are
 taken from the cache (`edge-classify models build ...` first); combinations that are not built
 or that a runtime cannot load are listed as skipped.
 
