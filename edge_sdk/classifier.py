@@ -113,7 +113,8 @@ class Classifier(Closing):
         path, card = store.resolve(model, fmt, precision, mirror=mirror, home=home)
         if "input_shape" in registry.accepted_options(runtime_cls):
             # Runtimes that cannot read shapes from the file (OpenCV DNN) are told by the card.
-            runtime_options.setdefault("input_shape", (1, 3, *card.input_size))
+            h, w = card.input_size
+            runtime_options.setdefault("input_shape", (1, 3, h, w) if card.layout == "NCHW" else (1, h, w, 3))
         rt = create_runtime(runtime, str(path), num_threads=num_threads, **runtime_options)
         try:
             return cls(rt, card, top_k=top_k, threshold=threshold)

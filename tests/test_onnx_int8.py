@@ -29,15 +29,18 @@ def test_build_is_deterministic_and_carded(
     source = store.source_card(ZOO[name], mirror)
     assert card.precision == "int8" and card.notes["settings"] == settings_for(name).describe()
     assert (settings_for(name) == OnnxQuantSettings()) == (name == "squeezenet1.1")
-    assert (card.mean, card.std, card.colour, card.input_size) == (
-        source.mean,
-        source.std,
-        source.colour,
+    # Camera pixels as they come, like the TFLite build: BGR uint8 NHWC, nothing to normalize.
+    assert (card.mean, card.std, card.colour, card.layout) == ((0.0,) * 3, (1.0,) * 3, "BGR", "NHWC")
+    assert (card.input_size, card.resize_shorter, card.labels) == (
         source.input_size,
+        source.resize_shorter,
+        source.labels,
     )
     assert card.notes["model_sha256"] == store.sha256_of(first)
     assert first.stat().st_size < 1_400_000
     with Classifier.from_model(first, runtime="onnxruntime") as clf:
+        assert clf.runtime.input_spec.dtype == "uint8"
+        assert clf.runtime.input_spec.shape == (1, *source.input_size, 3)
         assert clf.classify(read_image(photos / "coffee.png")).top[0].index == 967
 
 
@@ -83,23 +86,25 @@ def test_quantizer_keeps_the_prerounded_weights(tmp_path: Path, mirror: Path, im
     """The error-feedback rounding lands on exactly the grid onnxruntime's quantizer picks: the
     int8 weights it stores times its scales are the rounded float weights, to the bit, so the
     quantizer rounds nothing a second time; each channel keeps its largest weight at +-64 steps
-    (reduce_range), and the float model barely moves (the rounding is meant to be invisible)."""
+    (reduce_range); the pixel input's quantization is the identity (the uint8 input gives the
+    float input's outputs bit for bit), and the folded, rounded float model barely moves."""
     import numpy as np
     import onnx
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    from edge_sdk.build.onnx_int8 import _prepare_weights, _quantize
+    from edge_sdk.build.calibration import calibration_pixels
+    from edge_sdk.build.onnx_int8 import _pixel_input, _prepare_weights, _quantize, _uint8_input
 
     entry, settings = ZOO["squeezenet1.1"], OnnxQuantSettings()
     assert settings.weight_rounding and settings.weight_levels == 64
     images = calibration_images(imagenet)[:4]
     source = store.source_path(entry, mirror)
-    prepared, quantized = tmp_path / "prepared.onnx", tmp_path / "q.onnx"
-    with Classifier.from_model(source, runtime="onnxruntime", mirror=mirror) as clf:
-        _prepare_weights(entry, source, prepared, clf, images, settings)
-        _quantize(prepared, quantized, clf, images, settings)
-        x = np.concatenate([clf.preprocess(read_image(p)) for p in images])
+    prepared, graph, quantized = tmp_path / "prepared.onnx", tmp_path / "pixels.onnx", tmp_path / "q.onnx"
+    pixels = np.stack(list(calibration_pixels(images, entry.input_size, entry.resize_shorter)))
+    _prepare_weights(entry, source, prepared, pixels.astype(np.float32), settings)
+    nchw = _pixel_input(prepared, graph)
+    _quantize(graph, quantized, pixels.astype(np.float32), settings, nchw)
     rounded = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(prepared)).graph.initializer}
     stored = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(quantized)).graph.initializer}
     weights = [name for name, w in rounded.items() if w.ndim == 4]
@@ -109,11 +114,19 @@ def test_quantizer_keeps_the_prerounded_weights(tmp_path: Path, mirror: Path, im
         assert q.dtype == np.int8 and not stored[f"{name}_zero_point"].any()
         np.testing.assert_array_equal(q.astype(np.float32) * scale[:, None, None, None], rounded[name])
         np.testing.assert_array_equal(np.abs(q).reshape(len(q), -1).max(axis=1), 64)
+    # The pixels' own quantization is the identity, so removing it changes no output.
+    assert (stored[f"{nchw}_scale"], stored[f"{nchw}_zero_point"]) == (1.0, 0)
+    quantized_float_input = ort.InferenceSession(str(quantized))
+    expected = [quantized_float_input.run(None, {"pixels": p[None].astype(np.float32)})[0] for p in pixels]
+    _uint8_input(quantized, nchw)
+    uint8_input = ort.InferenceSession(str(quantized))
+    for p, want in zip(pixels, expected, strict=True):
+        np.testing.assert_array_equal(uint8_input.run(None, {"pixels": p[None]})[0], want)
 
-    def logits(path: Path) -> np.ndarray:
-        session = ort.InferenceSession(str(path))  # batch size 1 in the source's graph
-        return np.concatenate([session.run(None, {"data": image[np.newaxis]})[0] for image in x])
-
-    before, after = logits(source), logits(prepared)
-    assert not np.array_equal(before, after)  # the weights did change ...
+    # Folded and rounded, the float model takes pixels and says what the source says.
+    with Classifier.from_model(source, runtime="onnxruntime", mirror=mirror) as clf:
+        before = np.concatenate([clf.runtime.run(clf.preprocess(read_image(p))) for p in images])
+    folded = ort.InferenceSession(str(graph))
+    after = np.concatenate([folded.run(None, {"pixels": p[None].astype(np.float32)})[0] for p in pixels])
+    assert not np.allclose(before, after, atol=1e-6)  # the weights did change ...
     assert (before.argmax(1) == after.argmax(1)).all()  # ... but not what the model says

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_sdk import classifier, preprocess, registry
+from edge_sdk import preprocess, registry
 from edge_sdk.build.calibration import calibration_images, calibration_pixels, file_list_digest
 from edge_sdk.errors import BackendUnavailable, ModelError
 from edge_sdk.models import store
@@ -33,7 +33,7 @@ from edge_sdk.models.card import ModelCard
 from edge_sdk.models.zoo import ZooEntry
 
 #: Bump when a change here changes the bytes built from the same inputs.
-BUILDER_VERSION = "7"
+BUILDER_VERSION = "8"
 
 #: Called as ``progress(label, count)`` before each long step (``count`` 0: unknown length);
 #: enters a context whose value is the tick the step calls once per item.
@@ -72,13 +72,9 @@ def build_key(
 ) -> str:
     """Return the key that identifies a build's inputs (see the module docstring).
 
-    The preprocessing code is part of it: calibration must see what inference sees. The ONNX
-    build calibrates on the Classifier's own input tensors, so its code counts there too.
+    The preprocessing code is part of it: calibration must see what inference sees.
     """
-    code = [Path(preprocess.__file__)]
-    if fmt == "onnx":
-        code.append(Path(classifier.__file__))
-    preprocessing = hashlib.sha256(b"".join(path.read_bytes() for path in code)).hexdigest()
+    preprocessing = hashlib.sha256(Path(preprocess.__file__).read_bytes()).hexdigest()
     parts = (
         entry.sha256, calibration_digest, preprocessing, BUILDER_VERSION, converter, fmt, precision
     )
@@ -301,14 +297,8 @@ def _build_tflite(
             with progress("calibrating", len(pixels)) as tick:
                 data = tflite.convert(model, "int8", pixels, tick)
     _write_atomic(out_path, data)
-    return dataclasses.replace(
-        store.source_card(entry, mirror),
-        colour="BGR",
-        mean=(0.0, 0.0, 0.0),
-        std=(1.0, 1.0, 1.0),
-        layout="NHWC",
-        output_kind="logit_map" if precision == "int8" else "logits",
-        precision=precision,
+    return store.source_card(entry, mirror).folded(
+        output_kind="logit_map" if precision == "int8" else "logits", precision=precision
     )
 
 

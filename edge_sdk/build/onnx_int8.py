@@ -1,12 +1,16 @@
-"""int8 ONNX built with onnxruntime's static quantizer, for the `onnxruntime` runtime.
+"""int8 ONNX built with onnxruntime's static quantizer, for the `onnxruntime` and `opencv` runtimes.
 
 The float ONNX source is quantized in QDQ form (QuantizeLinear / DequantizeLinear pairs around
 each quantized operator, which onnxruntime fuses into integer kernels at load time): weights
 per output channel, activations calibrated on the `calibration` split (min/max; by percentile
-where `MODEL_SETTINGS` says so), each image
-preprocessed by the Classifier of the float source itself, so calibration sees exactly what
-inference sees. The int8 model keeps the source's float input and output, so its card has the
-source's preprocessing.
+where `MODEL_SETTINGS` says so). As the TFLite build, the int8 model takes BGR uint8 NHWC camera
+pixels as they come: the normalization and channel order are folded into ``conv1``, a Transpose
+to NCHW is put in front, and the input's quantization is fixed at scale 1, zero point 0, so the
+quantizer's first QuantizeLinear is the identity on pixels and is removed, leaving a uint8
+input (Transpose -> DequantizeLinear -> Conv, which onnxruntime runs as an integer convolution).
+Calibration feeds the crops of `calibration_pixels`, the pixels inference gets. The float
+normalization and NCHW planes the source needs cost the Classifier 0.1-0.15 ms a frame
+(docs/benchmarks.md).
 
 Why these settings (measured; table in docs/benchmarks.md, "Model accuracy (int8 ONNX on
 onnxruntime)"): on x86 CPUs without VNNI, onnxruntime multiplies uint8 activations by int8
@@ -29,21 +33,21 @@ agreement with the float model 93.0 / 93.8 / 88.6% -> 97.0 / 94.9 / 94.0% (squee
 1.0-dc 93.8%. Percentile calibration with strength 0.25, picked for 1.1-caffe on the
 calibration split, takes it to 96.4% (builder 7).
 
-One graph rewrite before quantizing: a padded 1x1 convolution (SqueezeNet 1.0's last one has
-pad 1) becomes an explicit zero Pad followed by the unpadded convolution. The float model is
-unchanged (bit-identical outputs), but OpenCV DNN 5.0 computes a wrong QDQ 1x1 convolution
-when it carries its own padding (uniform scores on squeezenet1.0-dc), and gets the explicit Pad
-right; onnxruntime gives the same result either way.
+One more graph rewrite before quantizing: a padded 1x1 convolution (SqueezeNet
+1.0's last one has pad 1) becomes an explicit zero Pad followed by the unpadded convolution. The
+float model is unchanged (bit-identical outputs), but OpenCV DNN 5.0 computes a wrong QDQ 1x1
+convolution when it carries its own padding (uniform scores on squeezenet1.0-dc), and gets the
+explicit Pad right; onnxruntime gives the same result either way.
 
-Needs the `build` extra (onnx, onnxruntime; TensorFlow for the equalization and weight rounding);
-never imported on the frame path.
+Needs the `build` extra (onnx, onnxruntime; TensorFlow for the folding, equalization and weight
+rounding); never imported on the frame path.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,11 +57,10 @@ import numpy.typing as npt
 from onnxruntime import quantization as ortq
 
 from edge_sdk import registry
-from edge_sdk.classifier import Classifier
+from edge_sdk.build.calibration import calibration_pixels
 from edge_sdk.models import store
 from edge_sdk.models.card import ModelCard
 from edge_sdk.models.zoo import ZooEntry
-from edge_sdk.preprocess import read_image
 
 _METHODS = {
     "minmax": ortq.CalibrationMethod.MinMax,
@@ -67,6 +70,8 @@ _METHODS = {
 _TYPES = {"uint8": ortq.QuantType.QUInt8, "int8": ortq.QuantType.QInt8}
 #: float_tail -> the op type where the float end of the graph starts (its last occurrence).
 _TAIL_START = {"softmax": "Flatten", "pool": "GlobalAveragePool", "conv10": "Conv"}
+#: Name of the built model's uint8 NHWC input.
+PIXEL_INPUT = "pixels"
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,9 @@ class OnnxQuantSettings:
             ties, as the TFLite build's logit map); "conv10" (also the last convolution, whose
             float weights add 1.5 MB).
         equalization: Activation equalization strength applied to the float model first
-            (`edge_sdk.build.equalization`; 0: none). Needs TensorFlow when not 0.
+            (`edge_sdk.build.equalization`; 0: none).
         weight_rounding: Round the float weights with error feedback and bias correction onto
-            the quantizer's int8 grid first (`edge_sdk.build.onnx_rounding`; needs TensorFlow);
+            the quantizer's int8 grid first (`edge_sdk.build.onnx_rounding`);
             False leaves the rounding to the quantizer (nearest step). int8 weights only.
     """
 
@@ -143,18 +148,17 @@ def settings_for(name: str) -> OnnxQuantSettings:
     return MODEL_SETTINGS.get(name, OnnxQuantSettings())
 
 
-class _PreprocessedImages(ortq.CalibrationDataReader):  # type: ignore[misc]
-    """Feeds calibration images to the quantizer, preprocessed by the float model's Classifier."""
+class _PixelReader(ortq.CalibrationDataReader):  # type: ignore[misc]
+    """Feeds calibration crops to the quantizer, one (1, H, W, 3) float32 batch at a time."""
 
-    def __init__(self, classifier: Classifier, input_name: str, images: Sequence[Path]) -> None:
-        self._classifier = classifier
+    def __init__(self, input_name: str, pixels: npt.NDArray[np.float32]) -> None:
         self._input_name = input_name
-        self._images = list(images)
+        self._pixels = pixels
         self._iter: Iterator[dict[str, npt.NDArray[Any]]] = self._tensors()
 
     def _tensors(self) -> Iterator[dict[str, npt.NDArray[Any]]]:
-        for path in self._images:
-            yield {self._input_name: self._classifier.preprocess(read_image(path))}
+        for image in self._pixels:
+            yield {self._input_name: image[np.newaxis]}
 
     def get_next(self) -> dict[str, npt.NDArray[Any]] | None:
         return next(self._iter, None)
@@ -217,11 +221,10 @@ def _prepare_weights(
     entry: ZooEntry,
     source: Path,
     out_path: Path,
-    classifier: Classifier,
-    images: Sequence[Path],
+    pixels: npt.NDArray[np.float32],
     settings: OnnxQuantSettings,
 ) -> None:
-    """Write `source` equalized and rounded (still float) to `out_path` (see `onnx_rounding`)."""
+    """Write `source` folded, equalized and rounded (still float) to `out_path` (`onnx_rounding`)."""
     # The TFLite path's guard: TensorFlow writes its start-up chatter from C++ straight
     # to the terminal. Imported here, not at the top: builder imports this module.
     from edge_sdk.build.builder import quiet_native_logs
@@ -230,16 +233,66 @@ def _prepare_weights(
         try:
             from edge_sdk.build.onnx_rounding import round_onnx_weights
         except ImportError as exc:
-            raise registry.missing_package(exc, "rounding the int8 ONNX weights") from None
-        tensors = np.concatenate([classifier.preprocess(read_image(path)) for path in images])
+            raise registry.missing_package(exc, "folding and rounding the int8 ONNX weights") from None
         round_onnx_weights(
             entry,
             source,
             out_path,
-            tensors,
+            pixels,
             levels=settings.weight_levels if settings.weight_rounding else None,
             equalization=settings.equalization,
         )
+
+
+def _pixel_input(model_path: Path, out_path: Path) -> str:
+    """Write `model_path` to `out_path` taking (1, H, W, 3) pixels, transposed to its NCHW input.
+
+    Returns:
+        The name of the NCHW tensor (the model's former input), whose quantization
+        `_quantize` fixes and `_uint8_input` then turns into the identity.
+    """
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    image = next(i for i in graph.input if i.name not in initializers)
+    nchw: str = image.name
+    dims = [d.dim_value for d in image.type.tensor_type.shape.dim]
+    pixels = helper.make_tensor_value_info(
+        PIXEL_INPUT, onnx.TensorProto.FLOAT, [1, dims[2], dims[3], dims[1]]
+    )
+    graph.node.insert(
+        0, helper.make_node("Transpose", [PIXEL_INPUT], [nchw], name="nhwc_to_nchw", perm=[0, 3, 1, 2])
+    )
+    graph.input.remove(image)
+    graph.input.insert(0, pixels)
+    onnx.save(model, str(out_path))
+    return nchw
+
+
+def _uint8_input(model_path: Path, nchw: str) -> None:
+    """Make the quantized model's input uint8 by removing the QuantizeLinear of tensor `nchw`.
+
+    Its scale is 1 and zero point 0 (fixed by `_quantize`), so on 0..255 pixels it changes
+    nothing: the Transpose then moves uint8 values, and the DequantizeLinear after it reads them.
+    """
+    import onnx
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    (quant,) = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == nchw]
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == quant.output[0]:
+                node.input[i] = nchw
+    graph.node.remove(quant)
+    graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    for info in [v for v in graph.value_info if v.name == nchw]:
+        graph.value_info.remove(info)  # shape inference recorded it as float
+    onnx.checker.check_model(model)
+    onnx.save(model, str(model_path))
 
 
 def _tail(nodes: list[tuple[str, str]], which: str) -> list[str] | None:
@@ -253,16 +306,21 @@ def _tail(nodes: list[tuple[str, str]], which: str) -> list[str] | None:
 def _quantize(
     float_model: Path,
     out_path: Path,
-    classifier: Classifier,
-    images: Sequence[Path],
+    pixels: npt.NDArray[np.float32],
     settings: OnnxQuantSettings,
+    nchw: str,
 ) -> None:
-    """Run onnxruntime's static quantizer on `float_model` as `settings` say."""
+    """Run onnxruntime's static quantizer on `float_model` as `settings` say.
+
+    The NCHW pixel tensor `nchw` gets scale 1, zero point 0 whatever the calibration saw, so
+    every pixel value is one uint8 step (see `_uint8_input`).
+    """
     input_name, nodes = _graph_facts(float_model)
+    identity = {"scale": np.array(1.0, np.float32), "zero_point": np.array(0, np.uint8)}
     ortq.quantize_static(
         str(float_model),
         str(out_path),
-        _PreprocessedImages(classifier, input_name, images),
+        _PixelReader(input_name, pixels),
         quant_format=ortq.QuantFormat.QDQ,
         per_channel=True,
         reduce_range=settings.reduce_range,
@@ -270,7 +328,10 @@ def _quantize(
         weight_type=_TYPES[settings.weights],
         calibrate_method=_METHODS[settings.calibration],
         nodes_to_exclude=_tail(nodes, settings.float_tail),
-        extra_options={"ActivationSymmetric": settings.symmetric_activations},
+        extra_options={
+            "ActivationSymmetric": settings.symmetric_activations,
+            "TensorQuantOverrides": {nchw: [identity]},
+        },
     )
 
 
@@ -309,23 +370,23 @@ def build_onnx_int8(
     settings = settings or settings_for(entry.name)
     source = store.source_path(entry, mirror)
     card = store.source_card(entry, mirror)
+    pixels = np.stack(
+        list(calibration_pixels(calibration_images, entry.input_size, entry.resize_shorter))
+    ).astype(np.float32)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        Classifier.from_model(source, runtime="onnxruntime", mirror=mirror) as float_clf,
-        tempfile.TemporaryDirectory(prefix=".quant-", dir=out_path.parent) as tmp,
-    ):
+    with tempfile.TemporaryDirectory(prefix=".quant-", dir=out_path.parent) as tmp:
         # Write next to the target only when complete, so a crash leaves no half model.
-        partial = Path(tmp) / out_path.name
-        float_model = source
-        if settings.weight_rounding or settings.equalization:
-            float_model = Path(tmp) / "prepared.onnx"
-            _prepare_weights(entry, source, float_model, float_clf, calibration_images, settings)
-        rewritten = Path(tmp) / "source.onnx"
-        graph = rewritten if _explicit_pads(float_model, rewritten) else float_model
-        _quantize(graph, partial, float_clf, calibration_images, settings)
+        partial, folded = Path(tmp) / out_path.name, Path(tmp) / "folded.onnx"
+        _prepare_weights(entry, source, folded, pixels, settings)
+        padded = Path(tmp) / "padded.onnx"
+        if not _explicit_pads(folded, padded):
+            padded = folded
+        graph = Path(tmp) / "pixels.onnx"
+        nchw = _pixel_input(padded, graph)
+        _quantize(graph, partial, pixels, settings, nchw)
+        _uint8_input(partial, nchw)
         partial.replace(out_path)
-    int8_card = dataclasses.replace(
-        card,
+    int8_card = card.folded(
         precision="int8",
         notes={
             "built_by": "onnxruntime.quantization.quantize_static (QDQ, per-channel int8 weights)",
@@ -342,6 +403,6 @@ def build_from_folder(
     entry: ZooEntry, mirror: Path, images_dir: Path, out_path: Path, settings: OnnxQuantSettings | None = None
 ) -> ModelCard:
     """`build_onnx_int8` calibrated on the `calibration` split of a labelled folder."""
-    from edge_sdk.build.calibration import calibration_images
+    from edge_sdk.build.calibration import calibration_images  # its name is a parameter above
 
     return build_onnx_int8(entry, mirror, out_path, calibration_images(images_dir), settings)

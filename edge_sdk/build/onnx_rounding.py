@@ -1,4 +1,4 @@
-"""Round a float SqueezeNet ONNX file's weights onto onnxruntime's int8 grid before quantizing.
+"""Fold a float SqueezeNet ONNX file's preprocessing and round its weights for the quantizer.
 
 onnxruntime's static quantizer rounds each weight to the nearest step on its own, and does no
 bias correction. Here the weights are rounded instead with the error-feedback method of the
@@ -13,10 +13,11 @@ Before the rounding the activation channels can be equalized as in the TFLite bu
 onnxruntime's uint8 activations also have one scale per tensor.
 
 The rounding runs on the Keras twin of the source (`edge_sdk.build.squeezenet`, weights loaded
-by `load_onnx_weights`), reproducing onnxruntime's float output to 1e-6. Unlike the TFLite
-build, the normalization is *not* folded into ``conv1``: the int8 ONNX keeps the source's float
-input, so the Keras model is fed the source's own preprocessed tensors (NCHW, transposed to
-Keras' NHWC), and the weights written back are the source's ``conv1`` rounded, not a folded one.
+by `load_onnx_weights`), reproducing onnxruntime's float output to 1e-6. As in the TFLite build,
+the normalization and channel order are folded into ``conv1`` first
+(`fold_input_normalization`), so the twin is fed BGR 0..255 pixels, and the ``conv1`` written
+back is the folded one: the file written takes raw pixels (still NCHW float; the builder puts
+the uint8 NHWC input in front, `edge_sdk.build.onnx_int8`).
 
 Needs the `build` extra (TensorFlow / Keras 3, onnx); never imported on the frame path.
 """
@@ -32,7 +33,7 @@ import onnx
 from onnx import numpy_helper
 
 from edge_sdk.build.equalization import equalize_activations
-from edge_sdk.build.onnx_weights import read_onnx_convs, source_model
+from edge_sdk.build.onnx_weights import fold_input_normalization, read_onnx_convs, source_model
 from edge_sdk.build.weight_rounding import round_model_weights
 from edge_sdk.errors import ModelError
 from edge_sdk.models.zoo import ZooEntry
@@ -72,14 +73,14 @@ def round_onnx_weights(
     equalization: float = 0.0,
     on_layer: Callable[[str], None] | None = None,
 ) -> None:
-    """Write `source` to `out_path` with its weights equalized and rounded (still float).
+    """Write `source` to `out_path` folded, its weights equalized and rounded (still float).
 
     Args:
-        entry: The zoo entry (input size).
+        entry: The zoo entry (input size, normalization to fold).
         source: The verified float ONNX source.
-        out_path: Where to write the float ONNX file.
-        calibration: (N, 3, H, W) float inputs of the source, as its Classifier preprocesses
-            the calibration images (calibration split only).
+        out_path: Where to write the float ONNX file; it takes NCHW float 0..255 BGR pixels.
+        calibration: (N, H, W, 3) BGR pixels of the calibration images as float32, cropped
+            as at inference (calibration split only).
         levels: The quantizer's weight grid, steps each side of zero (64: int8 with
             ``reduce_range``; see `OnnxQuantSettings.weight_levels`); None: no rounding.
         equalization: Activation equalization strength (0: none).
@@ -89,11 +90,12 @@ def round_onnx_weights(
         ModelError: the source is not a SqueezeNet this module can map back.
     """
     model = source_model(entry, source)
-    nhwc = np.ascontiguousarray(np.asarray(calibration, np.float32).transpose(0, 2, 3, 1))
+    fold_input_normalization(model, entry.mean, entry.std, entry.colour)
+    pixels = np.asarray(calibration, np.float32)
     if equalization > 0:
-        equalize_activations(model, nhwc, equalization)
+        equalize_activations(model, pixels, equalization)
     if levels is not None:
-        round_model_weights(model, nhwc, on_layer, levels=levels)
+        round_model_weights(model, pixels, on_layer, levels=levels)
     onnx_model = onnx.load(str(source))
     graph = onnx_model.graph
     names = _initializer_names(graph, source)

@@ -164,7 +164,7 @@ def eval_model(
 @click.option("--precision", default="int8", show_default=True, type=click.Choice(["int8", "float"]))
 @click.option(
     "--format", "fmt", default="tflite", show_default=True, type=click.Choice(["tflite", "onnx"]),
-    help="tflite: for litert; onnx: int8 ONNX for onnxruntime (float ONNX is the source itself).",
+    help="tflite: for litert; onnx: int8 ONNX for onnxruntime and opencv (float ONNX is the source itself).",
 )
 @mirror_option
 @click.option(

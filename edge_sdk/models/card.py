@@ -72,6 +72,16 @@ class ModelCard:
         """
         return all(m == 0.0 for m in self.mean) and all(s == 1.0 for s in self.std)
 
+    def folded(self, **changes: Any) -> ModelCard:
+        """This card for a model built from it with the preprocessing folded in.
+
+        The built model takes BGR uint8 camera pixels as they come, NHWC: what the builders
+        make of a source whose normalization and channel order went into its first convolution.
+        """
+        return dataclasses.replace(
+            self, colour="BGR", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), layout="NHWC", **changes
+        )
+
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
         data["card_version"] = CARD_VERSION

@@ -1,9 +1,9 @@
-"""OpenCV DNN runtime (cv2.dnn) for float ONNX models: no extra package on the board."""
+"""OpenCV DNN runtime (cv2.dnn) for ONNX models: no extra package on the board."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -15,16 +15,17 @@ from edge_sdk.types import TensorSpec
 
 
 class OpenCVRuntime(Closing):
-    """Runs a float .onnx model with OpenCV's DNN module on the CPU.
+    """Runs an .onnx model with OpenCV's DNN module on the CPU.
 
-    OpenCV does not report tensor shapes before a run, so the runtime learns them from a trial run
-    on a zero tensor of `input_shape` (default: taken from the model card by the Classifier, which
-    passes it through; 1x3x224x224 otherwise).
+    OpenCV does not report tensor shapes or types before a run, so the runtime learns them from
+    a trial run on a zero tensor of `input_shape` (default: taken from the model card by the
+    Classifier, which passes it through; 1x3x224x224 otherwise): float32 first (float sources),
+    then uint8 (the int8 ONNX builds, which take camera pixels).
 
     Args:
         model_path: The .onnx file.
         num_threads: Threads for OpenCV (process-wide: cv2.setNumThreads); None leaves it as is.
-        input_shape: NCHW input shape to probe with.
+        input_shape: Input shape to probe with (NCHW, or NHWC for a pixel input).
     """
 
     model_format = "onnx"
@@ -54,18 +55,24 @@ class OpenCVRuntime(Closing):
         if num_threads is not None:
             cv2.setNumThreads(num_threads)
         self.num_threads = num_threads
-        self.input_spec = TensorSpec(shape=tuple(input_shape), dtype="float32", layout="NCHW")
-        try:
-            out = self.run(np.zeros(input_shape, np.float32))
-        except cv2.error as exc:
-            raise ModelError(
-                f"OpenCV cannot run {path} on a {input_shape} input ({str(exc).strip()[-160:]}); "
-                "check the model card's input_size"
-            ) from None
-        self.output_spec = TensorSpec(shape=tuple(out.shape), dtype="float32", layout="NC")
+        layout: Literal["NCHW", "NHWC"] = "NCHW" if input_shape[1] == 3 else "NHWC"
+        first_error = ""
+        for dtype in ("float32", "uint8"):
+            try:
+                out = self.run(np.zeros(input_shape, dtype))
+            except cv2.error as exc:
+                first_error = first_error or str(exc).strip()[-160:]
+                continue
+            self.input_spec = TensorSpec(shape=tuple(input_shape), dtype=dtype, layout=layout)
+            self.output_spec = TensorSpec(shape=tuple(out.shape), dtype="float32", layout="NC")
+            return
+        raise ModelError(
+            f"OpenCV cannot run {path} on a {input_shape} input ({first_error}); "
+            "check the model card's input_size and layout"
+        )
 
     def run(self, tensor: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        """Run the model on one NCHW float tensor and return its output."""
+        """Run the model on one input tensor and return its output."""
         self._net.setInput(tensor)
         out: npt.NDArray[Any] = self._net.forward()
         return out
