@@ -73,6 +73,13 @@ class Classifier(Closing):
         self._plane_norm = [
             (float(a), float(b)) for a, b in zip(self._norm_scale, self._norm_offset, strict=True)
         ]
+        spec = self.runtime.output_spec
+        self._as_given = (
+            card.output_kind == "probabilities"
+            and card.label_offset == 0
+            and spec.dtype == "float32"
+            and not spec.quantized
+        )
         self._decode = self._output_decoder()
 
     # -- construction -------------------------------------------------------------------------
@@ -211,11 +218,13 @@ class Classifier(Closing):
     def _output_decoder(self) -> Callable[[npt.NDArray[Any]], FloatArray]:
         """Pick, once, the function that turns the runtime's output into class scores.
 
-        Scores are a new float32 vector (offset classes removed) that `probabilities` may
+        Scores are a float32 vector (offset classes removed) that `probabilities` may
         overwrite: logits up to a constant for "logits" and "logit_map" cards (the softmax
-        does not see a constant), the model's values for "probabilities" cards. Deciding here
-        keeps the per-frame path to a few numpy calls: after an inference has filled the
-        caches, each distinct call costs microseconds of its own.
+        does not see a constant), the model's values for "probabilities" cards. A float32
+        vector output is used in place, not copied (`Runtime.run` returns a new array each
+        call). Deciding here keeps the per-frame path to a few numpy calls: right after an
+        inference each distinct call costs 5-40 µs here instead of one or two (code and data
+        are out of the caches; docs/benchmarks.md).
         """
         spec, card = self.runtime.output_spec, self.card
         offset = card.label_offset
@@ -270,14 +279,29 @@ class Classifier(Closing):
 
             return quantized_vector
 
+        if spec.dtype == "float32":
+
+            def float32_vector(output: npt.NDArray[Any]) -> FloatArray:
+                scores: FloatArray = output.reshape(-1)[offset:]
+                return scores
+
+            return float32_vector
+
         def float_vector(output: npt.NDArray[Any]) -> FloatArray:
             return np.array(output.reshape(-1)[offset:], dtype=np.float32)
 
         return float_vector
 
     def probabilities(self, output: npt.NDArray[Any]) -> FloatArray:
-        """Turn the runtime's output into class probabilities (offset classes removed)."""
+        """Turn the runtime's output into class probabilities (offset classes removed).
+
+        Quantized probabilities, and those left after dropping offset classes, are scaled to
+        sum to 1; a float probability output of all classes is taken as the model gives it (a
+        softmax sums to 1 to within a float32 rounding already). May work in place on `output`.
+        """
         x = self._decode(output)
+        if self._as_given:
+            return x
         if self.card.output_kind == "probabilities":
             total = float(x.sum())
             if total > 0:

@@ -56,6 +56,21 @@ def test_top_orders_by_score_then_lower_index(top_k: int) -> None:
         assert probs[500] == 0.5  # top() leaves the vector alone
 
 
+def test_probabilities_scaling(photos: Path) -> None:
+    """A float probability output of all classes goes on as the model gives it (no copy, no
+    rescaling); uint8 probabilities whose offset class is dropped are rescaled to sum to 1."""
+    with Classifier.from_model("squeezenet1.1", runtime="onnxruntime", precision="float") as clf:
+        output = clf.runtime.run(clf.preprocess(read_image(photos / "coffee.png")))
+        assert np.shares_memory(clf.probabilities(output), output)
+        halved = output / 2  # not a distribution: must come back unchanged
+        np.testing.assert_array_equal(clf.probabilities(halved), halved.reshape(-1))
+        assert abs(float(output.sum()) - 1.0) < 1e-5  # the model's softmax already normalizes
+    with Classifier.from_model("mobilenet-v1-quant", runtime="litert") as clf:
+        output = clf.runtime.run(clf.preprocess(read_image(photos / "coffee.png")))
+        probs = clf.probabilities(output)
+        assert probs.shape == (1000,) and abs(float(probs.sum()) - 1.0) < 1e-5
+
+
 def test_resize_crop_matches_resize_then_crop() -> None:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
