@@ -115,7 +115,7 @@ def test_quantizer_keeps_the_prerounded_weights(tmp_path: Path, mirror: Path, im
         np.testing.assert_array_equal(q.astype(np.float32) * scale[:, None, None, None], rounded[name])
         np.testing.assert_array_equal(np.abs(q).reshape(len(q), -1).max(axis=1), 64)
     # The pixels' own quantization is the identity, so removing it changes no output.
-    assert (stored[f"{nchw}_scale"], stored[f"{nchw}_zero_point"]) == (1.0, 0)
+    assert float(stored[f"{nchw}_scale"]) == 1.0 and int(stored[f"{nchw}_zero_point"]) == 0
     quantized_float_input = ort.InferenceSession(str(quantized))
     expected = [quantized_float_input.run(None, {"pixels": p[None].astype(np.float32)})[0] for p in pixels]
     _uint8_input(quantized, nchw)
