@@ -64,3 +64,32 @@ def test_reference_photos(
         coffee = clf.classify(read_image(photos / "coffee.png"))
     assert cat.top[0].index in CATS, cat.top
     assert coffee.top[0].index == ESPRESSO, coffee.top
+
+
+@pytest.mark.slow
+def test_models_info(build: Build, model_home: Path, mirror: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`models info` shows each file's tensors as the runtime sees them: the int8 TFLite's
+    quantized pixel input, the int8 ONNX's plain uint8 pixel input, the float source's NCHW."""
+    from click.testing import CliRunner
+
+    from edge_sdk.cli.main import cli
+
+    monkeypatch.setenv("EDGE_SDK_HOME", str(model_home))
+    build("squeezenet1.1", "onnx", "int8")
+    runner = CliRunner()
+
+    def info(*args: str) -> dict[str, str]:
+        result = runner.invoke(cli, ["models", "info", "squeezenet1.1", "--mirror", str(mirror), *args])
+        assert result.exit_code == 0, result.output
+        return dict(line.split(":", 1) for line in result.output.splitlines() if ":" in line)
+
+    tflite = info()
+    assert tflite["input"].split() == ["(1,", "224,", "224,", "3)", "uint8", "NHWC", "scale=1", "zp=0"]
+    assert "(1, 13, 13, 1000) int8 (logit_map)" in tflite["output"]
+    onnx = info("--runtime", "onnxruntime")
+    assert onnx["input"].strip() == "(1, 224, 224, 3) uint8 NHWC"
+    assert onnx["output"].strip() == "(1, 1000) float32 (probabilities)"
+    assert "BGR, mean (0.0, 0.0, 0.0)" in onnx["preprocess"]
+    source = info("--runtime", "onnxruntime", "--precision", "float")
+    assert source["input"].strip() == "(1, 3, 224, 224) float32 NCHW"
+    assert "RGB" in source["preprocess"]

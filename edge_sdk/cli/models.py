@@ -71,7 +71,10 @@ def info(model: str, runtime: str, precision: str, show_card: bool, mirror: Path
         spec_in, spec_out = clf.runtime.input_spec, clf.runtime.output_spec
     click.echo(f"model:      {card.name} ({card.precision})")
     click.echo(f"file:       {path} ({path.stat().st_size / 1e6:.2f} MB)")
-    click.echo(f"input:      {spec_in.shape} {spec_in.dtype} scale={spec_in.scale:g} zp={spec_in.zero_point}")
+    # Quantization parameters only where the file has them: onnxruntime reports none for the
+    # int8 ONNX's uint8 pixel input, which takes pixels unscaled.
+    quant = f" scale={spec_in.scale:g} zp={spec_in.zero_point}" if spec_in.quantized else ""
+    click.echo(f"input:      {spec_in.shape} {spec_in.dtype} {card.layout}{quant}")
     click.echo(f"output:     {spec_out.shape} {spec_out.dtype} ({card.output_kind})")
     click.echo(
         f"preprocess: shorter side {card.resize_shorter or 'stretch'}, centre crop "
