@@ -37,9 +37,8 @@ class Runtime(Protocol):
     """Moves one tensor through a model; knows nothing about images or labels.
 
     `run` takes an array matching `input_spec` (batch of 1) and returns the first output as an
-    array matching `output_spec`, a new one each call (the caller may keep or change it; the
-    Classifier hands a float probability output on without copying). It is called from one
-    thread at a time.
+    array matching `output_spec`, a new one each call (the caller may keep or change it: the
+    Classifier works on a float32 output in place). It is called from one thread at a time.
     """
 
     model_format: str
