@@ -518,9 +518,10 @@ def test_rtsp_stream_reconnects_after_the_server_restarts(classifier: Classifier
     try:
         server.start()
         pipeline.start()
-        # Typically 1.3-1.6 s. A reopen can land while the restarted server is still setting
-        # up its stream and get no frame: the source then waits out its 5 s read timeout
-        # before the next reopen (seen once, twice in a row: 12.4 s), so allow three.
+        # Typically 1.3-1.6 s. A reopen that gets no frame waits out the source's 5 s read
+        # timeout before the next one; up to three such waits are allowed. The cause seen so far
+        # (12.4 s once) was the test server starting a session without data, mended in
+        # tests/support/rtsp_server.py (0 such sessions in 400 since, 5 in 251 before).
         outage, restarted = outage_and_recovery(pipeline, server, arrivals, resume_within=17.0)
         last_before, first_after = server.frame_due(outage), server.frame_due(restarted)
     finally:

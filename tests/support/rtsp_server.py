@@ -308,12 +308,19 @@ def _serve(args: argparse.Namespace) -> None:
     width, height = (int(v) for v in args.size.split("x"))
     frame_bytes = width * height * 3
     sources: set[Any] = set()
+    latest: list[bytes] = []  # the newest frame read, once there is one
     lock = threading.Lock()
 
     def configured(factory: Any, media: Any) -> None:
         src = media.get_element().get_by_name_recurse_up("src")
         with lock:
             sources.add(src)
+            first = latest[-1] if latest else None
+        # Hand the new pipeline a frame at once, before it prepares. When its first buffer came
+        # only after the media was prepared and playing, rtsp-server sometimes never let any
+        # data through (about 1 session in 40: the appsrc queue filled, the client timed out).
+        if first is not None:
+            src.emit("push-buffer", Gst.Buffer.new_wrapped(first))
 
         def unprepared(media: Any) -> None:
             with lock:
@@ -342,6 +349,7 @@ def _serve(args: argparse.Namespace) -> None:
     def feed(stdin: IO[bytes]) -> None:
         while len(data := stdin.read(frame_bytes)) == frame_bytes:
             with lock:
+                latest[:] = [data]
                 targets = list(sources)
             for src in targets:  # none while no client watches: the frame is dropped
                 src.emit("push-buffer", Gst.Buffer.new_wrapped(data))
