@@ -31,6 +31,10 @@ def _ms(ns: int) -> float:
     return ns / 1e6
 
 
+def _batch_of_one(pixels: Image) -> npt.NDArray[Any]:
+    return pixels[np.newaxis]
+
+
 class Classifier(Closing):
     """Classifies BGR images with one model on one runtime.
 
@@ -81,6 +85,8 @@ class Classifier(Closing):
             and not spec.quantized
         )
         self._decode = self._output_decoder()
+        self._input_size, self._resize_shorter = card.input_size, card.resize_shorter
+        self._to_tensor = self._tensor_maker()
 
     # -- construction -------------------------------------------------------------------------
 
@@ -168,10 +174,24 @@ class Classifier(Closing):
 
     def preprocess(self, image: Image) -> npt.NDArray[Any]:
         """Turn a BGR uint8 image into the runtime's input tensor (batch of 1)."""
+        return self._to_tensor(resize_crop(image, self._input_size, self._resize_shorter))
+
+    def _tensor_maker(self) -> Callable[[Image], npt.NDArray[Any]]:
+        """Pick, once, the function that turns model-sized BGR pixels into the input tensor.
+
+        The zoo's int8 TFLite and int8 ONNX take the pixels as they are (uint8, BGR, NHWC):
+        for them the tensor is the crop itself, with no further call on the frame path.
+        """
         card, spec = self.card, self.runtime.input_spec
-        pixels = resize_crop(image, card.input_size, card.resize_shorter)
         if card.layout == "NCHW" and spec.dtype == "float32":
-            return self._planar_float(pixels)
+            return self._planar_float
+        if self._raw_pixels and spec.dtype == "uint8" and card.colour == "BGR" and card.layout == "NHWC":
+            return _batch_of_one
+        return self._convert
+
+    def _convert(self, pixels: Image) -> npt.NDArray[Any]:
+        """The general case: channel order, normalization, quantization and layout."""
+        card, spec = self.card, self.runtime.input_spec
         if card.colour == "RGB":
             pixels = pixels[:, :, ::-1]
         raw = self._raw_pixels
