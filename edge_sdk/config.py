@@ -21,7 +21,7 @@ import dataclasses
 import os
 import sys
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from edge_sdk import registry
 from edge_sdk.errors import ConfigError
 
 #: Where the service looks when neither --config nor $EDGE_SDK_CONFIG says otherwise.
@@ -45,9 +46,13 @@ _SECRET_KEYS = {
 }
 
 
-def opt(default: Any, doc: str, *, choices: tuple[Any, ...] = (), minimum: float | None = None,
-        maximum: float | None = None) -> Any:
-    """Declare one config key: its default, help text, and accepted values or range."""
+def opt(default: Any, doc: str, *,
+        choices: tuple[Any, ...] | Callable[[], tuple[Any, ...]] = (),
+        minimum: float | None = None, maximum: float | None = None) -> Any:
+    """Declare one config key: its default, help text, and accepted values or range.
+
+    `choices` may be a function, asked when a value is checked (for names plugins add).
+    """
     meta = {"doc": doc, "choices": choices, "min": minimum, "max": maximum}
     return field(default=default, metadata=meta)
 
@@ -57,7 +62,8 @@ class ModelConfig:
     """[model]: which model, on which runtime."""
 
     name: str = opt("squeezenet1.1", "zoo name (edge-classify models list) or a .tflite/.onnx path")
-    runtime: str = opt("litert", "inference runtime", choices=("litert", "onnxruntime", "opencv"))
+    runtime: str = opt("litert", "inference runtime: litert, onnxruntime, opencv or a plugin's",
+                       choices=lambda: tuple(registry.names("runtimes")))
     precision: str = opt("int8", "for zoo names: the built model to use", choices=("int8", "float"))
     threads: int = opt(0, "runtime threads; 0 lets the runtime choose", minimum=0, maximum=64)
     top_k: int = opt(5, "classes per prediction", minimum=1, maximum=1000)
@@ -222,6 +228,8 @@ def _check_value(where: str, key: str, value: Any, tp: Any, meta: Mapping[str, A
     if not ok:
         raise ConfigError(f"{where} {key} = {value!r} must be {_type_name(tp)}")
     choices = meta.get("choices") or ()
+    if callable(choices):
+        choices = choices()
     if choices and value not in choices:
         shown = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in choices)
         raise ConfigError(f"{where} {key} = {value!r} is not accepted; choose one of: {shown}")

@@ -6,7 +6,7 @@ Built-in plugins also inherit `Closing`, which only adds the context-manager met
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +20,7 @@ class Closing:
     def close(self) -> None:  # pragma: no cover - overridden
         """Release what the object holds; calling it twice is harmless."""
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -59,6 +59,19 @@ class FrameSource(Protocol):
     def read(self) -> Frame | None: ...
 
     def close(self) -> None: ...
+
+
+class ClosingFrameSource(FrameSource, Protocol):
+    """A FrameSource that ``with`` closes: what `edge_sdk.sources.open_source` returns."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 @runtime_checkable

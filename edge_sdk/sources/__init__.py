@@ -27,13 +27,15 @@ from typing import Any
 
 from edge_sdk import registry
 from edge_sdk.errors import ConfigError
-from edge_sdk.protocols import FrameSource
+from edge_sdk.protocols import Closing, ClosingFrameSource, FrameSource
 from edge_sdk.sources.base import BaseSource, JpegSource, Packet, PacketSource, uses_packets
+from edge_sdk.types import Frame
 
 __all__ = [
     "SCHEMES_HELP",
     "BaseSource",
     "JpegSource",
+    "ManagedSource",
     "Packet",
     "PacketSource",
     "open_source",
@@ -104,8 +106,32 @@ def source_options(uri: str) -> list[str]:
     return registry.accepted_options(source_class(uri))
 
 
-def open_source(uri: str, **options: Any) -> FrameSource:
+class ManagedSource(Closing):
+    """A plugin source without ``__enter__``/``__exit__``, given them; otherwise the source itself.
+
+    `open_source` wraps such sources so ``with open_source(uri) as source:`` works for every
+    scheme (plugins need not inherit anything, DESIGN.md). Attributes other than `read` and
+    `close` (`size`, `fps`, `live`, a plugin's own) are the wrapped source's.
+    """
+
+    def __init__(self, source: FrameSource) -> None:
+        self.source = source
+        self.uri = source.uri
+
+    def read(self) -> Frame | None:
+        return self.source.read()
+
+    def close(self) -> None:
+        self.source.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.source, name)
+
+
+def open_source(uri: str, **options: Any) -> ClosingFrameSource:
     """Open the source `uri` names, with backend options (see docs/sources.md).
+
+    The result is a context manager whatever the backend (``with`` closes it).
 
     Raises:
         ConfigError: malformed URI, unknown scheme, or an option this source does not take.
@@ -113,5 +139,8 @@ def open_source(uri: str, **options: Any) -> FrameSource:
         BackendUnavailable: the backend needs a package that is not installed.
     """
     name = route(uri)
-    source: FrameSource = registry.create("sources", name, uri.strip(), **options)
-    return source
+    source = registry.create("sources", name, uri.strip(), **options)
+    if hasattr(source, "__enter__") and hasattr(source, "__exit__"):
+        opened: ClosingFrameSource = source
+        return opened
+    return ManagedSource(source)
