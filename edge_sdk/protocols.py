@@ -61,8 +61,21 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
-class ClosingFrameSource(FrameSource, Protocol):
-    """A FrameSource that ``with`` closes: what `edge_sdk.sources.open_source` returns."""
+class OpenedSource(FrameSource, Protocol):
+    """What `edge_sdk.sources.open_source` returns, whatever the backend.
+
+    A FrameSource that also reports `size` ((width, height); (0, 0) until known), `fps` (0.0 if
+    unknown) and `live`, and that ``with`` closes.
+    """
+
+    @property
+    def size(self) -> tuple[int, int]: ...
+
+    @property
+    def fps(self) -> float: ...
+
+    @property
+    def live(self) -> bool: ...
 
     def __enter__(self) -> Self: ...
 

@@ -103,9 +103,10 @@ def test_a_plugin_source_opens_by_its_scheme_and_closes_with_with(plugin: object
         assert isinstance(source, ManagedSource)  # it has no __enter__ of its own
         assert source.uri == "counting://anything"
         assert source.size == (64, 48)  # the plugin's own attributes show through
+        assert (source.fps, source.live) == (0.0, False)  # it has no fps: the "unknown" value
         frames = [source.read(), source.read(), source.read()]
     assert [f.index if f else None for f in frames] == [0, 1, None]
-    assert source.source.closed
+    assert source.source.closed  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="no option 'colour'; accepted: count, size"):
         open_source("counting://x", colour="red")
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from edge_sdk import registry
 from edge_sdk.errors import ConfigError
-from edge_sdk.protocols import Closing, ClosingFrameSource, FrameSource
+from edge_sdk.protocols import Closing, FrameSource, OpenedSource
 from edge_sdk.sources.base import BaseSource, JpegSource, Packet, PacketSource, uses_packets
 from edge_sdk.types import Frame
 
@@ -107,16 +107,30 @@ def source_options(uri: str) -> list[str]:
 
 
 class ManagedSource(Closing):
-    """A plugin source without ``__enter__``/``__exit__``, given them; otherwise the source itself.
+    """A plugin source made whole: ``with`` support, and `size`, `fps`, `live` where it has none.
 
-    `open_source` wraps such sources so ``with open_source(uri) as source:`` works for every
-    scheme (plugins need not inherit anything, DESIGN.md). Attributes other than `read` and
-    `close` (`size`, `fps`, `live`, a plugin's own) are the wrapped source's.
+    `open_source` wraps a plugin source that lacks any of these (plugins need implement only
+    `FrameSource`, DESIGN.md), so its result always has them. Missing ones read as (0, 0),
+    0.0 and False, the values a built-in source reports when it does not know; every other
+    attribute is the plugin's own.
     """
 
     def __init__(self, source: FrameSource) -> None:
         self.source = source
         self.uri = source.uri
+
+    @property
+    def size(self) -> tuple[int, int]:
+        width, height = getattr(self.source, "size", None) or (0, 0)
+        return int(width), int(height)
+
+    @property
+    def fps(self) -> float:
+        return float(getattr(self.source, "fps", 0.0) or 0.0)
+
+    @property
+    def live(self) -> bool:
+        return bool(getattr(self.source, "live", False))
 
     def read(self) -> Frame | None:
         return self.source.read()
@@ -128,10 +142,15 @@ class ManagedSource(Closing):
         return getattr(self.source, name)
 
 
-def open_source(uri: str, **options: Any) -> ClosingFrameSource:
+#: What a source needs to be handed out as it is.
+_OPENED = ("__enter__", "__exit__", "size", "fps", "live")
+
+
+def open_source(uri: str, **options: Any) -> OpenedSource:
     """Open the source `uri` names, with backend options (see docs/sources.md).
 
-    The result is a context manager whatever the backend (``with`` closes it).
+    The result has `size`, `fps` and `live` and is a context manager (``with`` closes it)
+    whatever the backend; a plugin source that lacks any of these comes in a `ManagedSource`.
 
     Raises:
         ConfigError: malformed URI, unknown scheme, or an option this source does not take.
@@ -140,7 +159,7 @@ def open_source(uri: str, **options: Any) -> ClosingFrameSource:
     """
     name = route(uri)
     source = registry.create("sources", name, uri.strip(), **options)
-    if hasattr(source, "__enter__") and hasattr(source, "__exit__"):
-        opened: ClosingFrameSource = source
+    if all(hasattr(source, name) for name in _OPENED):
+        opened: OpenedSource = source
         return opened
     return ManagedSource(source)
