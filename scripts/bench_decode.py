@@ -54,9 +54,10 @@ def main() -> None:
         print(f"{'decode':<24}{'ms/frame':>10}{'vs full':>10}")
         full = 0.0
         for reduce in (1, 2, 4, 8):
-            seconds = median_time(
-                lambda r=reduce: [decode_jpeg(data, r) for _ in range(args.repeat)], args.runs
-            )
+            def decode_all(r: int = reduce) -> object:
+                return [decode_jpeg(data, r) for _ in range(args.repeat)]
+
+            seconds = median_time(decode_all, args.runs)
             ms = seconds / args.repeat * 1000
             full = full or ms
             label = "full" if reduce == 1 else f"reduce={reduce} (1/{reduce})"

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -131,7 +131,8 @@ def run_sequential(server: MjpegServer, clf: Classifier, seconds: float,
             break
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         small = cv2.resize(rgb, (width, height))
-        tensor = np.ascontiguousarray(small[:, :, ::-1])
+        # cv2 types its frames as any numeric array; these are uint8.
+        tensor: npt.NDArray[Any] = np.ascontiguousarray(small[:, :, ::-1])
         if int8:
             tensor = (tensor ^ np.uint8(0x80)).view(np.int8)
         top = clf.top(clf.probabilities(clf.runtime.run(tensor[np.newaxis])))
@@ -141,7 +142,7 @@ def run_sequential(server: MjpegServer, clf: Classifier, seconds: float,
         frames += 1
         if time.monotonic() - started < warmup:
             continue
-        number = read_number(image)
+        number = read_number(cast(npt.NDArray[np.uint8], image))
         sent = server.sent_ns.get(number) if number is not None else None
         if sent is None:
             unreadable += 1

@@ -168,12 +168,12 @@ def main() -> None:
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in rows:
-        pre, post = statistics.median(r.preprocess), statistics.median(r.postprocess)
+        pre_p50, post_p50 = statistics.median(r.preprocess), statistics.median(r.postprocess)
         print(
             f"| {r.runtime:<11} | {r.model:<19} | {r.precision:<9} | {r.threads:>3} | "
             f"{statistics.median(r.bare):>8.2f} | {p90(r.bare):>8.2f} | "
             f"{statistics.median(r.classify):>12.2f} | {p90(r.classify):>12.2f} | "
-            f"{pre + post:>12.3f} | {pre:>7.3f} | {post:>8.3f} | "
+            f"{pre_p50 + post_p50:>12.3f} | {pre_p50:>7.3f} | {post_p50:>8.3f} | "
             f"{statistics.median(r.cpu_overhead):>16.3f} | {statistics.median(r.read_floor):>14.3f} |"
         )
     for line in skipped:

@@ -74,7 +74,8 @@ def sequential(video: Path, clf: Classifier) -> tuple[int, float]:
         small = cv2.resize(rgb, (width, height))  # resize
         # To the input type (raw pixels: uint8 as is, int8 = pixel - 128), flipping back to
         # the BGR our model takes in the same pass.
-        tensor = np.ascontiguousarray(small[:, :, ::-1])
+        # cv2 types its result as any numeric array; uint8 in gives uint8 out.
+        tensor: np.ndarray = np.ascontiguousarray(small[:, :, ::-1])
         if int8:
             tensor = (tensor ^ np.uint8(0x80)).view(np.int8)
         top = clf.top(clf.probabilities(clf.runtime.run(tensor[np.newaxis])))  # infer

@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -50,7 +50,11 @@ def crops_of(image: npt.NDArray[np.uint8], size: tuple[int, int], shorter: int) 
     h, w = image.shape[:2]
     scale = shorter / min(h, w)
     if scale != 1.0:
-        image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        # cv2 types its result as any numeric array; uint8 in gives uint8 out.
+        image = cast(
+            npt.NDArray[np.uint8],
+            cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA),
+        )
     h, w = image.shape[:2]
     ch, cw = size
     for top, left in ((0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2)):

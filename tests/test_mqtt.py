@@ -35,7 +35,7 @@ from edge_sdk.types import PREDICTION_SCHEMA_VERSION, Label, Prediction, Timings
 
 __all__ = ["mosquitto"]  # the fixture, imported for pytest
 
-FAST = {"reconnect_min": 0.1, "reconnect_max": 0.5}
+FAST: dict[str, Any] = {"reconnect_min": 0.1, "reconnect_max": 0.5}
 
 
 def prediction(i: int, label: str = "tabby", model: str = "squeezenet1.1") -> Prediction:
@@ -105,7 +105,7 @@ def test_qos1_predictions_during_a_broker_outage_all_arrive(tmp_path: Path) -> N
             stop.wait(0.01)
 
     producer = threading.Thread(target=produce)
-    before: Recorder | None = rec
+    before = rec
     after: Recorder | None = None
     try:
         assert sink.wait_connected(5)
@@ -310,7 +310,7 @@ def test_tls_client_certificate_a_broker_requires(
     broker.start()
     caplog.set_level(logging.DEBUG, "edge_sdk.mqtt")
 
-    def refused(device_id: str, **files: str) -> str:
+    def refused(device_id: str, **files: Any) -> str:
         """Connect with `files`; return the one ERROR line the refusals logged."""
         caplog.clear()
         sink = MqttSink(host="127.0.0.1", port=broker.port, device_id=device_id,

@@ -234,7 +234,12 @@ def test_bounded_queue_policies() -> None:
     blocking: BoundedQueue[int] = BoundedQueue(1, lossless=False, block=True)
     blocking.put(0)
     done = threading.Event()
-    threading.Thread(target=lambda: (blocking.put(1), done.set()), daemon=True).start()
+
+    def put_then_set() -> None:
+        blocking.put(1)
+        done.set()
+
+    threading.Thread(target=put_then_set, daemon=True).start()
     assert not done.wait(0.2)  # waits for room
     assert blocking.get(1) == 0
     assert done.wait(5) and blocking.get(1) == 1

@@ -16,7 +16,7 @@ import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import cv2
 import numpy as np
@@ -34,9 +34,11 @@ from edge_sdk.sources.base import decode_jpeg, reduced_size
 from edge_sdk.sources.csi import CsiSource, csi_number
 from edge_sdk.sources.gstreamer import opencv_has_gstreamer
 from edge_sdk.sources.jetson import is_jetson, nvargus_pipeline
+from edge_sdk.sources.mjpeg import MjpegHttpSource
 from edge_sdk.sources.rtsp import OPTIONS_VAR, ffmpeg_options
 from edge_sdk.sources.synthetic import SyntheticSource, read_number, stamp_number
-from edge_sdk.sources.v4l2 import v4l2_device
+from edge_sdk.sources.v4l2 import V4L2Source, v4l2_device
+from edge_sdk.sources.video import VideoFileSource
 from edge_sdk.types import Frame
 
 FRAMES = 24
@@ -69,13 +71,21 @@ def server() -> Any:
 
 
 def read_all(source: FrameSource, limit: int = 10_000) -> list[Frame]:
-    frames = []
+    frames: list[Frame] = []
     while len(frames) < limit and (frame := source.read()) is not None:
         frames.append(frame)
     return frames
 
 
-def assert_bgr(frame: Frame, size: tuple[int, int]) -> None:
+def read_frame(source: FrameSource) -> Frame:
+    """The next frame, which the test expects there to be."""
+    frame = source.read()
+    assert frame is not None
+    return frame
+
+
+def assert_bgr(frame: Frame | None, size: tuple[int, int]) -> None:
+    assert frame is not None
     assert frame.image.dtype == np.uint8
     assert frame.image.shape == (size[1], size[0], 3)
 
@@ -214,6 +224,7 @@ def test_v4l2_rejects_bad_options() -> None:
 
 def test_mjpeg_video_is_read_as_jpeg_packets(mjpeg_video: Path) -> None:
     with open_source(str(mjpeg_video)) as source:
+        assert isinstance(source, VideoFileSource)
         assert uses_packets(source)
         assert source.codec == "MJPG"
         assert (source.size, source.fps, source.live) == ((1280, 720), 30.0, False)
@@ -242,6 +253,7 @@ def test_mjpeg_video_decodes_at_reduced_size(mjpeg_video: Path, reduce: int) -> 
 
 def test_reduce_can_change_on_an_open_source(mjpeg_video: Path) -> None:
     with open_source(str(mjpeg_video)) as source:
+        assert isinstance(source, VideoFileSource)
         source.reduce = 4
         assert source.size == (320, 180)
         assert_bgr(source.read(), (320, 180))
@@ -249,6 +261,7 @@ def test_reduce_can_change_on_an_open_source(mjpeg_video: Path) -> None:
 
 def test_h264_video_is_decoded_by_ffmpeg(h264_video: Path) -> None:
     with open_source(str(h264_video), reduce=2) as source:
+        assert isinstance(source, VideoFileSource)
         assert not uses_packets(source)
         assert source.codec.lower() in ("h264", "avc1")
         assert (source.size, source.reduce, source.fps) == ((1280, 720), 1, 30.0)
@@ -370,8 +383,9 @@ def test_http_mjpeg_stream(server: MjpegServer) -> None:
         assert (source.size, source.live) == ((640, 480), True)
         frames = [source.read() for _ in range(12)]
         fps = source.fps
-    numbers = [read_number(f.image) for f in frames if f is not None]
-    assert len(numbers) == 12
+    stamps = [read_number(f.image) for f in frames if f is not None]
+    assert len(stamps) == 12 and None not in stamps
+    numbers = cast(list[int], stamps)  # every stamp was read: checked above
     assert numbers == sorted(numbers) and len(set(numbers)) == 12
     assert_bgr(frames[0], (640, 480))
     assert 5 < fps < 200  # measured from arrivals; loose, the machine is shared
@@ -379,6 +393,7 @@ def test_http_mjpeg_stream(server: MjpegServer) -> None:
 
 def test_http_stream_skips_stale_frames_before_decoding(server: MjpegServer) -> None:
     with open_source(server.url, reduce=2) as source:
+        assert isinstance(source, MjpegHttpSource)
         source.read()
         first = source.read()
         time.sleep(0.4)  # about 12 frames pile up in the socket
@@ -389,7 +404,8 @@ def test_http_stream_skips_stale_frames_before_decoding(server: MjpegServer) -> 
     assert_bgr(fresh, (320, 240))
     assert fresh.index > first.index + 3
     # What came out is the newest frame the server had sent, not the oldest waiting one.
-    assert read_number(fresh.image) >= newest_sent - 1
+    number = read_number(fresh.image)
+    assert number is not None and number >= newest_sent - 1
 
 
 def test_http_stream_without_content_length() -> None:
@@ -397,8 +413,9 @@ def test_http_stream_without_content_length() -> None:
         MjpegServer(fps=60, size=(320, 240), content_length=False) as srv,
         open_source(srv.url) as source,
     ):
-        numbers = [read_number(source.read().image) for _ in range(5)]
-    assert None not in numbers
+        stamps = [read_number(read_frame(source).image) for _ in range(5)]
+    assert None not in stamps
+    numbers = cast(list[int], stamps)  # every stamp was read: checked above
     assert numbers == sorted(numbers)
 
 
@@ -592,7 +609,7 @@ class FakePicamera2:
 @pytest.fixture()
 def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakePicamera2]]:
     module = types.ModuleType("picamera2")
-    module.Picamera2 = FakePicamera2
+    module.Picamera2 = FakePicamera2  # type: ignore[attr-defined]  # a module made here
     monkeypatch.setitem(sys.modules, "picamera2", module)
     FakePicamera2.instances = []
     FakePicamera2.hangs = {}
@@ -696,6 +713,7 @@ def fake_webcam(monkeypatch: pytest.MonkeyPatch) -> type[FakeV4L2Capture]:
 
 def test_usb_camera_sends_jpeg_packets(fake_webcam: type[FakeV4L2Capture]) -> None:
     with open_source("0", size="1280x720", fps=30, reduce=2) as source:
+        assert isinstance(source, V4L2Source)
         cap = fake_webcam.instances[0]
         # The driver wants the pixel format before the size, and the size before the rate.
         assert cap.sets[:4] == [
@@ -714,6 +732,7 @@ def test_usb_camera_falls_back_when_its_jpegs_do_not_decode(
 ) -> None:
     fake_webcam.jpeg_ok = False
     with open_source("v4l2:///dev/video0", reduce=2) as source:
+        assert isinstance(source, V4L2Source)
         assert not uses_packets(source)
         assert (source.size, source.reduce) == ((640, 480), 1)
         frame = source.read()
@@ -821,8 +840,9 @@ def test_rtsp_stream_frames_are_bgr_and_numbered(codec: str) -> None:
     for frame in frames:
         assert_bgr(frame, (320, 240))
     assert [f.index for f in frames] == list(range(15))
-    numbers = [read_number(f.image) for f in frames]
-    assert None not in numbers, f"unreadable stamps: {numbers}"
+    stamps = [read_number(f.image) for f in frames]
+    assert None not in stamps, f"unreadable stamps: {stamps}"
+    numbers = cast(list[int], stamps)  # every stamp was read: checked above
     assert numbers == sorted(set(numbers)), f"stamped numbers do not increase: {numbers}"
     # A live stream, joined when the source opened: no frame from long before that.
     assert due - 60 < numbers[0] <= due

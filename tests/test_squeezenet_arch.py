@@ -40,8 +40,8 @@ def test_reference_weights_reproduce_onnx(name: str, mirror: Path, photos: Path)
             for p in ("chelsea.png", "coffee.png", "astronaut.png")
         ]
     ).astype(np.float32)
-    x = crops[..., ::-1] if entry.colour == "RGB" else crops
-    x = (x - np.float32(entry.mean)) / np.float32(entry.std)
+    pixels = crops[..., ::-1] if entry.colour == "RGB" else crops
+    x = (pixels - np.asarray(entry.mean, np.float32)) / np.asarray(entry.std, np.float32)
     reference = np.concatenate(
         [session.run(None, {"data": img.transpose(2, 0, 1)[np.newaxis]})[0] for img in x]
     )

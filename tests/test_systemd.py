@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,9 @@ __all__ = ["mosquitto"]
 
 
 @pytest.fixture
-def listener() -> NotifyListener:
+def listener() -> Iterator[NotifyListener]:
     listen = NotifyListener()
-    yield listen  # type: ignore[misc]
+    yield listen
     listen.close()
 
 

@@ -251,6 +251,7 @@ def test_frames_encoded_only_while_watched_once_for_all_viewers(
     assert sink._jpeg_frames == 10
     for viewer in viewers:
         image = cv2.imdecode(np.frombuffer(viewer.jpegs[-1], np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None
         assert image.shape == (480, 640, 3)  # under max_width: not scaled
         viewer.close()
     wait_until(lambda: sink.viewers == 0)
@@ -290,6 +291,7 @@ def test_stream_fps_and_max_width(picture: np.ndarray) -> None:
         assert 1 <= s._jpeg_frames <= 2
         wait_until(lambda: len(viewer.jpegs) >= 1)
         image = cv2.imdecode(np.frombuffer(viewer.jpegs[0], np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None
         assert image.shape == (240, 320, 3)
         viewer.close()
         # The pipeline decodes frames no wider than the stream shows them.

@@ -49,6 +49,13 @@ def photo_paths(folder: Path = IMAGENET, limit: int = 60) -> list[Path]:
     return paths
 
 
+def _read_photo(path: Path) -> np.ndarray:
+    """Read a photo as BGR (cv2.imread gives None for a file it cannot read)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert image is not None, f"cannot read {path}"
+    return image
+
+
 def fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Scale `image` to cover `size` (width, height) and centre-crop it to exactly that."""
     width, height = size
@@ -70,7 +77,7 @@ def photo_frames(
     for `hold` frames in a row."""
     if hold < 1:
         raise ValueError(f"hold must be >= 1, got {hold}")
-    pictures = [fit(cv2.imread(str(p), cv2.IMREAD_COLOR), size) for p in photo_paths(limit=photos)]
+    pictures = [fit(_read_photo(p), size) for p in photo_paths(limit=photos)]
     for n in range(count):
         frame = pictures[n // hold % len(pictures)].copy()
         if stamp:

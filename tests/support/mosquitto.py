@@ -24,6 +24,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -210,17 +211,18 @@ class Recorder:
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=session or f"rec-{id(self)}-{time.monotonic_ns()}",
             clean_session=session is None,
         )
         if ca_file:
             cert = client_cert
-            self.client.tls_set(ca_certs=str(ca_file), certfile=cert and str(cert.cert_file),
-                                keyfile=cert and str(cert.key_file))
+            self.client.tls_set(ca_certs=str(ca_file), certfile=str(cert.cert_file) if cert else None,
+                                keyfile=str(cert.key_file) if cert else None)
         if auth:
             self.client.username_pw_set(*auth)
-        self.client.reconnect_delay_set(0.1, 0.5)
+        # paho annotates the delays as int, but any number of seconds works (as in MqttSink).
+        self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
 
         def on_connect(c: mqtt.Client, u: Any, flags: Any, rc: Any, props: Any = None) -> None:
             if not rc.is_failure:
@@ -231,7 +233,8 @@ class Recorder:
 
         def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
             with self._cond:
-                self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+                # paho types the payload bytes | bytearray; a received one is bytes.
+                self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
                 self._cond.notify_all()
 
         self.client.on_connect = on_connect
