@@ -10,4 +10,5 @@ PY=.venv/bin/python
 
 $PY -m ruff check edge_sdk tests scripts
 $PY -m mypy
+$PY -m mypy --explicit-package-bases tests scripts  # with the same settings (setup.cfg)
 $PY -m pytest "$@"
