@@ -1,17 +1,21 @@
-"""The three plugin interfaces. They are Protocols: a plugin need not inherit anything.
+"""The three plugin interfaces, Protocols: a plugin need not inherit anything; and `OpenedSource`.
 
-Built-in plugins also inherit `Closing`, which only adds the context-manager methods.
+Built-in plugins also inherit `Closing`, which only adds the context-manager methods. `OpenedSource`
+is what `open_source` hands out for any source (`edge_sdk.sources.ManagedSource` fills gaps).
 """
 
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from edge_sdk.types import Frame, Prediction, TensorSpec
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+; annotations are not evaluated at run time
+    from typing import Self
 
 
 class Closing:

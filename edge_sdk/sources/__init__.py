@@ -139,6 +139,8 @@ class ManagedSource(Closing):
         self.source.close()
 
     def __getattr__(self, name: str) -> Any:
+        if name == "source":  # not set yet (copy, pickle): no endless lookup
+            raise AttributeError(name)
         return getattr(self.source, name)
 
 
@@ -159,7 +161,7 @@ def open_source(uri: str, **options: Any) -> OpenedSource:
     """
     name = route(uri)
     source = registry.create("sources", name, uri.strip(), **options)
-    if all(hasattr(source, name) for name in _OPENED):
+    if all(hasattr(source, attr) for attr in _OPENED):
         opened: OpenedSource = source
         return opened
     return ManagedSource(source)
