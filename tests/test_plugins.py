@@ -8,6 +8,7 @@ The plugin package is written into a temporary folder on sys.path: a module plus
 
 from __future__ import annotations
 
+import copy
 import importlib
 import sys
 import textwrap
@@ -109,6 +110,12 @@ def test_a_plugin_source_opens_by_its_scheme_and_closes_with_with(plugin: object
     assert source.source.closed  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="no option 'colour'; accepted: count, size"):
         open_source("counting://x", colour="red")
+
+
+def test_a_wrapped_source_copies_without_endless_lookup(plugin: object) -> None:
+    source = open_source("counting://x", count=1)
+    twin = copy.copy(source)  # copy makes the object without calling __init__ first
+    assert twin.read() is not None and twin.size == (64, 48)
 
 
 def test_a_built_in_source_is_not_wrapped() -> None:
