@@ -85,7 +85,6 @@ class Classifier(Closing):
             and not spec.quantized
         )
         self._decode = self._output_decoder()
-        self._input_size, self._resize_shorter = card.input_size, card.resize_shorter
         self._to_tensor = self._tensor_maker()
 
     # -- construction -------------------------------------------------------------------------
@@ -174,7 +173,8 @@ class Classifier(Closing):
 
     def preprocess(self, image: Image) -> npt.NDArray[Any]:
         """Turn a BGR uint8 image into the runtime's input tensor (batch of 1)."""
-        return self._to_tensor(resize_crop(image, self._input_size, self._resize_shorter))
+        card = self.card
+        return self._to_tensor(resize_crop(image, card.input_size, card.resize_shorter))
 
     def _tensor_maker(self) -> Callable[[Image], npt.NDArray[Any]]:
         """Pick, once, the function that turns model-sized BGR pixels into the input tensor.

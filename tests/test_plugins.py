@@ -14,6 +14,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ class CountingRuntime:
 
 
 @pytest.fixture()
-def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """Install the plugin package into a folder on sys.path; returns its module."""
     (tmp_path / "edge_demo_plugin.py").write_text(PLUGIN)
     info = tmp_path / "edge_demo_plugin-0.1.dist-info"
@@ -97,7 +98,7 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     sys.modules.pop("edge_demo_plugin", None)  # the next test installs it afresh
 
 
-def test_a_plugin_source_opens_by_its_scheme_and_closes_with_with(plugin: object) -> None:
+def test_a_plugin_source_opens_by_its_scheme_and_closes_with_with(plugin: ModuleType) -> None:
     assert "counting" in registry.names("sources")
     assert route("counting://anything") == "counting"
     with open_source("counting://anything", count=2) as source:
@@ -107,12 +108,13 @@ def test_a_plugin_source_opens_by_its_scheme_and_closes_with_with(plugin: object
         assert (source.fps, source.live) == (0.0, False)  # it has no fps: the "unknown" value
         frames = [source.read(), source.read(), source.read()]
     assert [f.index if f else None for f in frames] == [0, 1, None]
-    assert source.source.closed  # type: ignore[attr-defined]
+    (inner,) = plugin.CountingSource.opened
+    assert inner.closed and source.source is inner
     with pytest.raises(ConfigError, match="no option 'colour'; accepted: count, size"):
         open_source("counting://x", colour="red")
 
 
-def test_a_wrapped_source_copies_without_endless_lookup(plugin: object) -> None:
+def test_a_wrapped_source_copies_without_endless_lookup(plugin: ModuleType) -> None:
     source = open_source("counting://x", count=1)
     twin = copy.copy(source)  # copy makes the object without calling __init__ first
     assert twin.read() is not None and twin.size == (64, 48)
@@ -125,7 +127,7 @@ def test_a_built_in_source_is_not_wrapped() -> None:
 
 
 def test_the_pipeline_runs_a_plugin_source_and_a_plugin_runtime(
-    plugin: object, model_home: Path
+    plugin: ModuleType, model_home: Path
 ) -> None:
     classifier = Classifier.from_model(
         "squeezenet1.1", runtime="counting", num_threads=1, home=model_home
@@ -134,7 +136,7 @@ def test_the_pipeline_runs_a_plugin_source_and_a_plugin_runtime(
         got = list(pipeline)
     assert [p.frame_index for p in got] == [0, 1, 2]
     assert classifier.runtime.calls == 3  # type: ignore[attr-defined]
-    opened = plugin.CountingSource.opened  # type: ignore[attr-defined]
+    opened = plugin.CountingSource.opened
     (source,) = opened
     assert source.closed
     reference = Classifier.from_model("squeezenet1.1", runtime="litert", num_threads=1, home=model_home)
@@ -143,7 +145,7 @@ def test_the_pipeline_runs_a_plugin_source_and_a_plugin_runtime(
     assert got[0].top[0].index == first.top[0].index
 
 
-def test_a_service_config_takes_a_plugin_runtime(plugin: object) -> None:
+def test_a_service_config_takes_a_plugin_runtime(plugin: ModuleType) -> None:
     from edge_sdk import config
 
     assert config.parse({"model": {"runtime": "counting"}}).model.runtime == "counting"
