@@ -59,6 +59,51 @@ def test_bad_arguments(tmp_path: Path, mirror: Path, imagenet: Path) -> None:
     assert not (tmp_path / "x.onnx").exists()
 
 
+def test_float_convs_stay_float_and_unrounded(
+    tmp_path: Path, mirror: Path, imagenet: Path, photos: Path
+) -> None:
+    """squeezenet1.0-dc keeps its fire2 module float (MODEL_SETTINGS): those three convolutions
+    run on float weights that are neither rounded nor quantized, every other one on int8
+    weights; the card records the choice and the file stays within the 1.4 MB budget."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    entry, settings = ZOO["squeezenet1.0-dc"], settings_for("squeezenet1.0-dc")
+    fire2 = {"fire2/conv1x1_1", "fire2/conv1x1_2", "fire2/conv3x3_2"}
+    assert set(settings.float_convs) == fire2
+    out = tmp_path / "dc.int8.onnx"
+    card = build_onnx_int8(entry, mirror, out, calibration_images(imagenet)[:4])
+    assert card.notes["settings"]["float_convs"] == list(settings.float_convs)
+    assert ModelCard.load(store.card_path(out)) == card
+    assert out.stat().st_size < 1_400_000
+    graph = onnx.load(str(out)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    assert len(convs) == 26
+    for name, node in convs.items():
+        weight = node.input[1]
+        if name in fire2:
+            w = inits[weight]  # a float initializer read directly: no DequantizeLinear
+            assert w.dtype == np.float32
+            # Not on any per-channel grid of at most 127 steps: unrounded.
+            rows = w.reshape(len(w), -1)
+            steps = rows / (np.abs(rows).max(axis=1, keepdims=True) / 127)
+            assert not np.allclose(steps, np.round(steps), atol=1e-3)
+        else:
+            assert weight not in inits and weight.endswith("_DequantizeLinear_Output")
+    with Classifier.from_model(out, runtime="onnxruntime") as clf:
+        assert clf.classify(read_image(photos / "coffee.png")).top[0].index == 967
+
+
+def test_float_convs_must_exist(tmp_path: Path, mirror: Path, imagenet: Path) -> None:
+    settings = OnnxQuantSettings(float_convs=("fire2/conv1x1_1", "fire99/expand"))
+    images = calibration_images(imagenet)[:1]
+    with pytest.raises(ValueError, match="no convolution named fire99/expand; the model has conv1, fire2/"):
+        build_onnx_int8(ZOO["squeezenet1.0-dc"], mirror, tmp_path / "x.onnx", images, settings)
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_padded_1x1_conv_becomes_an_explicit_pad(tmp_path: Path, mirror: Path) -> None:
     """SqueezeNet 1.0's last conv (1x1, pad 1) is split into Pad + Conv with the same outputs:
     OpenCV DNN mis-computes the padded 1x1 conv once quantized, and gets the split one right."""

@@ -24,7 +24,7 @@ Needs the `build` extra (TensorFlow / Keras 3, onnx); never imported on the fram
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,20 @@ def _initializer_names(graph: onnx.GraphProto, source: Path) -> dict[str, tuple[
     return names
 
 
+def _layers_of(
+    graph: onnx.GraphProto, names: dict[str, tuple[str, str]], convs: Collection[str]
+) -> set[str]:
+    """The Keras layer names of the ONNX Conv nodes named `convs`."""
+    layer_of_weight = {weight: layer for layer, (weight, _) in names.items()}
+    weight_of_node = {n.name: n.input[1] for n in graph.node if n.op_type == "Conv"}
+    unknown = sorted(set(convs) - weight_of_node.keys())
+    if unknown:
+        raise ValueError(
+            f"no convolution named {', '.join(unknown)}; the model has {', '.join(weight_of_node)}"
+        )
+    return {layer_of_weight[weight_of_node[conv]] for conv in convs}
+
+
 def round_onnx_weights(
     entry: ZooEntry,
     source: Path,
@@ -71,6 +85,7 @@ def round_onnx_weights(
     *,
     levels: int | None,
     equalization: float = 0.0,
+    float_convs: Collection[str] = (),
     on_layer: Callable[[str], None] | None = None,
 ) -> None:
     """Write `source` to `out_path` folded, its weights equalized and rounded (still float).
@@ -84,21 +99,25 @@ def round_onnx_weights(
         levels: The quantizer's weight grid, steps each side of zero (64: int8 with
             ``reduce_range``; see `OnnxQuantSettings.weight_levels`); None: no rounding.
         equalization: Activation equalization strength (0: none).
+        float_convs: ONNX names of convolutions the quantizer will leave float: not rounded
+            (equalized all the same, which is exact in float).
         on_layer: Called with each convolution's name as it is rounded.
 
     Raises:
         ModelError: the source is not a SqueezeNet this module can map back.
+        ValueError: a name in `float_convs` is not a convolution of the source.
     """
+    onnx_model = onnx.load(str(source))
+    graph = onnx_model.graph
+    names = _initializer_names(graph, source)
+    keep = _layers_of(graph, names, float_convs)
     model = source_model(entry, source)
     fold_input_normalization(model, entry.mean, entry.std, entry.colour)
     pixels = np.asarray(calibration, np.float32)
     if equalization > 0:
         equalize_activations(model, pixels, equalization)
     if levels is not None:
-        round_model_weights(model, pixels, on_layer, levels=levels)
-    onnx_model = onnx.load(str(source))
-    graph = onnx_model.graph
-    names = _initializer_names(graph, source)
+        round_model_weights(model, pixels, on_layer, levels=levels, keep=keep)
     replaced: dict[str, F32] = {}
     for layer, (weight_name, bias_name) in names.items():
         kernel, bias = (np.asarray(w, np.float32) for w in model.get_layer(layer).get_weights())

@@ -23,7 +23,7 @@ Needs the `build` extra (TensorFlow / Keras 3); never imported on the frame path
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import keras
 import numpy as np
@@ -134,6 +134,7 @@ def round_model_weights(
     on_layer: Callable[[str], None] | None = None,
     batch: int = 16,
     levels: int = TFLITE_LEVELS,
+    keep: Collection[str] = (),
 ) -> None:
     """Round every Conv2D of `model` to the int8 grid with error feedback, in place.
 
@@ -148,6 +149,8 @@ def round_model_weights(
         batch: Images per eager layer call.
         levels: The grid's steps each side of zero (`TFLITE_LEVELS`; 64 for onnxruntime's
             reduce_range).
+        keep: Names of convolutions left as they are (they stay float in the quantized
+            model); the layers after them are rounded against their exact outputs.
     """
     readers: dict[int, int] = {}
     steps = []
@@ -161,7 +164,7 @@ def round_model_weights(
     values: dict[int, F32] = {id(model.inputs[0]): np.asarray(calibration, np.float32)}
     for layer, sources in steps:
         inputs = [values[id(tensor)] for tensor in sources]
-        if isinstance(layer, keras.layers.Conv2D):
+        if isinstance(layer, keras.layers.Conv2D) and layer.name not in keep:
             moment, mean = _moments(layer, inputs[0])
             kernel, bias = (np.asarray(w) for w in layer.get_weights())
             rounded = round_with_feedback(kernel, moment, levels)
