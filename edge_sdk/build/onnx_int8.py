@@ -154,7 +154,7 @@ class OnnxQuantSettings:
 #: module stays float (builder 9): its squeeze output, 16 channels with a long tail, is the
 #: activation whose uint8 rounding costs most, and its three convolutions (11,776 weights,
 #: 31 KB more file) carry large rounding errors too; the mean L1 distance from the float model
-#: fell by 28% and 16% on the two half-splits, for 8% more time per frame.
+#: fell by 28% and 16% on the two half-splits, for about 1% more time per call.
 MODEL_SETTINGS: dict[str, OnnxQuantSettings] = {
     "squeezenet1.1-caffe": OnnxQuantSettings(calibration="percentile", equalization=0.25),
     "squeezenet1.0-dc": OnnxQuantSettings(
