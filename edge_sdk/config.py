@@ -179,6 +179,9 @@ class Config:
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     jsonl: JsonlConfig = field(default_factory=JsonlConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    #: Plugin sinks, from ``[sinks.NAME]`` tables: entry-point name -> constructor options.
+    #: Left out of the hash (a dict is not hashable), so a Config stays usable as a key.
+    sinks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
     path: str = ""
 
     def replace(self, table: str, **values: Any) -> Config:
@@ -204,8 +207,11 @@ class Config:
 TABLES: dict[str, type[Any]] = {
     f.name: f.default_factory  # type: ignore[misc]
     for f in dataclasses.fields(Config)
-    if f.name != "path"
+    if f.name not in ("path", "sinks")
 }
+
+#: The TOML table whose sub-tables configure plugin sinks (``[sinks.NAME]``).
+PLUGIN_SINKS = "sinks"
 
 
 def _type_name(tp: Any) -> str:
@@ -348,6 +354,38 @@ def check_watchdog(config: Config, watchdog: float | None, what: str) -> None:
         ) from None
 
 
+def _check_plugin_sinks(tables: Any, where: str) -> dict[str, dict[str, Any]]:
+    """Check the ``[sinks.NAME]`` tables: sinks the registry knows, and options they accept.
+
+    NAME is an entry-point sink (docs/plugins.md) or a built-in one without a table of its own
+    (``video``). The sink classes are imported here, not constructed, so a config that loads
+    names sinks the service can make.
+    """
+    if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
+        raise ConfigError(
+            f"{where}: [{PLUGIN_SINKS}] holds one table per extra sink: write [{PLUGIN_SINKS}.NAME] "
+            "with that sink's options under it"
+        )
+    checked: dict[str, dict[str, Any]] = {}
+    for name, options in tables.items():
+        table = f"[{PLUGIN_SINKS}.{name}]"
+        if name in TABLES:
+            raise ConfigError(f"{where}: {table}: {name} is a built-in table; configure it in [{name}]")
+        for key in options:
+            if key in _SECRET_KEYS:
+                raise ConfigError(
+                    f"{where}: {table} {key}: secrets do not belong in the config file; "
+                    "put it in a file (mode 0600) and give the sink that file's path"
+                )
+        try:
+            cls = registry.resolve("sinks", name)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {table}: {exc}; install the plugin or fix the name") from None
+        registry.check_options(cls, options, f"{where}: {table}")
+        checked[name] = dict(options)
+    return checked
+
+
 def parse(data: Mapping[str, Any], where: str = "config") -> Config:
     """Build a Config from parsed TOML.
 
@@ -360,13 +398,16 @@ def parse(data: Mapping[str, Any], where: str = "config") -> Config:
     """
     tables: dict[str, Any] = {}
     for table, values in data.items():
+        if table == PLUGIN_SINKS:
+            tables[table] = _check_plugin_sinks(values, where)
+            continue
         if table not in TABLES:
             hint = _SECRET_KEYS.get(table)
             if hint:
                 raise ConfigError(f"{where}: {table}: secrets do not belong in the config file; {hint}")
             raise ConfigError(
                 f"{where}: unknown table [{table}] (or a key outside any table); "
-                f"tables: {', '.join(f'[{t}]' for t in TABLES)}"
+                f"tables: {', '.join(f'[{t}]' for t in TABLES)}, [{PLUGIN_SINKS}.NAME]"
             )
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: {table} must be a table: write [{table}] on its own line")
@@ -450,6 +491,7 @@ def as_toml_value(value: Any) -> str:
 
 __all__ = [
     "DEFAULT_PATH",
+    "PLUGIN_SINKS",
     "TABLES",
     "Config",
     "JsonlConfig",

@@ -75,6 +75,26 @@ class CountingRuntime:
 
     def close(self):
         self._inner.close()
+
+
+class ListSink:
+    """Keeps what it is given; inherits nothing."""
+
+    made = []
+
+    def __init__(self, *, tag="", every=1):
+        self.tag = tag
+        self.every = int(every)
+        self.got = []
+        self.closed = False
+        ListSink.made.append(self)
+
+    def publish(self, prediction, frame):
+        if prediction.frame_index % self.every == 0:
+            self.got.append(prediction.frame_index)
+
+    def close(self):
+        self.closed = True
 '''
 
 
@@ -91,6 +111,9 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleTy
 
         [edge_sdk.runtimes]
         counting = edge_demo_plugin:CountingRuntime
+
+        [edge_sdk.sinks]
+        listing = edge_demo_plugin:ListSink
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module("edge_demo_plugin")
@@ -151,3 +174,72 @@ def test_a_service_config_takes_a_plugin_runtime(plugin: ModuleType) -> None:
     assert config.parse({"model": {"runtime": "counting"}}).model.runtime == "counting"
     with pytest.raises(ConfigError, match="choose one of: 'counting', 'litert', 'onnxruntime', 'opencv'"):
         config.parse({"model": {"runtime": "tflite"}})
+
+
+def test_a_service_config_makes_plugin_sinks_from_their_tables(
+    plugin: ModuleType, model_home: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from edge_sdk import config
+    from edge_sdk.cli.main import cli
+    from edge_sdk.service.runner import build_sinks, close_all
+
+    parsed = config.parse({"sinks": {"listing": {"tag": "shelf", "every": 2}}})
+    assert parsed.sinks == {"listing": {"tag": "shelf", "every": 2}}
+    (sink,) = build_sinks(parsed)
+    assert isinstance(sink, plugin.ListSink) and (sink.tag, sink.every) == ("shelf", 2)
+    classifier = Classifier.from_model("squeezenet1.1", num_threads=1, home=model_home)
+    with classifier, Pipeline("counting://three", classifier, sinks=[sink], keep_all=True) as p:
+        assert len(list(p)) == 3
+    close_all([sink])
+    assert sink.got == [0, 2] and sink.closed
+
+    toml = tmp_path / "config.toml"
+    toml.write_text('[sinks.listing]\ntag = "shelf"\n')
+    result = CliRunner().invoke(cli, ["check-config", str(toml)])
+    assert result.exit_code == 0, result.output
+    assert "sink:    listing (tag)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("sinks", "message"),
+    [
+        ({"listing": {"colour": "red"}}, r"config: \[sinks.listing\] has no option 'colour'; accepted: tag"),
+        ({"nosuch": {}}, r"\[sinks.nosuch\]: unknown sink 'nosuch'; choose one of: .*listing.*; install"),
+        ({"mqtt": {"host": "x"}}, r"\[sinks.mqtt\]: mqtt is a built-in table; configure it in \[mqtt\]"),
+        ({"listing": {"token": "x"}}, r"\[sinks.listing\] token: secrets do not belong in the config"),
+        ({"listing": "on"}, r"write \[sinks.NAME\] with that sink's options under it"),
+    ],
+)
+def test_a_bad_plugin_sink_table_is_one_config_error(
+    plugin: ModuleType, sinks: dict[str, object], message: str
+) -> None:
+    from edge_sdk import config
+
+    with pytest.raises(ConfigError, match=message):
+        config.parse({"sinks": sinks})
+
+
+def test_a_plugin_sink_that_fails_to_start_is_one_line(plugin: ModuleType) -> None:
+    from edge_sdk import config
+    from edge_sdk.errors import SinkError
+    from edge_sdk.service.runner import build_sinks
+
+    # int(["x"]) is a TypeError inside the plugin: not ours, still one line.
+    parsed = config.parse({"sinks": {"listing": {"every": ["x"]}}}, where="edge.toml")
+    with pytest.raises(SinkError, match=r"^the sink 'listing' failed to start \(TypeError: int\(\) "
+                       r".*\); check \[sinks.listing\] in edge.toml$"):
+        build_sinks(parsed)
+    # A ValueError is taken as the plugin refusing a value, as for the built-in sinks.
+    parsed = config.parse({"sinks": {"listing": {"every": "often"}}}, where="edge.toml")
+    with pytest.raises(ConfigError, match=r"^edge.toml: \[sinks.listing\] invalid literal .*; fix"):
+        build_sinks(parsed)
+
+
+def test_the_built_in_video_sink_has_a_sinks_table() -> None:
+    from edge_sdk import config
+
+    assert config.parse({"sinks": {"video": {"path": "out.mp4"}}}).sinks == {"video": {"path": "out.mp4"}}
+    with pytest.raises(ConfigError, match=r"has no option 'file'; accepted: path, fps, codec"):
+        config.parse({"sinks": {"video": {"file": "out.mp4"}}})

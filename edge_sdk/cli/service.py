@@ -49,9 +49,12 @@ def summary(config: Config) -> list[str]:
         lines.append("overlay: window on the local display")
     if config.jsonl.enabled:
         lines.append(f"jsonl:   {config.jsonl.path}")
+    for name, options in config.sinks.items():
+        lines.append(f"sink:    {name} ({', '.join(options) or 'no options'})")
     if not (config.mqtt.enabled or config.web.enabled or config.overlay.enabled
-            or config.jsonl.enabled):
-        lines.append("outputs: none switched on (enable [mqtt], [web], [overlay] or [jsonl])")
+            or config.jsonl.enabled or config.sinks):
+        lines.append("outputs: none switched on (enable [mqtt], [web], [overlay] or [jsonl], "
+                     "or add a [sinks.NAME] table)")
     return lines
 
 

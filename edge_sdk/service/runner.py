@@ -19,8 +19,16 @@ from types import FrameType
 from typing import Any
 
 from edge_sdk import registry
-from edge_sdk.config import Config, JsonlConfig, MqttConfig, WebConfig, check_watchdog
-from edge_sdk.errors import ConfigError, EdgeSDKError
+from edge_sdk.config import (
+    PLUGIN_SINKS,
+    TABLES,
+    Config,
+    JsonlConfig,
+    MqttConfig,
+    WebConfig,
+    check_watchdog,
+)
+from edge_sdk.errors import ConfigError, EdgeSDKError, SinkError
 from edge_sdk.service.notify import SystemdNotifier, watchdog_seconds
 from edge_sdk.service.watchdog import WatchdogSink
 
@@ -104,6 +112,8 @@ def config_errors(config: Config, table: str) -> Iterator[None]:
 def build_sinks(config: Config) -> list[Any]:
     """Create the sinks the config switches on, in a fixed order (closing them all on failure).
 
+    The built-in tables' sinks come first, then the ``[sinks.NAME]`` ones in file order.
+
     Raises:
         ConfigError: a sink refused its options (see `config_errors`).
         EdgeSDKError: a sink cannot be set up (address in use, unreadable file, ...).
@@ -117,11 +127,23 @@ def build_sinks(config: Config) -> list[Any]:
         wanted.append(("overlay", {}))
     if config.jsonl.enabled:
         wanted.append(("jsonl", jsonl_options(config.jsonl)))
+    wanted += [(name, dict(options)) for name, options in config.sinks.items()]
     sinks: list[Any] = []
     try:
         for name, options in wanted:
-            with config_errors(config, f"[{name}]"):
-                sinks.append(registry.create("sinks", name, **options))
+            table = f"[{name}]" if name in TABLES else f"[{PLUGIN_SINKS}.{name}]"
+            try:
+                with config_errors(config, table):
+                    sinks.append(registry.create("sinks", name, **options))
+            except EdgeSDKError:
+                raise
+            except Exception as exc:
+                # A plugin's own failure (TypeError on an option's type, OSError, ...): one line
+                # under systemd, not a traceback on every restart.
+                raise SinkError(
+                    f"the sink {name!r} failed to start ({type(exc).__name__}: {exc}); "
+                    f"check {table} in {config.path or 'the config'}"
+                ) from exc
     except BaseException:
         close_all(sinks)
         raise
