@@ -86,10 +86,11 @@ def test_float_convs_stay_float_and_unrounded(
         if name in fire2:
             w = inits[weight]  # a float initializer read directly: no DequantizeLinear
             assert w.dtype == np.float32
-            # Not on any per-channel grid of at most 127 steps: unrounded.
+            # On neither the 7-bit grid the other weights are rounded onto nor the 8-bit one.
             rows = w.reshape(len(w), -1)
-            steps = rows / (np.abs(rows).max(axis=1, keepdims=True) / 127)
-            assert not np.allclose(steps, np.round(steps), atol=1e-3)
+            for levels in (64, 127):
+                steps = rows / (np.abs(rows).max(axis=1, keepdims=True) / levels)
+                assert not np.allclose(steps, np.round(steps), atol=1e-3)
         else:
             assert weight not in inits and weight.endswith("_DequantizeLinear_Output")
     with Classifier.from_model(out, runtime="onnxruntime") as clf:
