@@ -377,10 +377,13 @@ def _check_plugin_sinks(tables: Any, where: str) -> dict[str, dict[str, Any]]:
                     f"{where}: {table} {key}: secrets do not belong in the config file; "
                     "put it in a file (mode 0600) and give the sink that file's path"
                 )
-        try:
-            cls = registry.resolve("sinks", name)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {table}: {exc}; install the plugin or fix the name") from None
+        known = [n for n in registry.names("sinks") if n not in TABLES]
+        if name not in known:
+            raise ConfigError(
+                f"{where}: {table}: no sink named {name!r} is installed (available: {', '.join(known)}); "
+                "install the plugin or fix the name"
+            )
+        cls = registry.resolve("sinks", name)
         registry.check_options(cls, options, f"{where}: {table}")
         checked[name] = dict(options)
     return checked
@@ -394,7 +397,9 @@ def parse(data: Mapping[str, Any], where: str = "config") -> Config:
         where: Name of the file, for error messages.
 
     Raises:
-        ConfigError: unknown table or key, a secret, a wrong type, value or range.
+        ConfigError: unknown table or key, a secret, a wrong type, value or range; a
+            ``[sinks.NAME]`` sink that is not installed or an option it does not take.
+        BackendUnavailable: a ``[sinks.NAME]`` plugin needs a package that is not installed.
     """
     tables: dict[str, Any] = {}
     for table, values in data.items():

@@ -206,7 +206,7 @@ def test_a_service_config_makes_plugin_sinks_from_their_tables(
     ("sinks", "message"),
     [
         ({"listing": {"colour": "red"}}, r"config: \[sinks.listing\] has no option 'colour'; accepted: tag"),
-        ({"nosuch": {}}, r"\[sinks.nosuch\]: unknown sink 'nosuch'; choose one of: .*listing.*; install"),
+        ({"nosuch": {}}, r"\[sinks.nosuch\]: no sink named 'nosuch' is .*\(available: listing, video\)"),
         ({"mqtt": {"host": "x"}}, r"\[sinks.mqtt\]: mqtt is a built-in table; configure it in \[mqtt\]"),
         ({"listing": {"token": "x"}}, r"\[sinks.listing\] token: secrets do not belong in the config"),
         ({"listing": "on"}, r"write \[sinks.NAME\] with that sink's options under it"),
