@@ -6,12 +6,12 @@ import dataclasses
 import inspect
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import tomllib
 from click.testing import CliRunner
 
 from edge_sdk import config as cfg
@@ -21,6 +21,11 @@ from edge_sdk.cli.main import cli
 from edge_sdk.cli.service import apply_overrides, parse_timespan, unit_watchdog
 from edge_sdk.errors import ConfigError
 from edge_sdk.service.runner import build_sinks, mqtt_options, web_options
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10, as edge_sdk.config reads it
+    import tomli as tomllib
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "config.example.toml"
 
