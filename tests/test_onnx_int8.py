@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,18 @@ def test_build_is_deterministic_and_carded(
 ) -> None:
     images = calibration_images(imagenet)[:4]  # enough to check the mechanics quickly
     first, second = tmp_path / "a" / "m.int8.onnx", tmp_path / "b" / "m.int8.onnx"
-    card = build_onnx_int8(ZOO[name], mirror, first, images)
+    steps: list[tuple[str, int, int]] = []
+
+    @contextlib.contextmanager
+    def progress(label: str, count: int) -> Iterator[Callable[[], None]]:
+        ticks = [0]
+        yield lambda: ticks.__setitem__(0, ticks[0] + 1)
+        steps.append((label, count, ticks[0]))
+
+    card = build_onnx_int8(ZOO[name], mirror, first, images, progress=progress)
+    # One tick per convolution rounded and per calibration image, also where the histogram
+    # calibration (percentile, squeezenet1.1-caffe) reads the images twice.
+    assert steps == [("equalizing and rounding weights", 26, 26), ("calibrating", 4, 4)]
     build_onnx_int8(ZOO[name], mirror, second, images)
     assert first.read_bytes() == second.read_bytes()
     assert sorted(p.name for p in first.parent.iterdir()) == ["m.int8.json", "m.int8.onnx"]

@@ -160,7 +160,8 @@ def quiet_native_logs() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _no_progress(_label: str, _count: int) -> Iterator[Callable[[], None]]:
+def no_progress(_label: str, _count: int) -> Iterator[Callable[[], None]]:
+    """A `ProgressFactory` that shows nothing."""
     yield lambda: None
 
 
@@ -230,7 +231,7 @@ def build_model(
     converter = _converter_version(fmt)
     key = build_key(entry, fmt, precision, digest, converter)
     out_path = store.built_path(name, fmt, precision, home)  # type: ignore[arg-type]
-    progress = progress or _no_progress
+    progress = progress or no_progress
 
     with _lock(out_path.parent):
         cached = None if force else _up_to_date(out_path, key)
@@ -315,8 +316,7 @@ def _build_onnx(
         raise registry.missing_package(exc, "building int8 ONNX models") from None
 
     tmp = _tmp_path(out_path)
-    with progress(f"building {entry.name} (int8 onnx)", 0):
-        card = build_onnx_int8(entry, source.parent, tmp, calibration)
+    card = build_onnx_int8(entry, source.parent, tmp, calibration, progress=progress)
     os.replace(tmp, out_path)
     with contextlib.suppress(FileNotFoundError):
         store.card_path(tmp).unlink()  # in case the ONNX builder wrote a card beside its file

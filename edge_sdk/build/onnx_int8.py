@@ -53,12 +53,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -69,6 +70,9 @@ from edge_sdk.build.calibration import calibration_pixels
 from edge_sdk.models import store
 from edge_sdk.models.card import ModelCard
 from edge_sdk.models.zoo import ZooEntry
+
+if TYPE_CHECKING:
+    from edge_sdk.build.builder import ProgressFactory
 
 _METHODS = {
     "minmax": ortq.CalibrationMethod.MinMax,
@@ -171,20 +175,31 @@ def settings_for(name: str) -> OnnxQuantSettings:
 class _PixelReader(ortq.CalibrationDataReader):  # type: ignore[misc]
     """Feeds calibration crops to the quantizer, one (1, H, W, 3) float32 batch at a time."""
 
-    def __init__(self, input_name: str, pixels: npt.NDArray[np.float32]) -> None:
+    def __init__(
+        self, input_name: str, pixels: npt.NDArray[np.float32], tick: Callable[[], None] | None = None
+    ) -> None:
         self._input_name = input_name
         self._pixels = pixels
+        self._tick = tick
         self._iter: Iterator[dict[str, npt.NDArray[Any]]] = self._tensors()
 
     def _tensors(self) -> Iterator[dict[str, npt.NDArray[Any]]]:
         for image in self._pixels:
             yield {self._input_name: image[np.newaxis]}
+            if self._tick is not None:
+                self._tick()
 
     def get_next(self) -> dict[str, npt.NDArray[Any]] | None:
         return next(self._iter, None)
 
     def rewind(self) -> None:
+        # Histogram calibration reads the images more than once; progress counts the first pass.
+        self._tick = None
         self._iter = self._tensors()
+
+
+def _convolutions(model_path: Path) -> int:
+    return sum(op == "Conv" for op, _ in _graph_facts(model_path)[1])
 
 
 def _graph_facts(model_path: Path) -> tuple[str, list[tuple[str, str]]]:
@@ -243,8 +258,12 @@ def _prepare_weights(
     out_path: Path,
     pixels: npt.NDArray[np.float32],
     settings: OnnxQuantSettings,
+    on_layer: Callable[[str], None] | None = None,
 ) -> None:
-    """Write `source` folded, equalized and rounded (still float) to `out_path` (`onnx_rounding`)."""
+    """Write `source` folded, equalized and rounded (still float) to `out_path` (`onnx_rounding`).
+
+    `on_layer` is called once per convolution rounded.
+    """
     # The TFLite path's guard: TensorFlow writes its start-up chatter from C++ straight
     # to the terminal. Imported here, not at the top: builder imports this module.
     from edge_sdk.build.builder import quiet_native_logs
@@ -262,6 +281,7 @@ def _prepare_weights(
             levels=settings.weight_levels if settings.weight_rounding else None,
             equalization=settings.equalization,
             float_convs=settings.float_convs,
+            on_layer=on_layer,
         )
 
 
@@ -332,10 +352,12 @@ def _drop_preprocessing_advice(record: logging.LogRecord) -> bool:
 
 @contextlib.contextmanager
 def _quiet_quantizer() -> Iterator[None]:
+    # Its histogram calibration also prints a line of its own to stdout.
     root = logging.getLogger()
     root.addFilter(_drop_preprocessing_advice)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         root.removeFilter(_drop_preprocessing_advice)
 
@@ -346,11 +368,13 @@ def _quantize(
     pixels: npt.NDArray[np.float32],
     settings: OnnxQuantSettings,
     nchw: str,
+    tick: Callable[[], None] | None = None,
 ) -> None:
     """Run onnxruntime's static quantizer on `float_model` as `settings` say.
 
     The NCHW pixel tensor `nchw` gets scale 1, zero point 0 whatever the calibration saw, so
-    every pixel value is one uint8 step (see `_uint8_input`).
+    every pixel value is one uint8 step (see `_uint8_input`). `tick` is called once per
+    calibration image.
     """
     input_name, nodes = _graph_facts(float_model)
     identity = {"scale": np.array(1.0, np.float32), "zero_point": np.array(0, np.uint8)}
@@ -358,7 +382,7 @@ def _quantize(
         ortq.quantize_static(
             str(float_model),
             str(out_path),
-            _PixelReader(input_name, pixels),
+            _PixelReader(input_name, pixels, tick),
             quant_format=ortq.QuantFormat.QDQ,
             per_channel=True,
             reduce_range=settings.reduce_range,
@@ -379,6 +403,7 @@ def build_onnx_int8(
     out_path: Path,
     calibration_images: list[Path],
     settings: OnnxQuantSettings | None = None,
+    progress: ProgressFactory | None = None,
 ) -> ModelCard:
     """Quantize `entry`'s float ONNX source to int8 and write it with its card.
 
@@ -393,6 +418,8 @@ def build_onnx_int8(
             the card goes next to it.
         calibration_images: The images to calibrate on (the `calibration` split).
         settings: Quantizer choices; default `settings_for(entry.name)`, the measured best.
+        progress: Shows the weight rounding (one tick per convolution) and the calibration
+            (one per image); see `edge_sdk.build.builder.ProgressFactory`.
 
     Returns:
         The card written next to `out_path`.
@@ -415,13 +442,19 @@ def build_onnx_int8(
     with tempfile.TemporaryDirectory(prefix=".quant-", dir=out_path.parent) as tmp:
         # Write next to the target only when complete, so a crash leaves no half model.
         partial, folded = Path(tmp) / out_path.name, Path(tmp) / "folded.onnx"
-        _prepare_weights(entry, source, folded, pixels, settings)
+        from edge_sdk.build.builder import no_progress  # not at the top: builder imports us
+
+        steps = progress or no_progress
+        rounded = _convolutions(source) - len(settings.float_convs) if settings.weight_rounding else 0
+        with steps("equalizing and rounding weights", rounded) as tick:
+            _prepare_weights(entry, source, folded, pixels, settings, lambda _: tick())
         padded = Path(tmp) / "padded.onnx"
         if not _explicit_pads(folded, padded):
             padded = folded
         graph = Path(tmp) / "pixels.onnx"
         nchw = _pixel_input(padded, graph)
-        _quantize(graph, partial, pixels, settings, nchw)
+        with steps("calibrating", len(pixels)) as tick:
+            _quantize(graph, partial, pixels, settings, nchw, tick)
         _uint8_input(partial, nchw)
         partial.replace(out_path)
     int8_card = card.folded(
