@@ -232,6 +232,7 @@ class Capture:
         self._packets = False
         self._slot: LatestFrame[Any] = LatestFrame(keep_all=keep_all)
         self._stop = threading.Event()
+        self._opening = False  # the capture thread is inside the factory, reopening
         self._thread: threading.Thread | None = None
         self._rng = random.Random()
         # Carried over when a stuck capture thread is replaced (see _watch).
@@ -307,7 +308,9 @@ class Capture:
         """Stop the thread and close the source; `get` returns None from now on.
 
         A read stuck in a driver can outlive `timeout`; the thread is a daemon, so it never
-        keeps the process alive.
+        keeps the process alive. A reopen in progress (a stream's connect, up to its open
+        timeout) cannot be interrupted, so it is not waited for: the thread closes what it
+        opens once it sees the stop.
         """
         self._stop.set()
         self._slot.close(discard=True)
@@ -315,8 +318,11 @@ class Capture:
             self._source.close()  # also wakes a read blocked on a socket
         thread = self._thread  # read once: the watchdog may replace a stuck one
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-            if thread.is_alive():
+            opening = self._opening
+            thread.join(0.1 if opening else timeout)
+            if thread.is_alive() and opening:
+                log.info("left the capture thread reopening the source; it stops after that")
+            elif thread.is_alive():
                 log.warning("the capture thread did not stop within %.1f s", timeout)
         if self._watchdog is not None and self._watchdog is not threading.current_thread():
             self._watchdog.join(timeout)
@@ -532,12 +538,15 @@ class Capture:
             )
             if self._stop.wait(delay):
                 return False
+            self._opening = True
             try:
                 new = self._factory()
             except Exception as exc:  # noqa: BLE001 - any failure to reopen is retried
                 why = str(exc)
                 attempt += 1
                 continue
+            finally:
+                self._opening = False
             if self._stop.is_set():
                 new.close()
                 return False

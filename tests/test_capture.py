@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from pathlib import Path
@@ -291,6 +292,38 @@ def test_stop_returns_while_a_read_is_blocked(server: MjpegServer) -> None:
     thread.join(2)
     assert time.monotonic() - began < 2.0
     assert waiter == [None] and capture.finished and not capture.ended
+
+
+def test_stop_does_not_wait_for_a_reopen_that_hangs(server: MjpegServer) -> None:
+    """The stream drops and the reopen connects to a server that never answers (a real socket
+    that accepts and stays silent): stop() returns at once instead of waiting out the join."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    hung = f"http://127.0.0.1:{silent.getsockname()[1]}/stream"
+    opened: list[str] = []
+
+    def factory() -> Any:
+        url = server.url if not opened else hung
+        opened.append(url)
+        return open_source(url, timeout=30.0)
+
+    try:
+        capture = Capture(factory, reconnect=Backoff(initial=0.05, maximum=0.1, jitter=0.0))
+        capture.start()
+        assert capture.get(timeout=5.0) is not None
+        server.stop()
+        deadline = time.monotonic() + 10.0
+        while hung not in opened and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert hung in opened
+        time.sleep(0.3)  # inside the connect now: the silent server holds it
+        began = time.monotonic()
+        capture.stop()
+        assert time.monotonic() - began < 1.0  # the join's own timeout is 2 s
+        assert capture.get() is None
+    finally:
+        silent.close()  # ends the hung open; the thread then closes what it got
 
 
 def test_open_errors_surface_from_start() -> None:
