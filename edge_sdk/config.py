@@ -204,14 +204,14 @@ class Config:
 
 
 #: Table name -> its dataclass, in the order the example file lists them.
+#: The TOML table whose sub-tables configure plugin sinks (``[sinks.NAME]``).
+PLUGIN_SINKS = "sinks"
+
 TABLES: dict[str, type[Any]] = {
     f.name: f.default_factory  # type: ignore[misc]
     for f in dataclasses.fields(Config)
-    if f.name not in ("path", "sinks")
+    if f.name not in ("path", PLUGIN_SINKS)
 }
-
-#: The TOML table whose sub-tables configure plugin sinks (``[sinks.NAME]``).
-PLUGIN_SINKS = "sinks"
 
 
 def _type_name(tp: Any) -> str:
@@ -366,6 +366,7 @@ def _check_plugin_sinks(tables: Any, where: str) -> dict[str, dict[str, Any]]:
             f"{where}: [{PLUGIN_SINKS}] holds one table per extra sink: write [{PLUGIN_SINKS}.NAME] "
             "with that sink's options under it"
         )
+    known = [n for n in registry.names("sinks") if n not in TABLES]
     checked: dict[str, dict[str, Any]] = {}
     for name, options in tables.items():
         table = f"[{PLUGIN_SINKS}.{name}]"
@@ -377,7 +378,6 @@ def _check_plugin_sinks(tables: Any, where: str) -> dict[str, dict[str, Any]]:
                     f"{where}: {table} {key}: secrets do not belong in the config file; "
                     "put it in a file (mode 0600) and give the sink that file's path"
                 )
-        known = [n for n in registry.names("sinks") if n not in TABLES]
         if name not in known:
             raise ConfigError(
                 f"{where}: {table}: no sink named {name!r} is installed (available: {', '.join(known)}); "

@@ -336,10 +336,10 @@ def _uint8_input(model_path: Path, nchw: str) -> None:
     onnx.save(model, str(model_path))
 
 
-def _tail(nodes: list[tuple[str, str]], which: str) -> list[str] | None:
+def _tail(nodes: list[tuple[str, str]], which: str) -> list[str]:
     """Names of the nodes from the last `_TAIL_START[which]` node to the end."""
     if which == "none":
-        return None
+        return []
     start = max(i for i, (op, _) in enumerate(nodes) if op == _TAIL_START[which])
     return [name for _, name in nodes[start:]]
 
@@ -389,7 +389,7 @@ def _quantize(
             activation_type=_TYPES[settings.activations],
             weight_type=_TYPES[settings.weights],
             calibrate_method=_METHODS[settings.calibration],
-            nodes_to_exclude=(_tail(nodes, settings.float_tail) or []) + list(settings.float_convs),
+            nodes_to_exclude=_tail(nodes, settings.float_tail) + list(settings.float_convs),
             extra_options={
                 "ActivationSymmetric": settings.symmetric_activations,
                 "TensorQuantOverrides": {nchw: [identity]},

@@ -19,15 +19,7 @@ from types import FrameType
 from typing import Any
 
 from edge_sdk import registry
-from edge_sdk.config import (
-    PLUGIN_SINKS,
-    TABLES,
-    Config,
-    JsonlConfig,
-    MqttConfig,
-    WebConfig,
-    check_watchdog,
-)
+from edge_sdk.config import PLUGIN_SINKS, Config, JsonlConfig, MqttConfig, WebConfig, check_watchdog
 from edge_sdk.errors import ConfigError, EdgeSDKError, SinkError
 from edge_sdk.service.notify import SystemdNotifier, watchdog_seconds
 from edge_sdk.service.watchdog import WatchdogSink
@@ -109,6 +101,24 @@ def config_errors(config: Config, table: str) -> Iterator[None]:
         raise ConfigError(f"{where}: {table} {exc}; fix {table} (then run {fix})") from exc
 
 
+@contextlib.contextmanager
+def _start_failures(config: Config, name: str, table: str) -> Iterator[None]:
+    """Turn what a sink raises at start, beyond edge-sdk's own errors, into one SinkError line.
+
+    A plugin's own failure (a TypeError on an option's type, an OSError, ...) must not become
+    a traceback on every restart under systemd.
+    """
+    try:
+        yield
+    except EdgeSDKError:
+        raise
+    except Exception as exc:
+        raise SinkError(
+            f"the sink {name!r} failed to start ({type(exc).__name__}: {exc}); "
+            f"check {table} in {config.path or 'the config'}"
+        ) from exc
+
+
 def build_sinks(config: Config) -> list[Any]:
     """Create the sinks the config switches on, in a fixed order (closing them all on failure).
 
@@ -118,32 +128,22 @@ def build_sinks(config: Config) -> list[Any]:
         ConfigError: a sink refused its options (see `config_errors`).
         EdgeSDKError: a sink cannot be set up (address in use, unreadable file, ...).
     """
-    wanted: list[tuple[str, dict[str, Any]]] = []
+    # (sink name, the table that configures it, options)
+    wanted: list[tuple[str, str, dict[str, Any]]] = []
     if config.mqtt.enabled:
-        wanted.append(("mqtt", mqtt_options(config.mqtt)))
+        wanted.append(("mqtt", "[mqtt]", mqtt_options(config.mqtt)))
     if config.web.enabled:
-        wanted.append(("web", web_options(config.web)))
+        wanted.append(("web", "[web]", web_options(config.web)))
     if config.overlay.enabled:
-        wanted.append(("overlay", {}))
+        wanted.append(("overlay", "[overlay]", {}))
     if config.jsonl.enabled:
-        wanted.append(("jsonl", jsonl_options(config.jsonl)))
-    wanted += [(name, dict(options)) for name, options in config.sinks.items()]
+        wanted.append(("jsonl", "[jsonl]", jsonl_options(config.jsonl)))
+    wanted += [(n, f"[{PLUGIN_SINKS}.{n}]", dict(o)) for n, o in config.sinks.items()]
     sinks: list[Any] = []
     try:
-        for name, options in wanted:
-            table = f"[{name}]" if name in TABLES else f"[{PLUGIN_SINKS}.{name}]"
-            try:
-                with config_errors(config, table):
-                    sinks.append(registry.create("sinks", name, **options))
-            except EdgeSDKError:
-                raise
-            except Exception as exc:
-                # A plugin's own failure (TypeError on an option's type, OSError, ...): one line
-                # under systemd, not a traceback on every restart.
-                raise SinkError(
-                    f"the sink {name!r} failed to start ({type(exc).__name__}: {exc}); "
-                    f"check {table} in {config.path or 'the config'}"
-                ) from exc
+        for name, table, options in wanted:
+            with _start_failures(config, name, table), config_errors(config, table):
+                sinks.append(registry.create("sinks", name, **options))
     except BaseException:
         close_all(sinks)
         raise
