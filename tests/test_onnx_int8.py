@@ -66,9 +66,10 @@ def test_bad_arguments(tmp_path: Path, mirror: Path, imagenet: Path) -> None:
         OnnxQuantSettings(float_tail="everything")
     with pytest.raises(ValueError, match="equalization must be within"):
         OnnxQuantSettings(equalization=1.5)
-    with pytest.raises(ValueError, match="weight_rounding needs int8 weights"):
+    with pytest.raises(ValueError, match="rounded uint8 weights take reduce_range=False"):
         OnnxQuantSettings(weights="uint8")
     assert OnnxQuantSettings(weights="uint8", weight_rounding=False).weights == "uint8"
+    assert OnnxQuantSettings(weights="uint8", reduce_range=False).weight_levels == 127
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -106,6 +107,10 @@ def test_float_convs_stay_float_and_unrounded(
                 assert not np.allclose(steps, np.round(steps), atol=1e-3)
         else:
             assert weight not in inits and weight.endswith("_DequantizeLinear_Output")
+            # Full 8-bit uint8 weights (U8U8: exact without VNNI), one zero point for all channels.
+            base = weight.removesuffix("_DequantizeLinear_Output")
+            assert inits[f"{base}_quantized"].dtype == np.uint8
+            np.testing.assert_array_equal(inits[f"{base}_zero_point"], 128)
     with Classifier.from_model(out, runtime="onnxruntime") as clf:
         assert clf.classify(read_image(photos / "coffee.png")).top[0].index == 967
 
@@ -141,12 +146,23 @@ def test_padded_1x1_conv_becomes_an_explicit_pad(tmp_path: Path, mirror: Path) -
     assert not (tmp_path / "none.onnx").exists()
 
 
-def test_quantizer_keeps_the_prerounded_weights(tmp_path: Path, mirror: Path, imagenet: Path) -> None:
+# The default (int8 weights, reduce_range: +-64 steps, zero point 0) and squeezenet1.0-dc's
+# kind (uint8 weights: +-127 steps around zero point 128), both on squeezenet1.1 for speed.
+@pytest.mark.parametrize(
+    ("settings", "zero_point", "levels"),
+    [(OnnxQuantSettings(), 0, 64), (OnnxQuantSettings(weights="uint8", reduce_range=False), 128, 127)],
+    ids=["int8", "uint8"],
+)
+def test_quantizer_keeps_the_prerounded_weights(
+    settings: OnnxQuantSettings, zero_point: int, levels: int, tmp_path: Path, mirror: Path, imagenet: Path
+) -> None:
     """The error-feedback rounding lands on exactly the grid onnxruntime's quantizer picks: the
-    int8 weights it stores times its scales are the rounded float weights, to the bit, so the
-    quantizer rounds nothing a second time; each channel keeps its largest weight at +-64 steps
-    (reduce_range); the pixel input's quantization is the identity (the uint8 input gives the
-    float input's outputs bit for bit), and the folded, rounded float model barely moves."""
+    weights it stores, less their zero point, times its scales are the rounded float weights
+    (to the bit where the step is max|w| / 64, to float32 rounding where it is max|w| / 127),
+    so the quantizer rounds nothing a second time; each channel keeps its largest
+    weight at the grid's end; the pixel input's quantization is the identity (the uint8 input
+    gives the float input's outputs bit for bit), and the folded, rounded float model barely
+    moves."""
     import numpy as np
     import onnx
     import onnxruntime as ort
@@ -155,8 +171,8 @@ def test_quantizer_keeps_the_prerounded_weights(tmp_path: Path, mirror: Path, im
     from edge_sdk.build.calibration import calibration_pixels
     from edge_sdk.build.onnx_int8 import _pixel_input, _prepare_weights, _quantize, _uint8_input
 
-    entry, settings = ZOO["squeezenet1.1"], OnnxQuantSettings()
-    assert settings.weight_rounding and settings.weight_levels == 64
+    entry = ZOO["squeezenet1.1"]
+    assert settings.weight_rounding and settings.weight_levels == levels
     images = calibration_images(imagenet)[:4]
     source = store.source_path(entry, mirror)
     prepared, graph, quantized = tmp_path / "prepared.onnx", tmp_path / "pixels.onnx", tmp_path / "q.onnx"
@@ -169,10 +185,16 @@ def test_quantizer_keeps_the_prerounded_weights(tmp_path: Path, mirror: Path, im
     weights = [name for name, w in rounded.items() if w.ndim == 4]
     assert len(weights) == 26
     for name in weights:
-        q, scale = stored[f"{name}_quantized"], stored[f"{name}_scale"]
-        assert q.dtype == np.int8 and not stored[f"{name}_zero_point"].any()
-        np.testing.assert_array_equal(q.astype(np.float32) * scale[:, None, None, None], rounded[name])
-        np.testing.assert_array_equal(np.abs(q).reshape(len(q), -1).max(axis=1), 64)
+        stored_q, scale = stored[f"{name}_quantized"], stored[f"{name}_scale"]
+        assert stored_q.dtype == (np.uint8 if zero_point else np.int8)
+        np.testing.assert_array_equal(stored[f"{name}_zero_point"], zero_point)
+        q = stored_q.astype(np.float32) - zero_point
+        steps = rounded[name] / scale[:, None, None, None]
+        np.testing.assert_array_equal(np.round(steps), q)
+        np.testing.assert_allclose(steps, q, rtol=0, atol=1e-4)  # on the grid, not beside it
+        if levels == 64:  # a power of two: the step is exact, and so is every weight
+            np.testing.assert_array_equal(q * scale[:, None, None, None], rounded[name])
+        np.testing.assert_array_equal(np.abs(q).reshape(len(q), -1).max(axis=1), levels)
     # The pixels' own quantization is the identity, so removing it changes no output.
     assert float(stored[f"{nchw}_scale"]) == 1.0 and int(stored[f"{nchw}_zero_point"]) == 0
     quantized_float_input = ort.InferenceSession(str(quantized))

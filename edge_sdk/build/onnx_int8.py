@@ -22,7 +22,9 @@ bit-identical to the VNNI CPU, for a quarter point of top-1 on squeezenet1.1 (wi
 of 800 images). 7-bit activations with 8-bit weights cannot overflow either, but agreed far worse
 with the float model (squeezenet1.0-dc on the calibration split: 85.5 against 91.0%). int8
 activations (S8S8) ran 3.5x slower than U8S8 on the VNNI CPU; uint8 weights (U8U8) are exact
-too and agree slightly better with the float model, but ran 2x slower.
+too at the full 8 bits, and agree better with the float model, but ran 2x slower: the default
+stays U8S8, and only squeezenet1.0-dc, which 7 bits kept short of 95% agreement, takes U8U8
+(`MODEL_SETTINGS`, builder 10).
 Keeping the global average pool and the softmax in float (`float_tail="pool"`) averages the
 169 int8 logits per class in float instead of rounding them once more, at no cost in size.
 
@@ -37,7 +39,8 @@ calibration split, takes it to 96.4% (builder 7). With the folded pixel input (b
 96.5 / 96.1 / 92.8%, mean |Δp| a little lower on all three (the agreement moved by 2-10 of
 800 images). Builder 9 leaves squeezenet1.0-dc's fire2 module float (`MODEL_SETTINGS`):
 its squeeze output is the activation whose rounding costs most, and the module's weights are
-few; mean |Δp| 0.098 -> 0.075, agreement 93.8%.
+few; mean |Δp| 0.098 -> 0.075, agreement 93.8%. Builder 10 gives its other weights the
+full 8 bits as uint8: 0.060, 95.3%.
 
 One more graph rewrite before quantizing: a padded 1x1 convolution (SqueezeNet
 1.0's last one has pad 1) becomes an explicit zero Pad followed by the unpadded convolution. The
@@ -92,8 +95,11 @@ class OnnxQuantSettings:
 
     Attributes:
         activations: "uint8" or "int8" activations.
-        weights: "int8" or "uint8" weights (per channel either way).
-        reduce_range: 7-bit weights (avoids int16 saturation on x86 without VNNI).
+        weights: "int8" or "uint8" weights (per channel either way). uint8 weights run on
+            onnxruntime's U8U8 kernels, which are exact on every CPU at the full 8 bits, but
+            on x86 about twice as slow as U8S8 (int8 weights).
+        reduce_range: 7-bit weights (avoids int16 saturation of int8 weights on x86 without
+            VNNI). Not with rounded uint8 weights, which need no such care.
         symmetric_activations: Zero point 0 for activations (int8 only sensibly).
         calibration: "minmax", "percentile" or "entropy".
         float_tail: Which end of the graph stays float: "none"; "softmax" (the probabilities
@@ -104,8 +110,8 @@ class OnnxQuantSettings:
         equalization: Activation equalization strength applied to the float model first
             (`edge_sdk.build.equalization`; 0: none).
         weight_rounding: Round the float weights with error feedback and bias correction onto
-            the quantizer's int8 grid first (`edge_sdk.build.onnx_rounding`);
-            False leaves the rounding to the quantizer (nearest step). int8 weights only.
+            the quantizer's weight grid first (`edge_sdk.build.onnx_rounding`);
+            False leaves the rounding to the quantizer (nearest step).
         float_convs: Names of convolutions (ONNX node names) left float, weights unrounded:
             for a few small layers whose output error dominates. Their inputs and outputs
             are float too, where no other quantized node reads them.
@@ -132,8 +138,10 @@ class OnnxQuantSettings:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         if not 0.0 <= self.equalization <= 1.0:
             raise ValueError(f"equalization must be within [0, 1]; got {self.equalization}")
-        if self.weight_rounding and self.weights != "int8":
-            raise ValueError("weight_rounding needs int8 weights (the symmetric grid it rounds onto)")
+        if self.weight_rounding and self.weights == "uint8" and self.reduce_range:
+            raise ValueError(
+                "rounded uint8 weights take reduce_range=False (onnxruntime's U8U8 kernels never saturate)"
+            )
 
     @property
     def weight_levels(self) -> int:
@@ -142,7 +150,8 @@ class OnnxQuantSettings:
         With reduce_range onnxruntime takes the range (-64, 64) and sets the scale to
         2 max|w| / (64 - -64) = max|w| / 64 (``quant_utils.compute_scale_zp``), zero point 0;
         without, -127..127 and max|w| / 127, as TFLite. Checked by reading the quantized
-        initializers back (tests/test_onnx_int8.py).
+        initializers back (tests/test_onnx_int8.py). uint8 weights use that 127-step grid too,
+        shifted by a zero point of 128 (`_uint8_weight_grids`).
         """
         return 64 if self.reduce_range else 127
 
@@ -158,11 +167,16 @@ class OnnxQuantSettings:
 #: module stays float (builder 9): its squeeze output, 16 channels with a long tail, is the
 #: activation whose uint8 rounding costs most, and its three convolutions (11,776 weights,
 #: 31 KB more file) carry large rounding errors too; the mean L1 distance from the float model
-#: fell by 28% and 16% on the two half-splits, for about 1% more time per call.
+#: fell by 28% and 16% on the two half-splits, for about 1% more time per call. Its other
+#: weights are uint8 at the full 8 bits (builder 10): the 7-bit grid alone cost it twice the
+#: L1 distance of 8 bits; uint8 weights lowered the distance by another 18% and 23% on the
+#: half-splits, at twice the time per call on x86 (U8U8 kernels instead of U8S8).
 MODEL_SETTINGS: dict[str, OnnxQuantSettings] = {
     "squeezenet1.1-caffe": OnnxQuantSettings(calibration="percentile", equalization=0.25),
     "squeezenet1.0-dc": OnnxQuantSettings(
-        float_convs=("fire2/conv1x1_1", "fire2/conv1x1_2", "fire2/conv3x3_2")
+        weights="uint8",
+        reduce_range=False,
+        float_convs=("fire2/conv1x1_1", "fire2/conv1x1_2", "fire2/conv3x3_2"),
     ),
 }
 
@@ -362,6 +376,39 @@ def _quiet_quantizer() -> Iterator[None]:
         root.removeFilter(_drop_preprocessing_advice)
 
 
+def _uint8_weight_grids(float_model: Path, settings: OnnxQuantSettings) -> dict[str, list[dict[str, Any]]]:
+    """Tensor overrides that keep the quantizer's uint8 weights on the grid they were rounded onto.
+
+    Left alone, the quantizer's symmetric uint8 grid has a step of max|w| / 127.5 (255 steps
+    over [-max|w|, max|w|], zero point 128), which puts each channel's largest weight half a
+    step off the grid, so no rounding done beforehand could survive it. Each channel's scale
+    is given instead as max|w| / 127, the grid `round_onnx_weights` rounded onto, with the
+    zero point 128 that onnxruntime's per-channel QLinearConv needs to be the same in every
+    channel: the stored weights are then 1..255.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(float_model)).graph
+    inits = {t.name: t for t in graph.initializer}
+    levels = settings.weight_levels
+    grids: dict[str, list[dict[str, Any]]] = {}
+    for node in graph.node:
+        if node.op_type != "Conv" or node.name in settings.float_convs or node.input[1] not in inits:
+            continue
+        w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+        # The rounding's own steps (`weight_rounding.grid_scale`): a pruned, all-zero channel
+        # gets step 1, where a step of 0 would divide its bias by zero.
+        steps = np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / levels
+        steps[steps == 0] = 1.0
+        channels = [
+            {"scale": np.array(step, np.float32), "zero_point": np.array(128, np.uint8)} for step in steps
+        ]
+        channels[0]["axis"] = 0
+        grids[node.input[1]] = channels
+    return grids
+
+
 def _quantize(
     float_model: Path,
     out_path: Path,
@@ -378,6 +425,9 @@ def _quantize(
     """
     input_name, nodes = _graph_facts(float_model)
     identity = {"scale": np.array(1.0, np.float32), "zero_point": np.array(0, np.uint8)}
+    overrides: dict[str, list[dict[str, Any]]] = {nchw: [identity]}
+    if settings.weights == "uint8" and settings.weight_rounding:
+        overrides.update(_uint8_weight_grids(float_model, settings))
     with _quiet_quantizer():
         ortq.quantize_static(
             str(float_model),
@@ -392,7 +442,7 @@ def _quantize(
             nodes_to_exclude=_tail(nodes, settings.float_tail) + list(settings.float_convs),
             extra_options={
                 "ActivationSymmetric": settings.symmetric_activations,
-                "TensorQuantOverrides": {nchw: [identity]},
+                "TensorQuantOverrides": overrides,
             },
         )
 
@@ -460,7 +510,9 @@ def build_onnx_int8(
     int8_card = card.folded(
         precision="int8",
         notes={
-            "built_by": "onnxruntime.quantization.quantize_static (QDQ, per-channel int8 weights)",
+            "built_by": (
+                f"onnxruntime.quantization.quantize_static (QDQ, per-channel {settings.weights} weights)"
+            ),
             "settings": settings.describe(),
             "calibration_images": len(calibration_images),
             "model_sha256": store.sha256_of(out_path),
