@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 # end-to-end test; systemd: systemd-analyze verify of the unit; python3-gi, gir1.2-gst-rtsp-server-1.0
 # and the GStreamer plugins (base: appsrc, videoconvert; good: jpegenc and the RTP payloaders;
 # ugly: x264enc): the RTSP camera the tests start (tests/support/rtsp_server.py, run by the system
-# python3 because the venv has no gi).
+# python3 because the venv has no gi); qemu-user: an x86 CPU without VNNI, emulated, for the int8
+# ONNX models' exactness there (tests/test_no_vnni.py).
 APT_PACKAGES="ffmpeg mosquitto chromium systemd xvfb python3-gi gir1.2-gst-rtsp-server-1.0
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly qemu-user"
 
 APT=1
 CONSTRAINTS=(-c scripts/constraints.txt)

@@ -50,6 +50,7 @@ def test_build_is_deterministic_and_carded(
         source.labels,
     )
     assert card.notes["model_sha256"] == store.sha256_of(first)
+    assert "x86_without_vnni" not in card.notes  # 7-bit weights: exact on any onnxruntime
     assert first.stat().st_size < 1_400_000
     with Classifier.from_model(first, runtime="onnxruntime") as clf:
         assert clf.runtime.input_spec.dtype == "uint8"
@@ -107,10 +108,14 @@ def test_float_convs_stay_float_and_unrounded(
                 assert not np.allclose(steps, np.round(steps), atol=1e-3)
         else:
             assert weight not in inits and weight.endswith("_DequantizeLinear_Output")
-            # Full 8-bit uint8 weights (U8U8: exact without VNNI), one zero point for all channels.
-            base = weight.removesuffix("_DequantizeLinear_Output")
-            assert inits[f"{base}_quantized"].dtype == np.uint8
-            np.testing.assert_array_equal(inits[f"{base}_zero_point"], 128)
+            # Full 8-bit int8 weights (no reduce_range): each channel's largest at 127 steps.
+            q = inits[f"{weight.removesuffix('_DequantizeLinear_Output')}_quantized"]
+            assert q.dtype == np.int8
+            peaks = np.abs(q.astype(np.int16)).reshape(len(q), -1).max(axis=1)
+            assert set(peaks) <= {0, 127}  # 0: fire7/conv1x1_2 has one pruned, all-zero channel
+    # Plain onnxruntime would saturate these weights on x86 without VNNI: the card says what
+    # edge-sdk's runtime sets (tests/test_no_vnni.py).
+    assert card.notes["x86_without_vnni"] == "needs onnxruntime session config session.x64quantprecision=1"
     with Classifier.from_model(out, runtime="onnxruntime") as clf:
         assert clf.classify(read_image(photos / "coffee.png")).top[0].index == 967
 
@@ -146,12 +151,16 @@ def test_padded_1x1_conv_becomes_an_explicit_pad(tmp_path: Path, mirror: Path) -
     assert not (tmp_path / "none.onnx").exists()
 
 
-# The default (int8 weights, reduce_range: +-64 steps, zero point 0) and squeezenet1.0-dc's
-# kind (uint8 weights: +-127 steps around zero point 128), both on squeezenet1.1 for speed.
+# The default (int8 weights, reduce_range: +-64 steps, zero point 0), squeezenet1.0-dc's (int8,
+# +-127) and uint8 weights (+-127 steps around zero point 128), all on squeezenet1.1 for speed.
 @pytest.mark.parametrize(
     ("settings", "zero_point", "levels"),
-    [(OnnxQuantSettings(), 0, 64), (OnnxQuantSettings(weights="uint8", reduce_range=False), 128, 127)],
-    ids=["int8", "uint8"],
+    [
+        (OnnxQuantSettings(), 0, 64),
+        (OnnxQuantSettings(reduce_range=False), 0, 127),
+        (OnnxQuantSettings(weights="uint8", reduce_range=False), 128, 127),
+    ],
+    ids=["int8-7bit", "int8", "uint8"],
 )
 def test_quantizer_keeps_the_prerounded_weights(
     settings: OnnxQuantSettings, zero_point: int, levels: int, tmp_path: Path, mirror: Path, imagenet: Path

@@ -33,7 +33,7 @@ from edge_sdk.models.card import ModelCard
 from edge_sdk.models.zoo import ZooEntry
 
 #: Bump when a change here changes the bytes built from the same inputs.
-BUILDER_VERSION = "10"
+BUILDER_VERSION = "11"
 
 #: Called as ``progress(label, count)`` before each long step (``count`` 0: unknown length);
 #: enters a context whose value is the tick the step calls once per item.

@@ -22,9 +22,12 @@ bit-identical to the VNNI CPU, for a quarter point of top-1 on squeezenet1.1 (wi
 of 800 images). 7-bit activations with 8-bit weights cannot overflow either, but agreed far worse
 with the float model (squeezenet1.0-dc on the calibration split: 85.5 against 91.0%). int8
 activations (S8S8) ran 3.5x slower than U8S8 on the VNNI CPU; uint8 weights (U8U8) are exact
-too at the full 8 bits, and agree better with the float model, but ran 2x slower: the default
-stays U8S8, and only squeezenet1.0-dc, which 7 bits kept short of 95% agreement, takes U8U8
-(`MODEL_SETTINGS`, builder 10).
+too at the full 8 bits, and agree better with the float model, but ran 2x slower. So 7 bits
+are the default, and the files are exact on any onnxruntime. squeezenet1.0-dc, which 7 bits
+kept short of 95% agreement, gets 8-bit int8 weights instead (`MODEL_SETTINGS`, builder 11),
+exact because the `onnxruntime` runtime asks onnxruntime to run such weights as U8U8 on x86
+CPUs without VNNI, and only there (`PRECISE_X64_SESSION_CONFIG`; its card says so for other
+users of the file); on VNNI and ARM64 CPUs it keeps U8S8's speed.
 Keeping the global average pool and the softmax in float (`float_tail="pool"`) averages the
 169 int8 logits per class in float instead of rounding them once more, at no cost in size.
 
@@ -39,8 +42,8 @@ calibration split, takes it to 96.4% (builder 7). With the folded pixel input (b
 96.5 / 96.1 / 92.8%, mean |Δp| a little lower on all three (the agreement moved by 2-10 of
 800 images). Builder 9 leaves squeezenet1.0-dc's fire2 module float (`MODEL_SETTINGS`):
 its squeeze output is the activation whose rounding costs most, and the module's weights are
-few; mean |Δp| 0.098 -> 0.075, agreement 93.8%. Builder 10 gives its other weights the
-full 8 bits as uint8: 0.060, 95.3%.
+few; mean |Δp| 0.098 -> 0.075, agreement 93.8%. Builder 11 gives its other weights the
+full 8 bits: 0.060, 95.3%.
 
 One more graph rewrite before quantizing: a padded 1x1 convolution (SqueezeNet
 1.0's last one has pad 1) becomes an explicit zero Pad followed by the unpadded convolution. The
@@ -73,6 +76,7 @@ from edge_sdk.build.calibration import calibration_pixels
 from edge_sdk.models import store
 from edge_sdk.models.card import ModelCard
 from edge_sdk.models.zoo import ZooEntry
+from edge_sdk.runtimes.onnxruntime import PRECISE_X64_SESSION_CONFIG
 
 if TYPE_CHECKING:
     from edge_sdk.build.builder import ProgressFactory
@@ -98,8 +102,10 @@ class OnnxQuantSettings:
         weights: "int8" or "uint8" weights (per channel either way). uint8 weights run on
             onnxruntime's U8U8 kernels, which are exact on every CPU at the full 8 bits, but
             on x86 about twice as slow as U8S8 (int8 weights).
-        reduce_range: 7-bit weights (avoids int16 saturation of int8 weights on x86 without
-            VNNI). Not with rounded uint8 weights, which need no such care.
+        reduce_range: 7-bit weights: int8 weights cannot then saturate onnxruntime's U8S8
+            kernels on x86 without VNNI, whatever the session's configuration. Full 8-bit
+            int8 weights are exact there only with `PRECISE_X64_SESSION_CONFIG`. Not with
+            rounded uint8 weights, which need no such care.
         symmetric_activations: Zero point 0 for activations (int8 only sensibly).
         calibration: "minmax", "percentile" or "entropy".
         float_tail: Which end of the graph stays float: "none"; "softmax" (the probabilities
@@ -168,13 +174,13 @@ class OnnxQuantSettings:
 #: activation whose uint8 rounding costs most, and its three convolutions (11,776 weights,
 #: 31 KB more file) carry large rounding errors too; the mean L1 distance from the float model
 #: fell by 28% and 16% on the two half-splits, for about 1% more time per call. Its other
-#: weights are uint8 at the full 8 bits (builder 10): the 7-bit grid alone cost it twice the
-#: L1 distance of 8 bits; uint8 weights lowered the distance by another 18% and 23% on the
-#: half-splits, at twice the time per call on x86 (U8U8 kernels instead of U8S8).
+#: weights have the full 8 bits (builder 11): the 7-bit grid alone cost it twice the L1
+#: distance of 8 bits, and 8-bit weights lowered the distance by another 18% and 23% on the
+#: half-splits. Such weights saturate U8S8 on x86 without VNNI unless onnxruntime converts them
+#: to uint8 at load time (`PRECISE_X64_SESSION_CONFIG`, which the `onnxruntime` runtime sets).
 MODEL_SETTINGS: dict[str, OnnxQuantSettings] = {
     "squeezenet1.1-caffe": OnnxQuantSettings(calibration="percentile", equalization=0.25),
     "squeezenet1.0-dc": OnnxQuantSettings(
-        weights="uint8",
         reduce_range=False,
         float_convs=("fire2/conv1x1_1", "fire2/conv1x1_2", "fire2/conv3x3_2"),
     ),
@@ -507,17 +513,18 @@ def build_onnx_int8(
             _quantize(graph, partial, pixels, settings, nchw, tick)
         _uint8_input(partial, nchw)
         partial.replace(out_path)
-    int8_card = card.folded(
-        precision="int8",
-        notes={
-            "built_by": (
-                f"onnxruntime.quantization.quantize_static (QDQ, per-channel {settings.weights} weights)"
-            ),
-            "settings": settings.describe(),
-            "calibration_images": len(calibration_images),
-            "model_sha256": store.sha256_of(out_path),
-        },
-    )
+    notes: dict[str, Any] = {
+        "built_by": f"onnxruntime.quantization.quantize_static (QDQ, per-channel {settings.weights} weights)",
+        "settings": settings.describe(),
+        "calibration_images": len(calibration_images),
+        "model_sha256": store.sha256_of(out_path),
+    }
+    if settings.weights == "int8" and not settings.reduce_range:
+        # For whoever runs the file outside edge-sdk: plain onnxruntime would saturate there.
+        notes["x86_without_vnni"] = "needs onnxruntime session config " + ", ".join(
+            f"{key}={value}" for key, value in PRECISE_X64_SESSION_CONFIG.items()
+        )
+    int8_card = card.folded(precision="int8", notes=notes)
     int8_card.save(store.card_path(out_path))
     return int8_card
 
