@@ -12,7 +12,8 @@ same files on the same crops are compared:
   `PRECISE_X64_SESSION_CONFIG`: the same answers as on this CPU;
 - the same file on a plain onnxruntime session: visibly different (the saturation the session
   config avoids, so this test can tell);
-- squeezenet1.1 (7-bit weights) on a plain session: the same answers, no configuration needed.
+- squeezenet1.1 (7-bit weights, as its card says, so the runtime leaves the session plain):
+  the same answers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pytest
 
 from edge_sdk.classifier import Classifier
 from edge_sdk.preprocess import read_image
+from edge_sdk.runtimes.onnxruntime import PRECISE_X64_SESSION_CONFIG, OnnxRuntime
 
 QEMU = shutil.which("qemu-x86_64")
 
@@ -92,6 +94,9 @@ def test_int8_onnx_on_a_cpu_without_vnni(
             name, precision="int8", fmt="onnx", mirror=mirror, images=imagenet, home=model_home
         ).path
     dc, v11 = str(paths["squeezenet1.0-dc"]), str(paths["squeezenet1.1"])
+    # The runtime asks for U8U8 on such CPUs only where the card does not promise 7-bit weights.
+    assert OnnxRuntime(dc).session_config == PRECISE_X64_SESSION_CONFIG
+    assert OnnxRuntime(v11).session_config == {}
     runs = [f"edge={dc}", f"plain={dc}", f"plain={v11}"]
     inputs = {}
     for name, path in paths.items():

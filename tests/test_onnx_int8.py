@@ -220,3 +220,24 @@ def test_quantizer_keeps_the_prerounded_weights(
     after = np.concatenate([folded.run(None, {"pixels": p[None].astype(np.float32)})[0] for p in pixels])
     assert not np.allclose(before, after, atol=1e-6)  # the weights did change ...
     assert (before.argmax(1) == after.argmax(1)).all()  # ... but not what the model says
+
+
+def test_session_config_follows_the_card(
+    model_home: Path, mirror: Path, imagenet: Path, tmp_path: Path
+) -> None:
+    """Only a card that says 7-bit int8 weights leaves the session plain; a copy of the same
+    file without its card, or with a card that cannot be read, gets the U8U8 entry."""
+    import shutil
+
+    from edge_sdk.build.builder import build_model
+    from edge_sdk.runtimes.onnxruntime import PRECISE_X64_SESSION_CONFIG, OnnxRuntime
+
+    built = build_model(
+        "squeezenet1.1", precision="int8", fmt="onnx", mirror=mirror, images=imagenet, home=model_home
+    )
+    assert OnnxRuntime(built.path).session_config == {}
+    bare = tmp_path / "bare.onnx"
+    shutil.copyfile(built.path, bare)
+    assert OnnxRuntime(bare).session_config == PRECISE_X64_SESSION_CONFIG
+    store.card_path(bare).write_text("{not json")
+    assert OnnxRuntime(bare).session_config == PRECISE_X64_SESSION_CONFIG

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_sdk.errors import BackendUnavailable, ModelError
+from edge_sdk.models.store import card_path
 from edge_sdk.protocols import Closing
 from edge_sdk.types import TensorSpec
 
@@ -27,16 +29,31 @@ _ORT_TYPES = {
 }
 
 
-#: Session configuration the runtime always sets. On x86 CPUs without VNNI, onnxruntime's U8S8
-#: kernels add two uint8 x int8 products into a saturating int16 (VPMADDUBSW), which full 8-bit
-#: int8 weights can overflow (squeezenet1.0-dc's int8 ONNX: mean L1 0.35 from the exact output
-#: under an emulated Haswell). With this entry onnxruntime converts constant int8 weights to
-#: uint8 when it loads a model on such a CPU and runs its U8U8 kernels instead, which are exact
-#: and about twice as slow there; on CPUs with VNNI and on ARM64 it changes nothing (tests:
-#: tests/test_no_vnni.py). 7-bit weights (the quantizer's reduce_range) never overflow, so the
-#: squeezenet1.1 int8 ONNX files are exact there with or without it; a user's own model
-#: quantized with onnxruntime's defaults has 8-bit weights and needs it as squeezenet1.0-dc does.
+#: Session configuration the runtime sets for int8 weights that may have 8 bits (every model
+#: but those whose card says 7, see `_weights_within_7_bits`). On x86 CPUs without VNNI,
+#: onnxruntime's U8S8 kernels add two uint8 x int8 products into a saturating int16
+#: (VPMADDUBSW), which full 8-bit int8 weights can overflow (squeezenet1.0-dc's int8 ONNX:
+#: mean L1 0.35 from the exact output under an emulated Haswell). With this entry onnxruntime
+#: converts constant int8 weights to uint8 when it loads a model on such a CPU and runs its
+#: U8U8 kernels instead, which are exact and about twice as slow there; on CPUs with VNNI and
+#: on ARM64 it changes nothing (tests/test_no_vnni.py). 7-bit weights (the quantizer's
+#: reduce_range) never overflow, so the squeezenet1.1 int8 ONNX files are exact there without
+#: it and keep U8S8's speed; a user's own model quantized with onnxruntime's defaults has
+#: 8-bit weights and needs it as squeezenet1.0-dc does.
 PRECISE_X64_SESSION_CONFIG = {"session.x64quantprecision": "1"}
+
+
+def _weights_within_7_bits(model_path: Path) -> bool:
+    """Whether the card beside `model_path` says its int8 weights have 7 bits (`reduce_range`).
+
+    Only the int8 ONNX builder writes that (`edge_sdk.build.onnx_int8`); a file without such a
+    card, or one whose card cannot be read, is taken to have 8-bit weights.
+    """
+    try:
+        settings = json.loads(card_path(model_path).read_text())["notes"]["settings"]
+        return settings["weights"] == "int8" and settings["reduce_range"] is True
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _spec(arg: Any, image: bool) -> TensorSpec:
@@ -64,7 +81,9 @@ class OnnxRuntime(Closing):
         path = Path(model_path)
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        for key, value in PRECISE_X64_SESSION_CONFIG.items():
+        #: The session configuration entries set (`PRECISE_X64_SESSION_CONFIG` or none).
+        self.session_config = {} if _weights_within_7_bits(path) else dict(PRECISE_X64_SESSION_CONFIG)
+        for key, value in self.session_config.items():
             options.add_session_config_entry(key, value)
         if num_threads is not None:
             options.intra_op_num_threads = num_threads
