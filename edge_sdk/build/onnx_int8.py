@@ -177,7 +177,7 @@ class OnnxQuantSettings:
 #: weights have the full 8 bits (builder 11): the 7-bit grid alone cost it twice the L1
 #: distance of 8 bits, and 8-bit weights lowered the distance by another 18% and 23% on the
 #: half-splits. Such weights saturate U8S8 on x86 without VNNI unless onnxruntime converts them
-#: to uint8 at load time (`PRECISE_X64_SESSION_CONFIG`, which the `onnxruntime` runtime sets).
+#: to uint8 at load time (`PRECISE_X64_SESSION_CONFIG`, which the `onnxruntime` runtime sets there).
 MODEL_SETTINGS: dict[str, OnnxQuantSettings] = {
     "squeezenet1.1-caffe": OnnxQuantSettings(calibration="percentile", equalization=0.25),
     "squeezenet1.0-dc": OnnxQuantSettings(

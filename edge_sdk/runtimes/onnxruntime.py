@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +32,37 @@ _ORT_TYPES = {
 }
 
 
-#: Session configuration the runtime sets for int8 weights that may have 8 bits (every model
-#: but those whose card says 7, see `_weights_within_7_bits`). On x86 CPUs without VNNI,
-#: onnxruntime's U8S8 kernels add two uint8 x int8 products into a saturating int16
-#: (VPMADDUBSW), which full 8-bit int8 weights can overflow (squeezenet1.0-dc's int8 ONNX:
-#: mean L1 0.35 from the exact output under an emulated Haswell). With this entry onnxruntime
-#: converts constant int8 weights to uint8 when it loads a model on such a CPU and runs its
-#: U8U8 kernels instead, which are exact and about twice as slow there; on CPUs with VNNI and
-#: on ARM64 it changes nothing (tests/test_no_vnni.py). 7-bit weights (the quantizer's
-#: reduce_range) never overflow, so the squeezenet1.1 int8 ONNX files are exact there without
-#: it and keep U8S8's speed; a user's own model quantized with onnxruntime's defaults has
-#: 8-bit weights and needs it as squeezenet1.0-dc does.
+#: Session configuration for int8 weights that may have 8 bits on an x86 CPU without VNNI
+#: (`needs_precise_x64`). There onnxruntime's U8S8 kernels add two uint8 x int8 products into a
+#: saturating int16 (VPMADDUBSW), which full 8-bit int8 weights can overflow (squeezenet1.0-dc's
+#: int8 ONNX: mean L1 0.35 from the exact output under an emulated Haswell). With this entry
+#: onnxruntime converts constant int8 weights to uint8 when it loads the model and runs its U8U8
+#: kernels instead, which are exact (tests/test_no_vnni.py). Not set elsewhere: onnxruntime
+#: applies the entry on every x86 CPU whose U8U8 and U8S8 kernels differ, VNNI ones included,
+#: where U8S8 is exact anyway and the entry made squeezenet1.0-dc 1.9x slower; on ARM64 it
+#: does nothing. 7-bit weights (the quantizer's reduce_range) never overflow, so the
+#: squeezenet1.1 int8 ONNX files keep U8S8's speed on every CPU; a user's own model quantized
+#: with onnxruntime's defaults has 8-bit weights and gets the entry as squeezenet1.0-dc does.
 PRECISE_X64_SESSION_CONFIG = {"session.x64quantprecision": "1"}
+
+_X86 = ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+@functools.cache
+def x86_without_vnni() -> bool:
+    """Whether this CPU is x86 without VNNI, where 8-bit int8 weights can saturate U8S8.
+
+    Read from numpy's table of the features CPUID reports, which also tells the truth under an
+    emulator (where /proc/cpuinfo shows the host's). Where the table is missing, an x86 CPU
+    counts as lacking VNNI: that can cost speed, never exactness.
+    """
+    if platform.machine().lower() not in _X86:
+        return False
+    try:
+        features = importlib.import_module("numpy._core._multiarray_umath").__cpu_features__
+    except (ImportError, AttributeError):  # numpy < 2 kept it elsewhere; not worth a second guess
+        return True
+    return not (features.get("AVX512VNNI") or features.get("AVX_VNNI"))
 
 
 def _weights_within_7_bits(model_path: Path) -> bool:
@@ -54,6 +76,11 @@ def _weights_within_7_bits(model_path: Path) -> bool:
         return settings["weights"] == "int8" and settings["reduce_range"] is True
     except (OSError, ValueError, KeyError, TypeError):
         return False
+
+
+def needs_precise_x64(model_path: Path) -> bool:
+    """Whether `model_path` gets `PRECISE_X64_SESSION_CONFIG` on this CPU."""
+    return x86_without_vnni() and not _weights_within_7_bits(model_path)
 
 
 def _spec(arg: Any, image: bool) -> TensorSpec:
@@ -82,7 +109,7 @@ class OnnxRuntime(Closing):
         options = ort.SessionOptions()
         options.log_severity_level = 3
         #: The session configuration entries set (`PRECISE_X64_SESSION_CONFIG` or none).
-        self.session_config = {} if _weights_within_7_bits(path) else dict(PRECISE_X64_SESSION_CONFIG)
+        self.session_config = dict(PRECISE_X64_SESSION_CONFIG) if needs_precise_x64(path) else {}
         for key, value in self.session_config.items():
             options.add_session_config_entry(key, value)
         if num_threads is not None:
