@@ -58,11 +58,13 @@ def x86_without_vnni() -> bool:
     """
     if platform.machine().lower() not in _X86:
         return False
-    try:
-        features = importlib.import_module("numpy._core._multiarray_umath").__cpu_features__
-    except (ImportError, AttributeError):  # numpy < 2 kept it elsewhere; not worth a second guess
-        return True
-    return not (features.get("AVX512VNNI") or features.get("AVX_VNNI"))
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # numpy 2, 1
+        try:
+            features = importlib.import_module(module).__cpu_features__
+        except (ImportError, AttributeError):
+            continue
+        return not (features.get("AVX512VNNI") or features.get("AVX_VNNI"))
+    return True
 
 
 def _weights_within_7_bits(model_path: Path) -> bool:
