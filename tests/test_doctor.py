@@ -179,6 +179,19 @@ def test_model_missing_names_the_build_command(tmp_path: Path) -> None:
     assert litert.status == "FAIL" and "edge-classify models build squeezenet1.1" in litert.fix
 
 
+def test_onnxruntime_row_says_when_int8_weights_run_as_uint8(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_sdk.runtimes import onnxruntime as ortmod
+
+    def onnx_row() -> str:
+        return rows_by_name(doctor.check_runtimes(cfg.Config()))["runtime onnxruntime"].detail
+
+    assert ("without VNNI" in onnx_row()) == ortmod.x86_without_vnni()
+    # This CPU has VNNI; tests/test_no_vnni.py runs the runtime on an emulated one without.
+    # Here only the row's wording is checked, so the CPU check answers as such a CPU would.
+    monkeypatch.setattr(ortmod, "x86_without_vnni", lambda: True)
+    assert onnx_row().endswith("x86 without VNNI: 8-bit int8 weights run as uint8 (exact, about 2x slower)")
+
+
 def test_cameras_and_the_video_group(tmp_path: Path) -> None:
     # No V4L2 devices exist here: plain files stand in for /dev/video* nodes (same names, the
     # same permission bits doctor reads).
