@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_sdk.errors import BackendUnavailable, ModelError
+from edge_sdk.models.card import ModelCard
 from edge_sdk.models.store import card_path
 from edge_sdk.protocols import Closing
 from edge_sdk.types import TensorSpec
@@ -74,10 +74,12 @@ def _weights_within_7_bits(model_path: Path) -> bool:
     card, or one whose card cannot be read, is taken to have 8-bit weights.
     """
     try:
-        settings = json.loads(card_path(model_path).read_text())["notes"]["settings"]
-        return settings["weights"] == "int8" and settings["reduce_range"] is True
-    except (OSError, ValueError, KeyError, TypeError):
+        settings = ModelCard.load(card_path(model_path)).notes.get("settings")
+    except ModelError:
         return False
+    if not isinstance(settings, dict):
+        return False
+    return settings.get("weights") == "int8" and settings.get("reduce_range") is True
 
 
 def needs_precise_x64(model_path: Path) -> bool:
