@@ -33,17 +33,9 @@ import pytest
 
 from edge_sdk.classifier import Classifier
 from edge_sdk.preprocess import read_image
-from edge_sdk.runtimes.onnxruntime import PRECISE_X64_SESSION_CONFIG
+from edge_sdk.runtimes.onnxruntime import PRECISE_X64_SESSION_CONFIG, x86_without_vnni
 
 QEMU = shutil.which("qemu-x86_64")
-
-
-def _host_has_vnni() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 pytestmark = [
@@ -143,7 +135,7 @@ def test_int8_onnx_on_a_cpu_without_vnni(
     # The runtime asks for U8U8 on the CPU without VNNI, and only for 8-bit weights (dc's card).
     assert config("haswell", runs[0]) == PRECISE_X64_SESSION_CONFIG
     assert config("haswell", runs[2]) == {}
-    if _host_has_vnni():  # where U8S8 is exact, and the entry would only slow it down
+    if not x86_without_vnni():  # this CPU: U8S8 is exact here, the entry would only slow it down
         assert config("native", runs[0]) == {}
     # edge-sdk's runtime: the 8-bit model answers as on this CPU (float kernels differ a little).
     assert l1(runs[0], runs[0]).max() < 0.02 and same_top1(runs[0]), l1(runs[0], runs[0])
