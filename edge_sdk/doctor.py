@@ -149,13 +149,6 @@ def _importable(modules: Iterable[str]) -> tuple[str, str] | None:
     return None
 
 
-def _onnx_int8_runs_u8u8() -> bool:
-    # Only asked once onnxruntime imports: the runtime module needs it.
-    from edge_sdk.runtimes.onnxruntime import x86_without_vnni
-
-    return x86_without_vnni()
-
-
 def check_runtimes(config: Config) -> list[Check]:
     rows = []
     for name, modules in RUNTIME_MODULES.items():
@@ -163,8 +156,12 @@ def check_runtimes(config: Config) -> list[Check]:
         chosen = name == config.model.runtime
         if found:
             detail = f"{found[0]} {found[1]}".strip()
-            if name == "onnxruntime" and _onnx_int8_runs_u8u8():
-                detail += "; x86 without VNNI: 8-bit int8 weights run as uint8 (exact, about 2x slower)"
+            if name == "onnxruntime":
+                # Imported only now: the runtime module needs onnxruntime, just found.
+                from edge_sdk.runtimes.onnxruntime import x86_without_vnni
+
+                if x86_without_vnni():
+                    detail += "; x86 without VNNI: 8-bit int8 weights run as uint8 (exact, about 2x slower)"
             rows.append(Check(f"runtime {name}", "PASS", detail))
         else:
             hint = registry.PIP_HINTS.get(modules[0], f"pip install {modules[0]}")

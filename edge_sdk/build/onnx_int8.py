@@ -395,18 +395,18 @@ def _uint8_weight_grids(float_model: Path, settings: OnnxQuantSettings) -> dict[
     import onnx
     from onnx import numpy_helper
 
+    from edge_sdk.build.weight_rounding import grid_scale  # needs TensorFlow, as the rounding did
+
     graph = onnx.load(str(float_model)).graph
     inits = {t.name: t for t in graph.initializer}
-    levels = settings.weight_levels
     grids: dict[str, list[dict[str, Any]]] = {}
     for node in graph.node:
         if node.op_type != "Conv" or node.name in settings.float_convs or node.input[1] not in inits:
             continue
         w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
-        # The rounding's own steps (`weight_rounding.grid_scale`): a pruned, all-zero channel
-        # gets step 1, where a step of 0 would divide its bias by zero.
-        steps = np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / levels
-        steps[steps == 0] = 1.0
+        # The rounding's own steps; a pruned, all-zero channel gets step 1 there, where a step
+        # of 0 would divide its bias by zero.
+        steps = grid_scale(w.reshape(w.shape[0], -1), settings.weight_levels)
         channels = [
             {"scale": np.array(step, np.float32), "zero_point": np.array(128, np.uint8)} for step in steps
         ]
