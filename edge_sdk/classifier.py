@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_sdk import registry
+from edge_sdk.checks import check_int, check_number
 from edge_sdk.errors import ModelError
 from edge_sdk.models import store
 from edge_sdk.models.card import ModelCard
@@ -57,10 +58,8 @@ class Classifier(Closing):
     def __init__(
         self, runtime: Runtime, card: ModelCard, *, top_k: int = 5, threshold: float = 0.0
     ) -> None:
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be within [0, 1], got {threshold}")
+        top_k = check_int("top_k", top_k, low=1)
+        threshold = check_number("threshold", threshold, low=0.0, high=1.0)
         self.runtime = runtime
         self.card = card
         self.top_k = min(top_k, len(card.labels))
@@ -367,11 +366,14 @@ class Classifier(Closing):
         """Classify one image (or Frame) and time each stage.
 
         Raises:
-            ValueError: the image is not an H x W x 3 uint8 array.
+            TypeError: neither a numpy array nor a Frame.
+            ValueError: the image is not an H x W x 3 uint8 array, or is empty.
+            RuntimeError: the Classifier was closed.
         """
         frame = image if isinstance(image, Frame) else None
         pixels = frame.image if frame is not None else image
-        assert isinstance(pixels, np.ndarray)
+        if not isinstance(pixels, np.ndarray):
+            raise TypeError(f"expected a BGR image as a numpy array or a Frame, got {type(pixels).__name__}")
         t0 = time.perf_counter_ns()
         tensor = self.preprocess(pixels)
         t1 = time.perf_counter_ns()
@@ -393,7 +395,14 @@ class Classifier(Closing):
         return probs
 
     def close(self) -> None:
+        """Release the runtime. Classifying afterwards raises RuntimeError instead of crashing."""
         self.runtime.close()
+        self._to_tensor = self._decode = _closed
+
+
+def _closed(_: npt.NDArray[Any]) -> Any:
+    # Stands in for the per-frame steps once the runtime is gone: no check on the frame path.
+    raise RuntimeError("this Classifier is closed; make a new one with Classifier.from_model")
 
 
 def load_card(path: Path) -> ModelCard:

@@ -68,6 +68,8 @@ def resize_crop(image: Image, size: tuple[int, int], resize_shorter: int) -> Ima
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an H x W x 3 uint8 BGR image, got {image.dtype} {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"the image is empty ({image.shape[0]} x {image.shape[1]} pixels)")
     rows, cols, steps, final = _resize_plan(
         image.shape[0], image.shape[1], tuple(size), resize_shorter
     )
@@ -85,14 +87,26 @@ def read_image(path: str | os.PathLike[str]) -> Image:
     """Read an image file as BGR uint8 (grey and alpha images are converted).
 
     Raises:
-        SourceError: the file is missing or is not an image OpenCV can decode.
+        SourceError: the file is missing, unreadable, not a regular file, or not an image OpenCV
+            can decode.
     """
-    if not os.path.isfile(path):
-        raise SourceError(f"no such image file: {os.fspath(path)}")
-    data = np.fromfile(path, dtype=np.uint8)
+    name = os.fspath(path)
+    if os.path.isdir(path):
+        raise SourceError(f"{name} is a folder; give image files (e.g. {os.path.join(name, '*.jpg')})")
+    if not os.path.exists(path):
+        raise SourceError(f"no such image file: {name}")
+    if not os.path.isfile(path):  # a FIFO or a device would block or never end
+        raise SourceError(f"{name} is not a regular file; give an image file")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except PermissionError:
+        raise SourceError(
+            f"cannot read {name}: permission denied; give the user running edge-classify read "
+            "access to it (chmod/chown)"
+        ) from None
+    except OSError as exc:
+        raise SourceError(f"cannot read {name} ({exc.strerror or exc}); give a readable image file") from None
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise SourceError(
-            f"{os.fspath(path)} is not an image OpenCV can decode; give a JPEG, PNG, BMP or TIFF file"
-        )
+        raise SourceError(f"{name} is not an image OpenCV can decode; give a JPEG, PNG, BMP or TIFF file")
     return np.asarray(image, dtype=np.uint8)

@@ -9,6 +9,8 @@ the real shared models in tmp dirs.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +27,9 @@ from edge_sdk.classifier import Classifier
 from edge_sdk.cli.main import cli
 from edge_sdk.errors import ConfigError, EdgeSDKError, ModelError, SourceError
 from edge_sdk.models import ZOO, store
+from edge_sdk.models.card import ModelCard
 from edge_sdk.preprocess import read_image
+from edge_sdk.runtimes import create_runtime
 
 ONNX_ENTRY = ZOO["squeezenet1.1"]
 TFLITE_ENTRY = ZOO["mobilenet-v2-quant"]
@@ -197,6 +201,94 @@ def test_bad_card_files(tmp_path: Path, mirror: Path) -> None:
         Classifier.from_model(path, runtime="onnxruntime")
 
 
+
+CARD = {"name": "x", "labels": ["cat", "dog"], "input_size": [224, 224]}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"output_kind": "weird"}, r"output_kind must be one of probabilities, logits, logit_map"),
+        ({"colour": "CMYK"}, r"colour must be one of BGR, RGB, got 'CMYK'"),
+        ({"std": [0, 0, 0]}, r"std must be > 0 for every channel"),
+        ({"mean": [1, 2]}, r"mean must be three numbers"),
+        ({"mean": [1, 2, "x"]}, r"mean must be three numbers"),
+        ({"input_size": "224"}, r"input_size must be a list, got '224'"),
+        ({"input_size": [224]}, r"input_size must be \[height, width\]"),
+        ({"labels": None}, r"labels must be a list"),
+        ({"labels": []}, r"labels must be a non-empty list"),
+        ({"label_offset": -1}, r"label_offset must be an integer >= 0"),
+        ({"card_version": 99}, r"card_version 99 is newer than this edge-sdk reads \(1\); upgrade"),
+        ({"labels": "<drop>"}, r"missing keys \['labels'\]; add them"),
+    ],
+)
+def test_hand_edited_card_values(
+    tmp_path: Path, photos: Path, changes: dict[str, object], message: str
+) -> None:
+    data = {**CARD, **changes}
+    data = {k: v for k, v in data.items() if v != "<drop>"}
+    with pytest.raises(ModelError, match=message) as err:
+        ModelCard.from_dict(data)
+    one_line(err.value)
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"whatever")
+    store.card_path(model).write_text(json.dumps(data))
+    assert "model card" in run_cli(["classify", str(photos / "coffee.png"), "--model", str(model),
+                                    "--runtime", "onnxruntime"])
+
+
+def test_a_model_of_the_other_format_names_the_runtimes_that_run_it(tmp_path: Path, mirror: Path) -> None:
+    onnx_file = tmp_path / "model.onnx"
+    shutil.copy(mirror / ONNX_ENTRY.source, onnx_file)
+    with pytest.raises(ModelError, match=r"is an ONNX model, which the LiteRT runtime cannot run; "
+                                         r"use --runtime onnxruntime or --runtime opencv") as err:
+        create_runtime("litert", str(onnx_file))
+    one_line(err.value)
+    tflite_file = tmp_path / "model.tflite"
+    shutil.copy(mirror / TFLITE_ENTRY.source, tflite_file)
+    for runtime, name in (("onnxruntime", "onnxruntime"), ("opencv", "OpenCV")):
+        with pytest.raises(ModelError, match=rf"is a TFLite model, which the {name} runtime cannot run; "
+                                             r"use --runtime litert"):
+            create_runtime(runtime, str(tflite_file), **({"input_shape": (1, 3, 224, 224)}
+                                                          if runtime == "opencv" else {}))
+
+
+def _without_root_override() -> list[str]:
+    """A command prefix under which chmod 000 keeps a file from this process's user, root too."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
+    # Root reads any file through these two capabilities; without them it obeys the mode.
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+            "--inh-caps=-dac_override,-dac_read_search"]
+
+
+def test_unreadable_model_and_image_files_in_a_real_process(
+    tmp_path: Path, mirror: Path, photos: Path
+) -> None:
+    model = tmp_path / "model.tflite"
+    shutil.copy(mirror / TFLITE_ENTRY.source, model)
+    image = tmp_path / "photo.png"
+    shutil.copy(photos / "coffee.png", image)
+    exe = str(Path(sys.executable).with_name("edge-classify"))
+    prefix = _without_root_override()
+    for args, unreadable in (
+        (["classify", str(image), "--model", str(model)], model),
+        (["classify", str(image), "--model", "mobilenet-v2-quant"], image),
+    ):
+        unreadable.chmod(0)
+        try:
+            proc = subprocess.run([*prefix, exe, *args], capture_output=True, text=True, timeout=60,
+                                  check=False)
+        finally:
+            unreadable.chmod(0o644)
+        lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("INFO: ")]
+        assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+        assert lines[0] == (f"Error: cannot read {unreadable}: permission denied; give the user running "
+                            "edge-classify read access to it (chmod/chown)")
+
+
 # -- images --------------------------------------------------------------------------------------
 
 
@@ -223,6 +315,35 @@ def test_not_an_image(tmp_path: Path, content: bytes) -> None:
     assert "no such image file" in run_cli(
         ["classify", str(tmp_path / "missing.jpg"), "--runtime", "onnxruntime", "--precision", "float"]
     )
+
+
+def test_folders_and_special_files_are_not_images(tmp_path: Path) -> None:
+    assert "is a folder; give image files" in run_cli(["classify", str(tmp_path)])
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    assert "is not a regular file; give an image file" in run_cli(["classify", str(fifo)])
+
+
+def test_odd_arguments_to_classify_and_the_classifier(mirror: Path) -> None:
+    with Classifier.from_model("squeezenet1.1", runtime="onnxruntime", precision="float") as clf:
+        for bad in (None, [[[0, 0, 0]]]):
+            with pytest.raises(TypeError, match=r"expected a BGR image as a numpy array or a Frame"):
+                clf.classify(bad)  # type: ignore[arg-type]  # the point: not an array
+        for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 10, 3), np.uint8)):
+            with pytest.raises(ValueError, match=r"the image is empty"):
+                clf.classify(empty)
+    with pytest.raises(RuntimeError, match=r"this Classifier is closed; make a new one"):
+        clf.classify(np.zeros((8, 8, 3), np.uint8))
+    for options, error, message in (
+        ({"top_k": 2.5}, TypeError, r"top_k must be an integer, got 2.5"),
+        ({"threshold": "0.5"}, TypeError, r"threshold must be a number, got '0.5'"),
+        ({"threshold": float("nan")}, ValueError, r"threshold must be a finite number"),
+        ({"num_threads": 2.5}, TypeError, r"num_threads must be an integer"),
+        ({"num_threads": 100000}, ValueError, r"num_threads must be within \[1, 64\], got 100000"),
+        ({"precision": "fp16"}, ValueError, r"precision must be one of int8, float, got 'fp16'"),
+    ):
+        with pytest.raises(error, match=message):
+            Classifier.from_model("squeezenet1.1", runtime="onnxruntime", **options)  # type: ignore[arg-type]
 
 
 def test_bad_arrays_are_value_errors(mirror: Path) -> None:

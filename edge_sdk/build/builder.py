@@ -195,8 +195,8 @@ def build_model(
         BackendUnavailable: TensorFlow / onnx not installed.
     """
     start = time.monotonic()
-    if precision not in ("int8", "float"):
-        raise ValueError(f"precision must be 'int8' or 'float', got {precision!r}")
+    if precision not in store.PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(store.PRECISIONS)}, got {precision!r}")
     if fmt not in ("tflite", "onnx"):
         raise ValueError(f"fmt must be 'tflite' or 'onnx', got {fmt!r}")
     entry = store.zoo_entry(name)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import numbers
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +20,14 @@ OutputKind = Literal["probabilities", "logits", "logit_map"]
 """`logit_map`: an N x H x W x C (or N x C x H x W) map of per-position logits that the Classifier
 averages over space; the quantized SqueezeNets end this way so the average is taken in float,
 which avoids the ties a quantized 1000-class output has (see docs/models.md)."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,30 @@ class ModelCard:
     source_sha256: str = ""
     notes: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A card is often written or edited by hand: a wrong value must stop here, not as an
+        # IndexError or garbage scores in the middle of a run.
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a string, got {self.name!r}")
+        if not self.labels or not all(isinstance(label, str) for label in self.labels):
+            raise ValueError("labels must be a non-empty list of class names (strings)")
+        if len(self.input_size) != 2 or not all(_is_int(n) and n > 0 for n in self.input_size):
+            raise ValueError(f"input_size must be [height, width] in pixels, got {list(self.input_size)}")
+        for key in ("label_offset", "resize_shorter"):
+            value = getattr(self, key)
+            if not _is_int(value) or value < 0:
+                raise ValueError(f"{key} must be an integer >= 0, got {value!r}")
+        for key in ("colour", "layout", "output_kind"):
+            value, choices = getattr(self, key), typing.get_args(_field_types()[key])
+            if value not in choices:
+                raise ValueError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+        for key in ("mean", "std"):
+            values = getattr(self, key)
+            if len(values) != 3 or not all(_is_finite(v) for v in values):
+                raise ValueError(f"{key} must be three numbers, one per channel, got {list(values)}")
+        if not all(s > 0 for s in self.std):
+            raise ValueError(f"std must be > 0 for every channel, got {list(self.std)}")
+
     @property
     def num_outputs(self) -> int:
         """Number of output classes the model's tensor must have."""
@@ -93,19 +129,40 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], origin: str = "model card") -> ModelCard:
+        """Make a card from its JSON object.
+
+        Raises:
+            ModelError: unknown or missing keys, a value of the wrong kind, or a card written by a
+                newer edge-sdk.
+        """
         data = dict(data)
-        data.pop("card_version", None)
-        known = {f.name for f in dataclasses.fields(cls)}
+        version = data.pop("card_version", CARD_VERSION)
+        if not _is_int(version) or version > CARD_VERSION:
+            raise ModelError(
+                f"{origin}: card_version {version!r} is newer than this edge-sdk reads ({CARD_VERSION});"
+                " upgrade edge-sdk or rebuild the model with 'edge-classify models build'"
+            )
+        fields = dataclasses.fields(cls)
+        known = {f.name for f in fields}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ModelError(f"{origin}: unknown keys {unknown}; accepted: {sorted(known)}")
+        required = [f.name for f in fields if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
+        missing = [key for key in required if key not in data]
+        if missing:
+            raise ModelError(f"{origin}: missing keys {missing}; add them or rebuild the model")
         try:
             for key in ("labels", "input_size", "mean", "std"):
-                if key in data:
-                    data[key] = tuple(data[key])
+                if key not in data:
+                    continue
+                if not isinstance(data[key], (list, tuple)):  # tuple("224") is ("2", "2", "4")
+                    raise ValueError(f"{key} must be a list, got {data[key]!r}")
+                data[key] = tuple(data[key])
             return cls(**data)
-        except TypeError as exc:
-            raise ModelError(f"{origin}: {exc}; rebuild it with 'edge-classify models build'") from exc
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{origin}: {exc}; fix the card or rebuild it with 'edge-classify models build'"
+                             ) from None
 
     @classmethod
     def load(cls, path: Path) -> ModelCard:
@@ -126,3 +183,10 @@ class ModelCard:
         if not isinstance(data, dict):
             raise ModelError(f"model card {path} must hold a JSON object")
         return cls.from_dict(data, origin=f"model card {path}")
+
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    # Resolved once, on first use: the annotations are strings until the class exists.
+    return typing.get_type_hints(ModelCard)

@@ -20,6 +20,9 @@ from edge_sdk.models.zoo import ZOO, ZooEntry
 
 ModelFormat = Literal["tflite", "onnx"]
 
+#: What `edge-classify models build` makes of a zoo model.
+PRECISIONS = ("int8", "float")
+
 
 def home_dir(home: str | os.PathLike[str] | None = None) -> Path:
     """Return edge-sdk's cache folder: `home`, else ``$EDGE_SDK_HOME``, else ~/.cache/edge-sdk."""
@@ -51,10 +54,23 @@ def mirror_dir(mirror: str | os.PathLike[str] | None = None) -> Path:
 
 
 def sha256_of(path: Path) -> str:
+    """Return the hex SHA-256 of a file.
+
+    Raises:
+        ModelError: the file cannot be read (permissions, a folder, an I/O error).
+    """
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except PermissionError:
+        raise ModelError(
+            f"cannot read {path}: permission denied; give the user running edge-classify read "
+            "access to it (chmod/chown)"
+        ) from None
+    except OSError as exc:
+        raise ModelError(f"cannot read {path} ({exc.strerror or exc}); give a readable model file") from None
     return digest.hexdigest()
 
 
@@ -175,6 +191,8 @@ def resolve(
     Raises:
         ModelError: unknown name, wrong format for the model, not built yet, missing card.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     text = os.fspath(model)
     if text in ZOO:
         entry = ZOO[text]

@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_sdk.checks import check_int
 from edge_sdk.errors import BackendUnavailable, ModelError
 from edge_sdk.protocols import Closing
+from edge_sdk.runtimes import MAX_THREADS, load_failure
 from edge_sdk.types import TensorSpec
 
 try:
@@ -47,18 +49,15 @@ class LiteRTRuntime(Closing):
     model_format = "tflite"
 
     def __init__(self, model_path: str | Path, *, num_threads: int | None = None) -> None:
-        if num_threads is not None and num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        if num_threads is not None:
+            num_threads = check_int("num_threads", num_threads, low=1, high=MAX_THREADS)
         path = Path(model_path)
         try:
             self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(
-                f"LiteRT cannot load {path} ({reason}); the file is corrupt or not a TFLite "
-                "model: rebuild it with 'edge-classify models build' or copy it again"
-            ) from None
+            raise load_failure("LiteRT", "tflite", path, reason) from None
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
         if len(inputs) != 1 or not outputs:

@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_sdk.checks import check_int
 from edge_sdk.errors import BackendUnavailable, ModelError
 from edge_sdk.models.card import ModelCard
 from edge_sdk.models.store import card_path
 from edge_sdk.protocols import Closing
+from edge_sdk.runtimes import MAX_THREADS, load_failure
 from edge_sdk.types import TensorSpec
 
 try:
@@ -107,8 +109,8 @@ class OnnxRuntime(Closing):
     model_format = "onnx"
 
     def __init__(self, model_path: str | Path, *, num_threads: int | None = None) -> None:
-        if num_threads is not None and num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        if num_threads is not None:
+            num_threads = check_int("num_threads", num_threads, low=1, high=MAX_THREADS)
         path = Path(model_path)
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -125,10 +127,7 @@ class OnnxRuntime(Closing):
             )
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise ModelError(
-                f"onnxruntime cannot load {path} ({reason}); the file is corrupt or not an ONNX "
-                "model: copy it again or rebuild it"
-            ) from None
+            raise load_failure("onnxruntime", "onnx", path, reason) from None
         inputs = self._session.get_inputs()
         outputs = self._session.get_outputs()
         if len(inputs) != 1 or not outputs:

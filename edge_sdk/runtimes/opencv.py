@@ -9,8 +9,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge_sdk.checks import check_int
 from edge_sdk.errors import ModelError
 from edge_sdk.protocols import Closing
+from edge_sdk.runtimes import MAX_THREADS, load_failure
 from edge_sdk.types import TensorSpec
 
 
@@ -37,16 +39,14 @@ class OpenCVRuntime(Closing):
         num_threads: int | None = None,
         input_shape: tuple[int, int, int, int] = (1, 3, 224, 224),
     ) -> None:
-        if num_threads is not None and num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        if num_threads is not None:
+            num_threads = check_int("num_threads", num_threads, low=1, high=MAX_THREADS)
         path = Path(model_path)
         try:
             self._net = cv2.dnn.readNetFromONNX(str(path))
         except cv2.error as exc:
             reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else "cv2.error"
-            raise ModelError(
-                f"OpenCV cannot load {path} ({reason}); the file is corrupt or not an ONNX model"
-            ) from None
+            raise load_failure("OpenCV", "onnx", path, reason) from None
         if self._net.empty():
             raise ModelError(f"OpenCV loaded nothing from {path}; is it an ONNX model?")
         # The CPU is the default target; setting it anyway makes OpenCV 5's new graph engine
