@@ -18,6 +18,7 @@ check, `check_watchdog`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import typing
@@ -33,6 +34,8 @@ else:  # pragma: no cover - Python 3.10
 
 from edge_sdk import registry
 from edge_sdk.errors import ConfigError
+from edge_sdk.models.store import PRECISIONS
+from edge_sdk.runtimes import MAX_THREADS
 
 #: Where the service looks when neither --config nor $EDGE_SDK_CONFIG says otherwise.
 DEFAULT_PATH = Path("/etc/edge-sdk/config.toml")
@@ -64,8 +67,8 @@ class ModelConfig:
     name: str = opt("squeezenet1.1", "zoo name (edge-classify models list) or a .tflite/.onnx path")
     runtime: str = opt("litert", "inference runtime: litert, onnxruntime, opencv or a plugin's",
                        choices=lambda: tuple(registry.names("runtimes")))
-    precision: str = opt("int8", "for zoo names: the built model to use", choices=("int8", "float"))
-    threads: int = opt(0, "runtime threads; 0 lets the runtime choose", minimum=0, maximum=64)
+    precision: str = opt("int8", "for zoo names: the built model to use", choices=PRECISIONS)
+    threads: int = opt(0, "runtime threads; 0 lets the runtime choose", minimum=0, maximum=MAX_THREADS)
     top_k: int = opt(5, "classes per prediction", minimum=1, maximum=1000)
     threshold: float = opt(0.0, "leave out classes scoring below this", minimum=0.0, maximum=1.0)
     home: str = opt("", "model cache folder (EDGE_SDK_HOME); empty: $EDGE_SDK_HOME or ~/.cache/edge-sdk")
@@ -215,7 +218,7 @@ TABLES: dict[str, type[Any]] = {
 
 
 def _type_name(tp: Any) -> str:
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+    return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}.get(
         tp, str(tp)
     )
 
@@ -227,7 +230,8 @@ def _check_value(where: str, key: str, value: Any, tp: Any, meta: Mapping[str, A
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        # TOML has nan and inf; both pass every range check below, so they are refused here.
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         value = float(value) if ok else value
     else:
         ok = isinstance(value, tp)
@@ -263,8 +267,34 @@ def _check_table(table: str, values: Mapping[str, Any], cls: type[Any], where: s
 
 
 def _cross_checks(config: Config, where: str) -> None:
+    _check_source(config.source, where)
+    _check_model(config.model, where)
     _check_mqtt(config.mqtt, where)
     _check_web(config.web, where)
+
+
+def _check_source(source: SourceConfig, where: str) -> None:
+    # The URI's form (scheme, host, port), as opening it would check it, without opening it: a
+    # camera that is not plugged in yet is not a config error, a misspelt scheme is.
+    from edge_sdk.sources import check_uri
+
+    try:
+        check_uri(source.uri)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: [source] uri: {exc}") from None
+
+
+def _check_model(model: ModelConfig, where: str) -> None:
+    # A name that is neither a zoo model nor a model file's path is a slip (a path that does
+    # not exist yet is left to `missing_files` and `doctor`).
+    from edge_sdk.models import ZOO
+
+    name = model.name
+    if name not in ZOO and os.sep not in name and Path(name).suffix.lower() not in (".tflite", ".onnx"):
+        raise ConfigError(
+            f"{where}: [model] name = {name!r} is no zoo model; choose one of: {', '.join(ZOO)}, "
+            "or give the path of a .tflite or .onnx file"
+        )
 
 
 def _check_mqtt(mqtt: MqttConfig, where: str) -> None:
@@ -439,7 +469,8 @@ def load(path: str | os.PathLike[str]) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {where}: {exc.strerror}; check its mode") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        # utf-8-sig: Windows editors save a byte-order mark, which TOML does not allow.
+        data = tomllib.loads(raw.decode("utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{where} is not valid TOML: {exc}; fix that line") from None
     return parse(data, where)

@@ -252,7 +252,7 @@ def test_run_options_override_the_file_and_are_checked_like_it(tmp_path: Path) -
 def test_run_refuses_bad_options_in_one_line_before_starting(
     tmp_path: Path, args: list[str]
 ) -> None:
-    path = write(tmp_path, "[source]\nuri = 'test://'\n[model]\nname = 'no-such-model'\n")
+    path = write(tmp_path, "[source]\nuri = 'test://'\n[model]\nname = 'missing.tflite'\n")
     result = CliRunner().invoke(cli, ["run", "--config", str(path), *args])
     assert result.exit_code == EX_CONFIG and "Traceback" not in result.output, result.output
     assert result.output.startswith("Error: command line: [")
@@ -342,3 +342,42 @@ def test_check_config_command(tmp_path: Path) -> None:
         assert refused.exit_code == 1 and "Traceback" not in refused.output, refused.output
         assert part in refused.output and "valid" not in refused.output
         assert len(refused.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[pipeline]\nmax_fps = nan\n", r"\[pipeline\] max_fps = nan must be a finite number"),
+    ("[mqtt]\ninterval = inf\n", r"\[mqtt\] interval = inf must be a finite number"),
+    ("[source]\nuri = 'rtsp://'\n", r"\[source\] uri: bad source URI 'rtsp://' \(no host\)"),
+    ("[source]\nuri = 'foo://cam'\n", r"\[source\] uri: unknown source scheme 'foo://'"),
+    ("[source]\nuri = 'csi://x'\n", r"\[source\] uri: bad CSI camera 'csi://x'; expected csi://N"),
+    ("[source]\nuri = ''\n", r"\[source\] uri: empty source"),
+    ("[model]\nname = 'resnet'\n", r"\[model\] name = 'resnet' is no zoo model; choose one of: squeez"),
+])
+def test_values_the_service_would_fail_on_are_refused_when_loading(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cfg.load(write(tmp_path, text))
+    result = CliRunner().invoke(cli, ["run", "--config", str(write(tmp_path, text))])
+    assert result.exit_code == EX_CONFIG, result.output  # systemd does not restart into it
+
+
+def test_a_camera_or_model_file_that_is_not_there_yet_is_not_a_config_error(tmp_path: Path) -> None:
+    config = cfg.load(write(tmp_path, "[source]\nuri = 'rtsp://cam.lan/live'\n[model]\n"
+                                      "name = '/opt/models/own.tflite'\n"))
+    assert config.model.name == "/opt/models/own.tflite"
+
+
+def test_a_byte_order_mark_is_read_past(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes("\ufeff[pipeline]\nmax_frames = 7\n".encode())
+    assert cfg.load(path).pipeline.max_frames == 7
+
+
+def test_an_unreadable_config_is_a_one_line_config_error(tmp_path: Path) -> None:
+    # A folder stands in for an unreadable file: the suite may run as root, who reads any file.
+    folder = tmp_path / "config.toml"
+    folder.mkdir()
+    result = CliRunner().invoke(cli, ["run", "--config", str(folder)])
+    assert result.exit_code == EX_CONFIG, result.output
+    assert result.output.startswith("Error: cannot read config file") and "Usage" not in result.output

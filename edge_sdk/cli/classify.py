@@ -8,15 +8,17 @@ from pathlib import Path
 import click
 
 from edge_sdk.cli.models import mirror_option
+from edge_sdk.models.store import PRECISIONS
 from edge_sdk.preprocess import read_image
+from edge_sdk.runtimes import MAX_THREADS
 
 
 @click.command("classify")
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("--model", default="squeezenet1.1", show_default=True, help="Zoo name or model file.")
 @click.option("--runtime", default="litert", show_default=True, help="litert, onnxruntime or opencv.")
-@click.option("--precision", default="int8", show_default=True, type=click.Choice(["int8", "float"]))
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads.")
+@click.option("--precision", default="int8", show_default=True, type=click.Choice(PRECISIONS))
+@click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), default=None, help="Runtime threads.")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
 @mirror_option

@@ -13,7 +13,7 @@ from edge_sdk import config as cfg
 
 
 @click.command("doctor")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+@click.option("--config", "config_path", type=click.Path(path_type=Path, readable=False), default=None,
               help="Config to check against (default: $EDGE_SDK_CONFIG, else "
                    "/etc/edge-sdk/config.toml, else the defaults).")
 @click.option("--runs", type=click.IntRange(min=0), default=10, show_default=True,

@@ -9,7 +9,7 @@ import click
 
 from edge_sdk.cli.errors import FriendlyGroup
 from edge_sdk.models import ZOO, store
-from edge_sdk.runtimes import runtime_format
+from edge_sdk.runtimes import MAX_THREADS, runtime_format
 
 mirror_option = click.option(
     "--mirror",
@@ -56,7 +56,7 @@ def list_models(as_json: bool) -> None:
 @models.command("info")
 @click.argument("model")
 @click.option("--runtime", default="litert", show_default=True, help="Runtime whose file to show.")
-@click.option("--precision", default="int8", show_default=True, type=click.Choice(["int8", "float"]))
+@click.option("--precision", default="int8", show_default=True, type=click.Choice(store.PRECISIONS))
 @click.option("--card", "show_card", is_flag=True, help="Print the full model card as JSON.")
 @mirror_option
 def info(model: str, runtime: str, precision: str, show_card: bool, mirror: Path | None) -> None:
@@ -92,14 +92,14 @@ def info(model: str, runtime: str, precision: str, show_card: bool, mirror: Path
     help="Labelled folder: labels.csv (filename,class_index[,split]) or one sub-folder per class.",
 )
 @click.option("--runtime", default=None, help="Runtime [default: by file type; litert for zoo names].")
-@click.option("--precision", default="int8", show_default=True, type=click.Choice(["int8", "float"]))
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads.")
+@click.option("--precision", default="int8", show_default=True, type=click.Choice(store.PRECISIONS))
+@click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), default=None, help="Runtime threads.")
 @click.option("--against", "reference", default=None, help="Reference model (zoo name or file).")
 @click.option(
     "--against-runtime", default=None, help="Reference runtime [default: onnxruntime for zoo names]."
 )
 @click.option(
-    "--against-precision", default="float", show_default=True, type=click.Choice(["int8", "float"])
+    "--against-precision", default="float", show_default=True, type=click.Choice(store.PRECISIONS)
 )
 @click.option("--split", default=None, help="labels.csv rows of this split [default: eval, if split column].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images.")
@@ -130,6 +130,8 @@ def eval_model(
 
     from edge_sdk import evaluate as ev
 
+    if reference is None and against_runtime is not None:
+        raise click.UsageError("--against-runtime goes with --against REF; add --against")
     with contextlib.ExitStack() as stack:
         clf, info = ev.open_model(
             model,
@@ -164,7 +166,7 @@ def eval_model(
 
 @models.command("build")
 @click.argument("name")
-@click.option("--precision", default="int8", show_default=True, type=click.Choice(["int8", "float"]))
+@click.option("--precision", default="int8", show_default=True, type=click.Choice(store.PRECISIONS))
 @click.option(
     "--format", "fmt", default="tflite", show_default=True, type=click.Choice(["tflite", "onnx"]),
     help="tflite: for litert; onnx: int8 ONNX for onnxruntime and opencv (float ONNX is the source itself).",

@@ -10,6 +10,7 @@ line every few seconds with ``--stats``, and ends every run with a summary table
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 import threading
@@ -23,6 +24,8 @@ from typing import Any, TypeVar
 import click
 
 from edge_sdk.errors import ConfigError
+from edge_sdk.models.store import PRECISIONS
+from edge_sdk.runtimes import MAX_THREADS
 
 log = logging.getLogger("edge_sdk.cli")
 
@@ -41,6 +44,16 @@ LIVE_OPTIONS = (
 )  # fmt: skip
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange without NaN and infinity, which pass its comparisons."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number", param, ctx)
+        return number
+
+
 def live_options(f: F) -> F:
     """Add the live-run options to a click command."""
     options = [
@@ -53,13 +66,13 @@ def live_options(f: F) -> F:
                      help="Zoo name or model file."),
         click.option("--runtime", default="litert", show_default=True,
                      help="litert, onnxruntime or opencv."),
-        click.option("--threads", type=click.IntRange(min=1), default=None,
+        click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), default=None,
                      help="Runtime threads (default: the runtime's choice)."),
-        click.option("--precision", type=click.Choice(["int8", "float"]), default="int8",
+        click.option("--precision", type=click.Choice(PRECISIONS), default="int8",
                      show_default=True),
         click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
                      help="Classes per prediction."),
-        click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.0,
+        click.option("--threshold", type=FiniteFloatRange(0.0, 1.0), default=0.0,
                      show_default=True, help="Leave out classes scoring below this."),
         click.option("--smooth", type=click.IntRange(min=0), default=0, metavar="N",
                      help="Average the probabilities of the last N frames (stops flicker)."),
@@ -72,12 +85,12 @@ def live_options(f: F) -> F:
         click.option("--web", metavar="[ADDR:PORT]", is_flag=False, flag_value=DEFAULT_WEB_BIND,
                      default=None,
                      help=f"Serve the live view and /metrics (default {DEFAULT_WEB_BIND})."),
-        click.option("--web-token-file", type=click.Path(dir_okay=False, path_type=Path),
+        click.option("--web-token-file", type=click.Path(dir_okay=False, readable=False, path_type=Path),
                      default=None, metavar="FILE",
                      help="Token the web view requires (needed off loopback)."),
         click.option("--max-frames", type=click.IntRange(min=1), default=None,
                      help="Stop after this many predictions."),
-        click.option("--max-fps", type=click.FloatRange(min=0.0, min_open=True), default=None,
+        click.option("--max-fps", type=FiniteFloatRange(min=0.0, min_open=True), default=None,
                      help="Classify at most this many frames per second."),
         click.option("--every-frame", is_flag=True,
                      help="Classify every frame of a file, dropping none (offline runs)."),
@@ -86,7 +99,7 @@ def live_options(f: F) -> F:
                           "video files unless --every-frame)."),
         click.option("--stats", is_flag=True, help=f"Print a stats line every {STATS_INTERVAL_S:g} s."),
         click.option("-v", "--verbose", count=True, help="More log output (-vv: debug)."),
-        click.option("--mirror", type=click.Path(file_okay=False, path_type=Path),
+        click.option("--mirror", type=click.Path(file_okay=False, readable=False, path_type=Path),
                      envvar="EDGE_SDK_MODEL_MIRROR",
                      help="Folder holding the source model files [env: EDGE_SDK_MODEL_MIRROR]."),
     ]
@@ -228,6 +241,8 @@ def run_live(
     """
     if (camera is None) == (source is None):
         raise click.UsageError("give --camera [N] or --source URI (one of them)")
+    if web_token_file is not None and web is None:
+        raise click.UsageError("--web-token-file goes with --web [ADDR:PORT]; add --web")
     setup_logging(verbose)
     uri = camera_uri(camera) if camera is not None else str(source)
     if not uri:

@@ -101,7 +101,7 @@ def unit_watchdog(run: Callable[..., Any] = subprocess.run) -> tuple[float | Non
 
 
 @click.command("check-config")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path, readable=False))
 def check_config(file: Path) -> None:
     """Check a service config file: syntax, keys, values and the files it names.
 
@@ -122,7 +122,7 @@ def check_config(file: Path) -> None:
 
 
 @click.command("run")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+@click.option("--config", "config_path", type=click.Path(path_type=Path, readable=False), default=None,
               help="Config file (default: $EDGE_SDK_CONFIG, else /etc/edge-sdk/config.toml).")
 @click.option("--source", help="Override [source] uri.")
 @click.option("--model", help="Override [model] name.")

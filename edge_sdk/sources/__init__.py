@@ -28,7 +28,14 @@ from typing import Any
 from edge_sdk import registry
 from edge_sdk.errors import ConfigError
 from edge_sdk.protocols import Closing, FrameSource, OpenedSource
-from edge_sdk.sources.base import BaseSource, JpegSource, Packet, PacketSource, uses_packets
+from edge_sdk.sources.base import (
+    BaseSource,
+    JpegSource,
+    Packet,
+    PacketSource,
+    split_network_uri,
+    uses_packets,
+)
 from edge_sdk.types import Frame
 
 __all__ = [
@@ -38,6 +45,7 @@ __all__ = [
     "ManagedSource",
     "Packet",
     "PacketSource",
+    "check_uri",
     "open_source",
     "route",
     "source_class",
@@ -93,6 +101,25 @@ def route(uri: str) -> str:
     ):
         return scheme
     raise ConfigError(f"unknown source scheme {scheme + '://'!r}; use one of: {SCHEMES_HELP}")
+
+
+def check_uri(uri: str) -> None:
+    """Check a source URI's form as opening it would, without opening anything.
+
+    For a config check: the scheme (as `route`), a network URI's host and port, a CSI
+    camera's number. Whether the camera, file or stream is there is left to opening it.
+
+    Raises:
+        ConfigError: the URI is malformed; the message says the accepted form.
+    """
+    name = route(uri)
+    text = uri.strip()
+    if name in ("http", "https", "rtsp", "rtsps"):
+        split_network_uri(text, f"{name}://host[:port]/path")
+    elif name == "csi":
+        from edge_sdk.sources.csi import csi_number  # the backend modules load only when used
+
+        csi_number(text)
 
 
 def source_class(uri: str) -> type[Any]:
