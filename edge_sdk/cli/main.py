@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from edge_sdk import runtimes
 from edge_sdk.cli import service
 from edge_sdk.cli.classify import classify
 from edge_sdk.cli.doctor import doctor
@@ -44,4 +45,5 @@ cli.add_command(doctor)
 
 def main() -> None:
     """Console-script entry point."""
+    runtimes.capture_native_logs = True  # this process's stderr is ours: keep errors one line
     cli(prog_name="edge-classify")

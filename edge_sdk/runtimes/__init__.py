@@ -15,6 +15,12 @@ DEFAULT_RUNTIME = "litert"
 #: own thread pools crash or hang (LiteRT and onnxruntime at 100000) instead of refusing.
 MAX_THREADS = 64
 
+#: Whether runtimes route what their native libraries print on stderr while a model loads
+#: (LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on every load) into
+#: Python logging. Off in library use, where file descriptor 2 is the application's; the
+#: command line turns it on, so an error is the one line it is meant to be.
+capture_native_logs = False
+
 
 def create_runtime(name: str, model_path: str, **options: Any) -> Runtime:
     """Create the runtime `name` on `model_path` with keyword `options` (e.g. ``num_threads``).

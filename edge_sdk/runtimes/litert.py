@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from edge_sdk import runtimes
 from edge_sdk.checks import check_int
 from edge_sdk.errors import BackendUnavailable, ModelError
 from edge_sdk.protocols import Closing
@@ -23,6 +31,43 @@ except ImportError:  # pragma: no cover - depends on what the board has installe
         raise BackendUnavailable(
             "the litert runtime needs ai-edge-litert (or tflite_runtime): pip install ai-edge-litert"
         ) from None
+
+
+log = logging.getLogger(__name__)
+
+# One capture at a time: two would restore each other's file descriptors out of order.
+_capture_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """While a model loads, send what LiteRT's C++ code prints on stderr to this module's log.
+
+    Its INFO lines go to DEBUG, anything else to WARNING. Only when
+    `edge_sdk.runtimes.capture_native_logs` is set: it redirects the process's file
+    descriptor 2 for those milliseconds, which a library must not do behind its host's back.
+    """
+    if not runtimes.capture_native_logs:
+        yield
+        return
+    with _capture_lock, tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to keep clean
+            yield
+            return
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines():
+                if line.strip():
+                    level = logging.DEBUG if line.startswith("INFO: ") else logging.WARNING
+                    log.log(level, "LiteRT: %s", line)
 
 
 def _spec(detail: dict[str, Any], image: bool) -> TensorSpec:
@@ -53,8 +98,9 @@ class LiteRTRuntime(Closing):
             num_threads = check_int("num_threads", num_threads, low=1, high=MAX_THREADS)
         path = Path(model_path)
         try:
-            self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
+            with _native_stderr_to_log():
+                self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise load_failure("LiteRT", "tflite", path, reason) from None
