@@ -7,10 +7,14 @@ passes the MQTT password. Outside systemd a plain file (mode 0600) does the same
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from pathlib import Path
 
 from edge_sdk.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 #: Name of the systemd credential holding the MQTT password (`LoadCredential=mqtt-password:...`).
 MQTT_PASSWORD_CREDENTIAL = "mqtt-password"
@@ -47,4 +51,11 @@ def read_secret(path: str | os.PathLike[str], what: str) -> str:
     secret = text.splitlines()[0] if text else ""
     if not secret:
         raise ConfigError(f"{what} {os.fspath(path)!r} is empty; write the secret on its first line")
+    mode = Path(path).stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        # Not refused: a file shared on purpose (a group that runs several services) still works.
+        log.warning(
+            "%s %r can be read by other users (mode %04o); chmod 600 it",
+            what, os.fspath(path), stat.S_IMODE(mode),
+        )
     return secret

@@ -381,3 +381,22 @@ def test_an_unreadable_config_is_a_one_line_config_error(tmp_path: Path) -> None
     result = CliRunner().invoke(cli, ["run", "--config", str(folder)])
     assert result.exit_code == EX_CONFIG, result.output
     assert result.output.startswith("Error: cannot read config file") and "Usage" not in result.output
+
+
+def test_a_secret_file_others_can_read_is_used_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from edge_sdk.secrets import read_secret
+
+    secret = tmp_path / "token.txt"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    with caplog.at_level("WARNING", logger="edge_sdk.secrets"):
+        assert read_secret(secret, "the web token_file") == "s3cret"
+    assert not caplog.records
+    secret.chmod(0o644)
+    with caplog.at_level("WARNING", logger="edge_sdk.secrets"):
+        assert read_secret(secret, "the web token_file") == "s3cret"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the web token_file {str(secret)!r} can be read by other users (mode 0644); chmod 600 it"
+    ]

@@ -149,7 +149,7 @@ def test_ipv6_loopback() -> None:
 
 
 def test_non_loopback_bind_needs_a_token(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"token_file=FILE.*insecure=True"):
+    with pytest.raises(ConfigError, match=r"--web-token-file FILE.*insecure=True"):
         WebSink(bind="0.0.0.0:0")
     with WebSink(bind="0.0.0.0:0", insecure=True) as open_sink:
         assert get(open_sink.url + "api/prediction")[0] == 503  # served, just nothing yet

@@ -47,9 +47,11 @@ def list_models(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
-    click.echo(f"{'name':<22}{'built':<26}description")
+    name_width = max(len("name"), *(len(row["name"]) for row in rows)) + 2
+    built_width = max(len("built"), *(len(row["built"]) for row in rows)) + 2
+    click.echo(f"{'name':<{name_width}}{'built':<{built_width}}description")
     for row in rows:
-        click.echo(f"{row['name']:<22}{row['built']:<26}{row['description']}")
+        click.echo(f"{row['name']:<{name_width}}{row['built']:<{built_width}}{row['description']}")
     click.echo(f"\nbuilt models live in {store.home_dir() / 'models'}; sources are read from the mirror")
 
 

@@ -129,7 +129,8 @@ class AccessPolicy:
         if token is None and not bind.is_loopback and not insecure:
             raise ConfigError(
                 f"web: binding {bind} lets other machines watch the camera; give it a token "
-                "(option token_file=FILE or token=...), or set insecure=True to allow it without one"
+                "(--web-token-file FILE, [web] token_file, or token_file=/token= in Python), or "
+                "allow it without one ([web] insecure = true, insecure=True in Python)"
             )
         if token is None and not bind.is_loopback:
             log.warning("web view on %s has no token: anyone on the network can watch", bind)
