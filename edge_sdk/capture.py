@@ -44,6 +44,7 @@ from typing import Any, Generic, TypeVar
 from edge_sdk.errors import SourceError
 from edge_sdk.protocols import FrameSource
 from edge_sdk.sources.base import Packet, PacketSource, hide_password, uses_packets
+from edge_sdk.sources.opening import stoppable_opens
 from edge_sdk.types import Frame
 
 log = logging.getLogger("edge_sdk.capture")
@@ -51,6 +52,9 @@ log = logging.getLogger("edge_sdk.capture")
 T = TypeVar("T")
 
 SourceFactory = Callable[[], FrameSource]
+
+#: Seconds `Capture.stop` waits for a live source's read or reopen (see there).
+_BLOCKED_JOIN_S = 0.5
 
 
 class LatestFrame(Generic[T]):
@@ -307,10 +311,12 @@ class Capture:
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the thread and close the source; `get` returns None from now on.
 
-        A read stuck in a driver can outlive `timeout`; the thread is a daemon, so it never
-        keeps the process alive. A reopen in progress (a stream's connect, up to its open
-        timeout) cannot be interrupted, so it is not waited for: the thread closes what it
-        opens once it sees the stop.
+        The built-in network sources give up a reopen in progress at once (see
+        `edge_sdk.sources.opening.stoppable_opens`), and closing a stream wakes a read blocked
+        on its socket. A read or reopen that still has not returned within half a second is
+        blocked in a driver (FFmpeg's RTSP read, until its timeout): it is not waited for,
+        since the thread is a daemon that never keeps the process alive and releases what it
+        holds once the call returns. Otherwise the thread gets `timeout` seconds.
         """
         self._stop.set()
         self._slot.close(discard=True)
@@ -319,9 +325,11 @@ class Capture:
         thread = self._thread  # read once: the watchdog may replace a stuck one
         if thread is not None and thread is not threading.current_thread():
             opening = self._opening
-            thread.join(0.1 if opening else timeout)
-            if thread.is_alive() and opening:
-                log.info("left the capture thread reopening the source; it stops after that")
+            blocked = opening or (self.live and self._read_since is not None)
+            thread.join(min(timeout, _BLOCKED_JOIN_S) if blocked else timeout)
+            if thread.is_alive() and blocked:
+                log.info("left the capture thread %s the source; it stops after that",
+                         "reopening" if opening else "in a blocked read of")
             elif thread.is_alive():
                 log.warning("the capture thread did not stop within %.1f s", timeout)
         if self._watchdog is not None and self._watchdog is not threading.current_thread():
@@ -540,7 +548,8 @@ class Capture:
                 return False
             self._opening = True
             try:
-                new = self._factory()
+                with stoppable_opens(self._stop):  # stop() cuts a hanging connect short
+                    new = self._factory()
             except Exception as exc:  # noqa: BLE001 - any failure to reopen is retried
                 why = str(exc)
                 attempt += 1

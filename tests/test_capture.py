@@ -294,9 +294,10 @@ def test_stop_returns_while_a_read_is_blocked(server: MjpegServer) -> None:
     assert waiter == [None] and capture.finished and not capture.ended
 
 
-def test_stop_does_not_wait_for_a_reopen_that_hangs(server: MjpegServer) -> None:
+def test_stop_cuts_short_a_reopen_that_hangs(server: MjpegServer) -> None:
     """The stream drops and the reopen connects to a server that never answers (a real socket
-    that accepts and stays silent): stop() returns at once instead of waiting out the join."""
+    that accepts and stays silent): stop() returns at once, and the reopen gives up its
+    connection then instead of at its 30 s timeout."""
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen()
@@ -322,8 +323,14 @@ def test_stop_does_not_wait_for_a_reopen_that_hangs(server: MjpegServer) -> None
         capture.stop()
         assert time.monotonic() - began < 1.0  # the join's own timeout is 2 s
         assert capture.get() is None
+        conn, _ = silent.accept()
+        with conn:
+            conn.settimeout(2.0)
+            while conn.recv(4096):  # the request, then the end: the reopen hung up
+                pass
+        assert time.monotonic() - began < 2.0
     finally:
-        silent.close()  # ends the hung open; the thread then closes what it got
+        silent.close()
 
 
 def test_open_errors_surface_from_start() -> None:

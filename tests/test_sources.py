@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -35,6 +37,7 @@ from edge_sdk.sources.csi import CsiSource, csi_number
 from edge_sdk.sources.gstreamer import opencv_has_gstreamer
 from edge_sdk.sources.jetson import is_jetson, nvargus_pipeline
 from edge_sdk.sources.mjpeg import MjpegHttpSource
+from edge_sdk.sources.opening import OpenInterrupted, stoppable_opens
 from edge_sdk.sources.rtsp import OPTIONS_VAR, ffmpeg_options
 from edge_sdk.sources.synthetic import SyntheticSource, read_number, stamp_number
 from edge_sdk.sources.v4l2 import V4L2Source, v4l2_device
@@ -88,6 +91,17 @@ def assert_bgr(frame: Frame | None, size: tuple[int, int]) -> None:
     assert frame is not None
     assert frame.image.dtype == np.uint8
     assert frame.image.shape == (size[1], size[0], 3)
+
+
+def unreadable(path: Path) -> Path:
+    """chmod 000 `path`; skip the test when this process reads it anyway (root: run the test
+    under ``setpriv --bounding-set=-dac_override,-dac_read_search --inh-caps=...`` to drop that)."""
+    path.chmod(0)
+    try:
+        path.read_bytes()
+    except PermissionError:
+        return path
+    pytest.skip("this process can read a chmod-000 file (root with CAP_DAC_OVERRIDE)")
 
 
 # -- URIs ---------------------------------------------------------------------------------------
@@ -287,6 +301,38 @@ def test_missing_or_broken_video_is_a_source_error(tmp_path: Path) -> None:
         open_source(str(junk))
 
 
+def test_unreadable_video_says_permission_denied(tmp_path: Path, mjpeg_video: Path) -> None:
+    video = tmp_path / "v.avi"
+    video.write_bytes(mjpeg_video.read_bytes())
+    with pytest.raises(SourceError, match=r"cannot read .*v\.avi: permission denied; give the user"):
+        open_source(str(unreadable(video)))
+
+
+def test_failed_opens_leave_stderr_to_the_error(tmp_path: Path) -> None:
+    """OpenCV's and FFmpeg's own lines about a failed open stay off stderr (a fresh process:
+    FFmpeg's level is settled at its first open), and OpenCV's log level is restored."""
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    script = (
+        "import cv2\n"
+        "from edge_sdk.sources import open_source\n"
+        "level = cv2.utils.logging.getLogLevel()\n"
+        f"for uri in [{str(junk)!r}, 'rtsp://127.0.0.1:{free_port()}/x']:\n"
+        "    try:\n"
+        "        open_source(uri)\n"
+        "    except Exception as exc:\n"
+        "        print(exc)\n"
+        "assert cv2.utils.logging.getLogLevel() == level > 0\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, env={k: v for k, v in os.environ.items()
+                                             if not k.startswith("OPENCV_")})
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("cannot read") and "as a video" in lines[0]
+    assert "Connection refused" in lines[1]  # what FFmpeg would have printed, in our message
+
+
 # -- images ------------------------------------------------------------------------------------
 
 
@@ -318,7 +364,34 @@ def test_corrupt_image_in_a_folder_is_skipped(tmp_path: Path, caplog: pytest.Log
     with open_source(str(tmp_path)) as source:
         frames = read_all(source)
     assert [f.index for f in frames] == [0, 2]
-    assert "does not decode" in caplog.text
+    assert f"skipping {tmp_path / 'b.jpg'}: it does not decode" in caplog.text
+
+
+def test_unreadable_image_is_a_source_error(tmp_path: Path) -> None:
+    image = unreadable(make_jpeg(tmp_path / "cat.jpg", (64, 48)))
+    with pytest.raises(SourceError, match=r"cannot read .*cat\.jpg: permission denied; give the user "
+                       r"running edge-classify read access \(chmod/chown\)$"):
+        open_source(str(image))
+
+
+@pytest.mark.parametrize("pattern", ["", "/*.jpg"])
+def test_unreadable_image_in_a_folder_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, pattern: str
+) -> None:
+    unreadable(make_jpeg(tmp_path / "a.jpg", (64, 48)))
+    make_jpeg(tmp_path / "b.jpg", (32, 24))
+    unreadable(make_jpeg(tmp_path / "c.jpg", (64, 48)))
+    with open_source(f"{tmp_path}{pattern}", loop=True) as source:
+        assert source.size == (32, 24)
+        frames = read_all(source, limit=3)
+    assert [f.index for f in frames] == [1, 4, 7]  # b.jpg, three times round
+    for name in ("a.jpg", "c.jpg"):  # each once, although the loop meets it three times
+        assert caplog.text.count(f"skipping {tmp_path / name}: permission denied") == 1
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    unreadable(make_jpeg(locked / "x.jpg", (64, 48)))
+    with pytest.raises(SourceError, match=r"no usable image among the 1 .*permission denied"):
+        open_source(str(locked))
 
 
 def test_empty_folder_or_missing_image_is_a_source_error(tmp_path: Path) -> None:
@@ -468,8 +541,30 @@ def test_http_close_wakes_a_blocked_read(server: MjpegServer) -> None:
 
 
 def test_rtsp_unreachable_is_a_source_error() -> None:
-    with pytest.raises(SourceError, match=r"cannot open rtsp://127\.0\.0\.1"):
+    with pytest.raises(SourceError, match=r"cannot open rtsp://127\.0\.0\.1.*Connection refused"):
         open_source(f"rtsp://127.0.0.1:{free_port()}/live", timeout=2.0)
+
+
+@pytest.mark.parametrize("scheme", ["http", "rtsp"])
+def test_a_stop_cuts_short_an_open_the_camera_never_answers(scheme: str) -> None:
+    """A real socket that accepts and stays silent: the open would wait out its 30 s timeout;
+    with stoppable_opens, setting the event ends it at once, and the connection is dropped."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        stop = threading.Event()
+        timer = threading.Timer(0.5, stop.set)
+        timer.start()
+        began = time.monotonic()
+        with stoppable_opens(stop), pytest.raises(OpenInterrupted, match="a stop was requested"):
+            open_source(f"{scheme}://127.0.0.1:{silent.getsockname()[1]}/live", timeout=30.0)
+        assert time.monotonic() - began < 1.0
+        if scheme == "http":  # FFmpeg's connect cannot be woken: it lets go at its timeout
+            conn, _ = silent.accept()
+            with conn:
+                conn.settimeout(2.0)
+                while conn.recv(4096):  # the request, then the end: the source hung up
+                    pass
+        with stoppable_opens(stop), pytest.raises(OpenInterrupted):  # already stopped
+            open_source(f"{scheme}://127.0.0.1:{silent.getsockname()[1]}/live")
 
 
 @pytest.mark.skipif(opencv_has_gstreamer(), reason="this OpenCV has GStreamer")
@@ -797,6 +892,23 @@ def test_a_read_that_ignores_the_close_is_left_behind(
     for thread in stuck:
         thread.join(2)
     assert not any(t.is_alive() for t in stuck)
+
+
+def test_stop_does_not_wait_for_a_read_blocked_in_the_driver(
+    fake_picamera2: type[FakePicamera2], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A live read that ignores the close (as FFmpeg's RTSP read does until its timeout):
+    stop() leaves it behind after 0.5 s instead of waiting out its 2 s join."""
+    caplog.set_level(logging.INFO, logger="edge_sdk.capture")
+    fake_picamera2.hangs = {0: 1}
+    fake_picamera2.deaf = True
+    capture = Capture(open_source("csi://0", size="64x48", fps=50, jetson=False)).start()
+    assert fake_picamera2.instances[0].hanging.wait(5)
+    began = time.monotonic()
+    capture.stop()
+    assert time.monotonic() - began < 1.0
+    assert capture.get() is None and capture.finished
+    assert "left the capture thread in a blocked read" in caplog.text
 
 
 def test_a_stall_without_reconnect_ends_the_capture(fake_picamera2: type[FakePicamera2]) -> None:

@@ -4,8 +4,10 @@ service whose watchdog pings stop when its camera stalls."""
 from __future__ import annotations
 
 import configparser
+import contextlib
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -203,6 +205,52 @@ def test_service_notifies_systemd_and_stops_pinging_when_the_camera_stalls(
         camera.stop()
 
 
+class SilentServer:
+    """A TCP server that accepts connections and never sends a byte (a hung camera)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = threading.Event()
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self._conns.append(self.sock.accept()[0])
+                self.accepted.set()
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self._conns:
+            conn.close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "rtsp"])
+def test_sigterm_while_the_camera_never_answers_exits_0_at_once(
+    tmp_path: Path, model_home: Path, scheme: str
+) -> None:
+    """SIGTERM during the first connect (5 s timeout) to a camera that accepts the connection
+    and stays silent: exit 0 within 2 s, no error logged for the cut-short connect."""
+    camera = SilentServer()
+    config = f'[source]\nuri = "{scheme}://127.0.0.1:{camera.port}/live"\n[model]\nthreads = 1\n'
+    service = ServiceProcess(config, tmp_path, env={"EDGE_SDK_HOME": str(model_home)})
+    try:
+        assert camera.accepted.wait(30), service.log  # the service is inside the connect now
+        time.sleep(0.2)
+        start = time.monotonic()
+        service.signal(signal.SIGTERM)
+        assert service.wait(5) == 0, service.log
+        assert time.monotonic() - start < 2.0
+        service.stop()
+        assert "SIGTERM: stopping" in service.log
+        assert " ERROR " not in service.log and "Traceback" not in service.log, service.log
+    finally:
+        service.stop()
+        camera.close()
+
+
 @pytest.mark.slow
 def test_service_run_applies_command_line_overrides(
     tmp_path: Path, model_home: Path, mosquitto: Mosquitto
@@ -291,7 +339,7 @@ def test_service_refuses_a_bad_config_in_one_line_under_systemd(
     tmp_path: Path, listener: NotifyListener, config: str, args: list[str], expected: str
 ) -> None:
     # The model does not exist: getting past the config check would be a different error.
-    text = f"[source]\nuri = 'test://'\n[model]\nname = 'no-such-model'\n{config}\n"
+    text = f"[source]\nuri = 'test://'\n[model]\nname = 'missing.tflite'\n{config}\n"
     service = ServiceProcess(text, tmp_path, args=args, env={
         "NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "2000000"})
     try:

@@ -4,6 +4,8 @@
 READY=1 with the first prediction, WATCHDOG=1 while predictions flow, STATUS= with the rate, and
 STOPPING=1 when told to stop; outside systemd those are no-ops. Exit status: 0 after SIGTERM /
 SIGINT or the end of a finite source, 1 when the run failed (so Restart=on-failure restarts it).
+A signal also cuts short a connect to a camera that never answers, and what it cuts short is
+not a failure: the exit status is 0 within the 2 s systemd is promised.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any
 
 from edge_sdk import registry
 from edge_sdk.config import PLUGIN_SINKS, Config, JsonlConfig, MqttConfig, WebConfig, check_watchdog
-from edge_sdk.errors import ConfigError, EdgeSDKError, SinkError
+from edge_sdk.errors import ConfigError, EdgeSDKError, SinkError, SourceError
 from edge_sdk.service.notify import SystemdNotifier, watchdog_seconds
 from edge_sdk.service.watchdog import WatchdogSink
+from edge_sdk.sources.opening import stoppable_opens
 
 log = logging.getLogger("edge_sdk.service")
 
@@ -235,11 +238,17 @@ def _run(pipeline: Any, notifier: SystemdNotifier) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        pipeline.run()
+        # The first open runs on this thread: a camera that accepts the connection and never
+        # answers must not hold the stop up (see edge_sdk.sources.opening).
+        with stoppable_opens(stopping):
+            pipeline.run()
     except EdgeSDKError as exc:
-        notifier.stopping(status=f"failed: {exc}")
-        log.error("stopped: %s", exc)
-        return 1
+        if not stopping.is_set():
+            notifier.stopping(status=f"failed: {exc}")
+            log.error("stopped: %s", exc)
+            return 1
+        # What the stop cut short (a connect, a read that then stalled) is no failure.
+        log.log(logging.INFO if isinstance(exc, SourceError) else logging.WARNING, "%s", exc)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

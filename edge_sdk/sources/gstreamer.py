@@ -56,5 +56,6 @@ class GStreamerSource(OpenCVSource):
             pipeline,
             cv2.CAP_GSTREAMER,
             f"GStreamer could not start {pipeline!r}; try it with gst-launch-1.0 to see why",
+            quiet=False,  # OpenCV's log has GStreamer's reason (a missing element, ...)
         )
         super().__init__(uri, cap, live=live)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_sdk.errors import SourceError
-from edge_sdk.sources.base import JpegSource, Packet, check_reduce, decode_jpeg, now_ns
+from edge_sdk.sources.base import JpegSource, Packet, check_reduce, decode_jpeg, file_problem, now_ns
+from edge_sdk.sources.opening import quiet_opencv
 from edge_sdk.types import Frame, Image
 
 log = logging.getLogger("edge_sdk.sources")
@@ -36,10 +37,14 @@ def list_images(path: str) -> list[str]:
     """Return the image files `path` stands for, sorted: itself, a folder's images, or a glob's.
 
     Raises:
-        SourceError: nothing there, or no image among what is there.
+        SourceError: nothing there, a folder that cannot be listed, or no image among what is
+            there.
     """
     if os.path.isdir(path):
-        found = [str(p) for p in Path(path).iterdir() if p.is_file() and is_image_path(p.name)]
+        try:
+            found = [str(p) for p in Path(path).iterdir() if p.is_file() and is_image_path(p.name)]
+        except OSError as exc:
+            raise SourceError(f"cannot list the folder {path}: {file_problem(exc)}") from None
         where = f"folder {path}"
     elif is_glob(path):
         found = [p for p in glob.glob(path) if os.path.isfile(p) and is_image_path(p)]
@@ -58,9 +63,10 @@ def list_images(path: str) -> list[str]:
 class ImageSource(JpegSource):
     """Frames from image files, in name order; the source ends after the last one.
 
-    Files that do not decode are skipped with a warning. `size` is the first image's; later
-    images keep their own size (the classifier resizes each). Images are decoded lazily, so
-    `reduce` makes large JPEGs cheap to read.
+    In a folder or glob, files that cannot be read or do not decode are skipped with a warning
+    naming the file (once per file, also with `loop`). `size` is the first usable image's;
+    later images keep their own size (the classifier resizes each). Images are decoded lazily,
+    so `reduce` makes large JPEGs cheap to read.
     """
 
     def __init__(
@@ -75,7 +81,8 @@ class ImageSource(JpegSource):
             loop: Start again after the last image instead of ending.
 
         Raises:
-            SourceError: no readable image there.
+            SourceError: no readable image there; for a single image, also one that cannot be
+                read (permission denied, ...) or decoded.
             ValueError: bad `reduce` or `fps`.
         """
         if fps < 0:
@@ -87,18 +94,49 @@ class ImageSource(JpegSource):
         self._loop = loop
         path = uri[len("file://") :] if uri.startswith("file://") else uri
         self._files = list_images(path)
+        self._single = not os.path.isdir(path) and not is_glob(path)
         self._next = 0
         self._closed = False
-        first = self._first_readable()
+        self._skipped: set[str] = set()  # files already warned about
+        first = self._first_usable()
         self.full_size = (first.shape[1], first.shape[0])
         self.reduce = reduce
 
-    def _first_readable(self) -> Image:
+    def _first_usable(self) -> Image:
+        unreadable: list[tuple[str, str]] = []  # (file, why)
         for name in self._files:
-            image = decode_jpeg(np.fromfile(name, dtype=np.uint8))
+            try:
+                data = np.fromfile(name, dtype=np.uint8)
+            except OSError as exc:
+                if self._single:
+                    raise SourceError(f"cannot read {name}: {file_problem(exc)}") from None
+                unreadable.append((name, file_problem(exc)))
+                self._skip(name, file_problem(exc))
+                continue
+            with quiet_opencv():
+                image = decode_jpeg(data)
             if image is not None:
                 return image
-        raise SourceError(f"none of the {len(self._files)} image file(s) at {self.uri} decodes")
+            if self._single:
+                raise SourceError(
+                    f"{name} does not decode as an image; give a JPEG, PNG, BMP, WebP or TIFF file"
+                )
+            self._skip(name, "it does not decode")
+        reasons = []
+        if unreadable:
+            name, problem = unreadable[0]
+            reasons.append(f"{len(unreadable)} cannot be read ({name}: {problem})")
+        if len(unreadable) < len(self._files):
+            reasons.append(f"{len(self._files) - len(unreadable)} do not decode")
+        raise SourceError(
+            f"no usable image among the {len(self._files)} at {self.uri}: {', '.join(reasons)}"
+        )
+
+    def _skip(self, name: str, why: str) -> None:
+        """Warn that `name` is skipped, the first time only (a looping source meets it again)."""
+        if name not in self._skipped:
+            self._skipped.add(name)
+            log.warning("skipping %s: %s", name, why)
 
     def read_packet(self) -> Packet | None:
         while not self._closed:
@@ -112,15 +150,17 @@ class ImageSource(JpegSource):
             try:
                 data = np.fromfile(name, dtype=np.uint8)
             except OSError as exc:
-                log.warning("skipping %s: %s", name, exc)
+                self._skip(name, file_problem(exc))
                 continue
             return Packet(data, self._next - 1, now_ns())
         return None
 
     def decode(self, packet: Packet) -> Frame | None:
-        frame = super().decode(packet)
+        # OpenCV's own line ("PNG input buffer is incomplete") would precede the warning below.
+        with quiet_opencv():
+            frame = super().decode(packet)
         if frame is None:
-            log.warning("skipping image %d of %s: it does not decode", packet.index, self.uri)
+            self._skip(self._files[packet.index % len(self._files)], "it does not decode")
         return frame
 
     def close(self) -> None:

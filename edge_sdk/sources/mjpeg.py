@@ -15,7 +15,7 @@ import select
 import socket
 import ssl
 import time
-from urllib.parse import unquote
+from urllib.parse import SplitResult, unquote
 
 import numpy as np
 
@@ -30,6 +30,8 @@ from edge_sdk.sources.base import (
     now_ns,
     split_network_uri,
 )
+from edge_sdk.sources.opening import open_stoppably
+from edge_sdk.types import Image
 
 _HEADER_LIMIT = 64 * 1024
 #: A part larger than this without a boundary means the stream is not what we think it is.
@@ -64,7 +66,9 @@ class MjpegHttpSource(JpegSource):
 
         Raises:
             ConfigError: the URI is malformed.
-            SourceError: the camera cannot be reached, refuses, or does not send MJPEG.
+            SourceError: the camera cannot be reached, refuses, or does not send MJPEG;
+                `OpenInterrupted` when a stop came first (inside
+                `edge_sdk.sources.opening.stoppable_opens`).
         """
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, not {timeout}")
@@ -78,8 +82,37 @@ class MjpegHttpSource(JpegSource):
         self._arrivals: collections.deque[int] = collections.deque(maxlen=30)
         self._pending: Packet | None = None
         self._closed = False
-        self._sock: socket.socket | None = self._connect(uri, verify)
+        self._sock: socket.socket | None = None
+        forms = "http://host[:port]/path or https://... (http://user:password@host/... to log in)"
+        parts = split_network_uri(uri, forms)
+        if parts.scheme not in ("http", "https"):
+            raise ConfigError(f"bad stream URI {hide_password(uri)!r}; expected {forms}")
+        assert parts.hostname is not None  # split_network_uri checked it
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._where = f"{parts.scheme}://{host_port(parts.hostname, port)}{parts.path or '/'}"
         try:
+            # close() from the waiting thread shuts the socket, which ends a stopped open's recv.
+            first, image = open_stoppably(
+                lambda: self._start(parts, port, verify), what=self._where,
+                discard=lambda _: self.close(), wake=self.close,
+            )
+        except BaseException:
+            self.close()
+            raise
+        self._pending = first
+        self.full_size = (image.shape[1], image.shape[0])
+        self.reduce = reduce
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _start(self, parts: SplitResult, port: int, verify: bool) -> tuple[Packet, Image]:
+        """Connect, check the response, read the first frame; return it and its decoded image."""
+        try:
+            self._sock = self._connect(parts, port, verify)
+            # Set before this check, so a close() from another thread either sees the socket
+            # or has set _closed by now: an abandoned open never keeps a connection.
+            if self._closed:
+                raise SourceError(f"{self._where} was closed while connecting")
             self._boundary = self._read_response_head()
             first = self._next_part(block=True)
             if first is None:
@@ -90,21 +123,11 @@ class MjpegHttpSource(JpegSource):
         except BaseException:
             self.close()
             raise
-        self._pending = first
-        self.full_size = (image.shape[1], image.shape[0])
-        self.reduce = reduce
+        return first, image
 
-    # -- connection -------------------------------------------------------------------------
-
-    def _connect(self, uri: str, verify: bool) -> socket.socket:
-        forms = "http://host[:port]/path or https://... (http://user:password@host/... to log in)"
-        parts = split_network_uri(uri, forms)
-        if parts.scheme not in ("http", "https"):
-            raise ConfigError(f"bad stream URI {hide_password(uri)!r}; expected {forms}")
+    def _connect(self, parts: SplitResult, port: int, verify: bool) -> socket.socket:
         host = parts.hostname
         assert host is not None  # split_network_uri checked it
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._where = f"{parts.scheme}://{host_port(host, port)}{parts.path or '/'}"
         try:
             sock = socket.create_connection((host, port), timeout=self._timeout)
         except OSError as exc:

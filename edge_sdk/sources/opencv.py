@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from edge_sdk.errors import SourceError
 from edge_sdk.sources.base import BaseSource, now_ns
+from edge_sdk.sources.opening import quiet_ffmpeg, quiet_opencv
 from edge_sdk.types import Frame, Image
 
 
@@ -57,10 +59,19 @@ class OpenCVSource(BaseSource):
 
     @staticmethod
     def open_capture(
-        target: str | int, api: int, what: str, params: Sequence[int] = ()
+        target: str | int, api: int, what: str, params: Sequence[int] = (), *, quiet: bool = True
     ) -> cv2.VideoCapture:
-        """Open a VideoCapture or raise SourceError naming `what` could not be opened."""
-        cap = cv2.VideoCapture(target, api, list(params)) if params else cv2.VideoCapture(target, api)
+        """Open a VideoCapture or raise SourceError naming `what` could not be opened.
+
+        Args:
+            quiet: Keep OpenCV's and FFmpeg's own lines about a failed open off stderr (see
+                `edge_sdk.sources.opening`): the SourceError says it in one line. False where
+                those lines are the only explanation (a GStreamer pipeline's errors).
+        """
+        if api == cv2.CAP_FFMPEG and quiet:
+            quiet_ffmpeg()
+        with quiet_opencv() if quiet else contextlib.nullcontext():
+            cap = cv2.VideoCapture(target, api, list(params)) if params else cv2.VideoCapture(target, api)
         if not cap.isOpened():
             cap.release()
             raise SourceError(what)

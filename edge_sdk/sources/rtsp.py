@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
 from collections.abc import Iterator
 
 import cv2
 
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, SourceError
 from edge_sdk.sources.base import host_port, split_network_uri
 from edge_sdk.sources.opencv import OpenCVSource
+from edge_sdk.sources.opening import open_stoppably
 
 _TRANSPORTS = ("tcp", "udp")
+#: The RTSP port when the URI names none.
+DEFAULT_PORT = 554
 #: The only way to hand FFmpeg options to OpenCV: read by every FFmpeg open, process-wide.
 OPTIONS_VAR = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
@@ -97,7 +101,8 @@ class RtspSource(OpenCVSource):
 
         Raises:
             ConfigError: malformed URI or bad transport.
-            SourceError: the stream cannot be opened.
+            SourceError: the stream cannot be opened; `OpenInterrupted` when a stop came first
+                (inside `edge_sdk.sources.opening.stoppable_opens`).
         """
         parts = split_network_uri(
             uri, "rtsp://host[:port]/path (rtsp://user:password@host/... to log in)"
@@ -108,15 +113,40 @@ class RtspSource(OpenCVSource):
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, not {timeout}")
         ms = int(timeout * 1000)
-        where = f"rtsp://{host_port(parts.hostname, parts.port)}{parts.path}"
-        # OpenCV passes FFmpeg options only through an environment variable, read when a capture
-        # opens (not while it reads), so it is set just for the open.
-        with _options.set_for(transport):
-            cap = self.open_capture(
-                uri,
-                cv2.CAP_FFMPEG,
-                f"cannot open {where}; check the address, path and login "
-                "(rtsp://user:password@host/path)",
-                (cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms),
+        host, port = parts.hostname, parts.port or DEFAULT_PORT
+        where = f"rtsp://{host_port(host, parts.port)}{parts.path}"
+
+        def open_stream() -> cv2.VideoCapture:
+            # OpenCV passes FFmpeg options only through an environment variable, read when a
+            # capture opens (not while it reads), so it is set just for the open.
+            with _options.set_for(transport):
+                try:
+                    return self.open_capture(
+                        uri, cv2.CAP_FFMPEG, "",
+                        (cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms),
+                    )
+                except SourceError:
+                    pass  # the reason is found below, once the variable is put back
+            raise SourceError(
+                f"cannot open {where}{unreachable(host, port, timeout)}; check the address, path "
+                "and login (rtsp://user:password@host/path)"
             )
+
+        # FFmpeg's open returns to Python only at its timeout: run it where a stop can leave it.
+        cap = open_stoppably(open_stream, what=where, discard=lambda c: c.release())
         super().__init__(uri, cap, live=True)
+
+
+def unreachable(host: str, port: int, timeout: float) -> str:
+    """`` (cannot connect to host:port: reason)`` if a TCP connection fails, else "".
+
+    FFmpeg knows why an open failed but only prints it (silenced, see
+    `edge_sdk.sources.opening.quiet_ffmpeg`); a plain connect tells the commonest reasons (no
+    server, wrong port, no route) again, for the error message. One that connects says nothing:
+    then the path, the login or the stream itself is at fault.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=min(timeout, 1.0)):
+            return ""
+    except OSError as exc:
+        return f" (cannot connect to {host_port(host, port)}: {exc.strerror or exc})"

@@ -15,6 +15,7 @@ from edge_sdk.sources.base import (
     Packet,
     check_reduce,
     decode_jpeg,
+    file_problem,
     now_ns,
 )
 from edge_sdk.sources.opencv import OpenCVSource, as_bgr, capture_fourcc, capture_fps
@@ -49,7 +50,8 @@ class VideoFileSource(JpegSource):
             loop: Start again at the end instead of ending (for demos).
 
         Raises:
-            SourceError: no such file, or FFmpeg cannot read it as a video.
+            SourceError: no such file, no permission to read it, or FFmpeg cannot read it as
+                a video.
             ValueError: bad `reduce`.
         """
         self.uri = uri
@@ -58,6 +60,13 @@ class VideoFileSource(JpegSource):
         self._path = uri[len("file://") :] if uri.startswith("file://") else uri
         if not os.path.isfile(self._path):
             raise SourceError(f"no such video file: {self._path}; check the path")
+        try:
+            # FFmpeg says only that it cannot open the file, as it would for a corrupt one.
+            open(self._path, "rb").close()
+        except OSError as exc:
+            raise SourceError(f"cannot read {self._path}: {file_problem(exc)}") from None
+        if os.path.getsize(self._path) == 0:
+            raise SourceError(f"{self._path} is empty (0 bytes); give a video file")
         self._loop = loop
         self._lock = threading.Lock()
         self._closing = False
