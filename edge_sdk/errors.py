@@ -34,3 +34,15 @@ class BackendError(EdgeSDKError):
 
 class BackendUnavailable(BackendError):
     """An optional package a backend needs is not installed; the message names the `pip install`."""
+
+
+#: What to do about a file the process may not read, for messages.
+PERMISSION_FIX = "permission denied; give the user running edge-classify read access (chmod/chown)"
+
+
+def file_problem(exc: OSError) -> str:
+    """Why a file could not be read, as a message part: the fix for a permission problem,
+    else the system's reason ("No such file or directory", ...)."""
+    if isinstance(exc, PermissionError):
+        return PERMISSION_FIX
+    return exc.strerror or str(exc)

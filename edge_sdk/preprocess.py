@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge_sdk.errors import SourceError
+from edge_sdk.errors import SourceError, file_problem
 from edge_sdk.types import Image
 
 
@@ -99,13 +99,8 @@ def read_image(path: str | os.PathLike[str]) -> Image:
         raise SourceError(f"{name} is not a regular file; give an image file")
     try:
         data = np.fromfile(path, dtype=np.uint8)
-    except PermissionError:
-        raise SourceError(
-            f"cannot read {name}: permission denied; give the user running edge-classify read "
-            "access to it (chmod/chown)"
-        ) from None
     except OSError as exc:
-        raise SourceError(f"cannot read {name} ({exc.strerror or exc}); give a readable image file") from None
+        raise SourceError(f"cannot read {name}: {file_problem(exc)}") from None
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise SourceError(f"{name} is not an image OpenCV can decode; give a JPEG, PNG, BMP or TIFF file")

@@ -25,7 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edge_sdk.classifier import Classifier
 from edge_sdk.cli.main import cli
-from edge_sdk.errors import ConfigError, EdgeSDKError, ModelError, SourceError
+from edge_sdk.errors import PERMISSION_FIX, ConfigError, EdgeSDKError, ModelError, SourceError
 from edge_sdk.models import ZOO, store
 from edge_sdk.models.card import ModelCard
 from edge_sdk.preprocess import read_image
@@ -286,8 +286,7 @@ def test_unreadable_model_and_image_files_in_a_real_process(
         # LiteRT's own "INFO: Created ... delegate" line goes to the log, not before the error.
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 1 and len(lines) == 1, proc.stderr
-        assert lines[0] == (f"Error: cannot read {unreadable}: permission denied; give the user running "
-                            "edge-classify read access to it (chmod/chown)")
+        assert lines[0] == f"Error: cannot read {unreadable}: {PERMISSION_FIX}"
 
 
 # -- images --------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from edge_sdk.errors import ModelError
+from edge_sdk.errors import ModelError, file_problem
 from edge_sdk.models.card import ModelCard
 from edge_sdk.models.zoo import ZOO, ZooEntry
 
@@ -64,13 +64,8 @@ def sha256_of(path: Path) -> str:
         with path.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-    except PermissionError:
-        raise ModelError(
-            f"cannot read {path}: permission denied; give the user running edge-classify read "
-            "access to it (chmod/chown)"
-        ) from None
     except OSError as exc:
-        raise ModelError(f"cannot read {path} ({exc.strerror or exc}); give a readable model file") from None
+        raise ModelError(f"cannot read {path}: {file_problem(exc)}") from None
     return digest.hexdigest()
 
 

@@ -190,18 +190,6 @@ def uses_packets(source: object) -> bool:
     return isinstance(source, PacketSource) and bool(source.packets)
 
 
-#: What to do about a file the process may not read, for messages.
-PERMISSION_FIX = "permission denied; give the user running edge-classify read access (chmod/chown)"
-
-
-def file_problem(exc: OSError) -> str:
-    """Why a file could not be read, as a message part: the fix for a permission problem,
-    else the system's reason ("No such file or directory", ...)."""
-    if isinstance(exc, PermissionError):
-        return PERMISSION_FIX
-    return exc.strerror or str(exc)
-
-
 def now_ns() -> int:
     """The clock every frame timestamp uses."""
     return time.monotonic_ns()

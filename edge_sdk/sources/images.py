@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sdk.errors import SourceError
-from edge_sdk.sources.base import JpegSource, Packet, check_reduce, decode_jpeg, file_problem, now_ns
+from edge_sdk.errors import SourceError, file_problem
+from edge_sdk.sources.base import JpegSource, Packet, check_reduce, decode_jpeg, now_ns
 from edge_sdk.sources.opening import quiet_opencv
 from edge_sdk.types import Frame, Image
 

@@ -9,13 +9,12 @@ import threading
 import cv2
 import numpy as np
 
-from edge_sdk.errors import SourceError
+from edge_sdk.errors import SourceError, file_problem
 from edge_sdk.sources.base import (
     JpegSource,
     Packet,
     check_reduce,
     decode_jpeg,
-    file_problem,
     now_ns,
 )
 from edge_sdk.sources.opencv import OpenCVSource, as_bgr, capture_fourcc, capture_fps
