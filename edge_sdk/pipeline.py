@@ -34,9 +34,13 @@ API for sink authors (MQTT, web):
   dropped), ``wants_frames = False`` (``frame`` is always None; when no sink wants frames the
   pipeline decodes JPEG sources at reduced size), ``frame_width`` (the widest frame the sink
   uses, e.g. the web view's stream width: frames are then decoded no wider than the widest
-  such sink needs; absent or 0 means full size), ``name`` (used in metrics and logs), and
+  such sink needs; absent or 0 means full size), ``name`` (used in metrics and logs),
+  ``closed`` (True once closed: a Pipeline refuses such a sink, since it would take nothing), and
   ``attach(pipeline)``, called once by `Pipeline.start` before any publish, e.g. to call
   ``pipeline.metrics.register_gauge("mqtt_queue", fn)`` or read ``pipeline.fps``.
+- A ``publish`` that fails for a foreseeable reason should raise `SinkError` with a message
+  naming the fix (an `OSError` is fine too): the pipeline logs it in one line, counts it and
+  goes on; `Pipeline.sink_failures` reports it after the run.
 - `Pipeline.metrics` is the run's `edge_sdk.metrics.Metrics`; ``snapshot()`` gives the dict
   described there. `Pipeline.request_stop` is safe from any thread and from signal handlers.
 """
@@ -56,13 +60,14 @@ import cv2
 import numpy as np
 
 from edge_sdk.capture import Backoff, Capture
+from edge_sdk.checks import check_int, check_number
 from edge_sdk.classifier import Classifier
 from edge_sdk.errors import BackendError, EdgeSDKError, SourceError
 from edge_sdk.metrics import Metrics
 from edge_sdk.postprocess import Smoother, classify, make_smoother
 from edge_sdk.protocols import FrameSource
-from edge_sdk.sinks.worker import BoundedQueue, QueueClosed, SinkWorker, sink_name
-from edge_sdk.sources.base import hide_password
+from edge_sdk.sinks.worker import BoundedQueue, QueueClosed, SinkFailure, SinkWorker, sink_name
+from edge_sdk.sources.base import BaseSource, hide_password
 from edge_sdk.types import Frame, Prediction
 
 log = logging.getLogger(__name__)
@@ -79,6 +84,9 @@ STALL_S = 10.0
 
 #: Predictions buffered for an iterating consumer (newest-wins unless keep_all).
 ITERATOR_CAPACITY = 8
+
+#: Why a finished Pipeline refuses to run again.
+_RUNS_ONCE = "a Pipeline runs once; make a new one to run again"
 
 #: With keep_all, predictions kept without making inference wait for a ``for`` loop that has
 #: not begun yet (a ``with`` block doing something else first); as many as a lossless sink's queue.
@@ -174,6 +182,48 @@ class DownscaledSource:
         return getattr(self.inner, name)
 
 
+class CheckedSource:
+    """Wraps a source that is not one of edge-sdk's own (a plugin's, or an object given to the
+    pipeline) so that `read` returning something else than a Frame or None is a SourceError,
+    which ends the run with one line, instead of an AttributeError deep in the capture thread.
+
+    Other attributes (`fps`, `live`, `reduce`, ...) are the wrapped source's.
+    """
+
+    def __init__(self, source: FrameSource) -> None:
+        self.inner = source
+        self.uri = source.uri
+
+    def read(self) -> Frame | None:
+        frame = self.inner.read()
+        if frame is None or isinstance(frame, Frame):
+            return frame
+        raise SourceError(
+            f"{hide_password(str(self.uri))}: {type(self.inner).__name__}.read() returned a "
+            f"{type(frame).__name__}; read() must return an edge_sdk.Frame or None (at the end)"
+        )
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # `Pipeline._apply_reduce` sets `reduce` on the source: it must reach the real one.
+        if name in ("inner", "uri"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.inner, name, value)
+
+
+def check_source(source: FrameSource) -> FrameSource:
+    """Return `source`, wrapped in a `CheckedSource` unless it is one of the built-in sources."""
+    return source if isinstance(source, BaseSource) else CheckedSource(source)
+
+
 class Pipeline:
     """Runs a source through a classifier into sinks, in threads; see the module docstring.
 
@@ -230,7 +280,10 @@ class Pipeline:
             with keep_all inference waits for the loop, otherwise the oldest are dropped.
 
     Raises:
-        ValueError: a bad argument (negative limits, unknown reduce factor, ...).
+        TypeError: an argument of the wrong type (``max_frames="3"``, a classifier that is not
+            a `Classifier`, an `on_prediction` that is not callable, ...).
+        ValueError: a bad argument (negative limits, NaN, unknown reduce factor, ...), or a
+            sink that is already closed (each pipeline needs sinks of its own).
     """
 
     def __init__(
@@ -251,26 +304,40 @@ class Pipeline:
         drain_timeout: float = 2.0,
         iterate: bool | None = None,
     ) -> None:
-        if max_fps is not None and not max_fps > 0:
-            raise ValueError(f"max_fps must be > 0, got {max_fps}")
-        if max_frames is not None and max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-        if stall is not None and not stall > 0:
-            raise ValueError(f"stall must be > 0 seconds or None, got {stall}")
-        if reduce is not None and reduce not in REDUCE_FACTORS:
+        if max_fps is not None:
+            max_fps = check_number("max_fps", max_fps, low=0, low_open=True)
+        if max_frames is not None:
+            check_int("max_frames", max_frames, low=1)
+        if stall is not None:
+            stall = check_number("stall", stall, low=0, low_open=True)
+        drain_timeout = check_number("drain_timeout", drain_timeout, low=0)
+        if reduce is not None and check_int("reduce", reduce) not in REDUCE_FACTORS:
             raise ValueError(f"reduce must be one of 1, 2, 4, 8, got {reduce}")
-        if iterate not in (None, True, False):
-            raise TypeError(f"iterate must be True, False or None, got {iterate!r}")
+        for name, flag in (("iterate", iterate), ("keep_all", keep_all), ("realtime", realtime)):
+            if flag is not None and not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True, False or None, got {flag!r}")
         if not isinstance(source, str) and not hasattr(source, "read"):
             raise TypeError(f"source must be a URI or a FrameSource, got {type(source).__name__}")
+        if not isinstance(classifier, Classifier):
+            raise TypeError(f"classifier must be an edge_sdk.Classifier, got {type(classifier).__name__} "
+                            "(make one with Classifier.from_model(...))")
+        if on_prediction is not None and not callable(on_prediction):
+            raise TypeError(f"on_prediction must be a function taking a Prediction, got "
+                            f"{type(on_prediction).__name__}")
+        if sinks is None or isinstance(sinks, (str, bytes)) or not isinstance(sinks, Iterable):
+            raise TypeError(f"sinks must be a list of sinks, got {type(sinks).__name__}")
         self.source: str | FrameSource = source
         self.classifier = classifier
         self.sinks: list[Any] = list(sinks)
         if on_prediction is not None:
             self.sinks.append(CallbackSink(on_prediction))
         for sink in self.sinks:
-            if not callable(getattr(sink, "publish", None)):
-                raise TypeError(f"{type(sink).__name__} is not a sink: it has no publish()")
+            for method in ("publish", "close"):
+                if not callable(getattr(sink, method, None)):
+                    raise TypeError(f"{type(sink).__name__} is not a sink: it has no {method}()")
+            if getattr(sink, "closed", False) is True:
+                raise ValueError(f"sink {sink_name(sink)} is closed (a Pipeline closes its sinks when "
+                                 "it stops); make a new sink for this pipeline")
         self.max_fps = max_fps
         self.max_frames = max_frames
         self.keep_all = keep_all
@@ -298,6 +365,7 @@ class Pipeline:
         self._state = "new"  # new -> running -> stopped
         self._thread: threading.Thread | None = None
         self._published = 0
+        self._iterated = False  # a for-loop has begun: one per run
 
     # -- what sinks may read ------------------------------------------------------------------
 
@@ -347,7 +415,7 @@ class Pipeline:
         """`start`; `for_iteration`: started by ``with`` or a loop, which may iterate."""
         with self._lock:
             if self._state != "new":
-                raise RuntimeError("a Pipeline runs once; make a new one to run again")
+                raise RuntimeError(_RUNS_ONCE)
             self._state = "running"
         self.metrics.reset_clock()
         try:
@@ -366,9 +434,14 @@ class Pipeline:
     def _open_source(self) -> None:
         """Open the source and settle the modes that depend on what it is."""
         from edge_sdk.sources import open_source
+        from edge_sdk.sources.opening import stoppable_opens
 
         uri = self.source if isinstance(self.source, str) else None
-        source: FrameSource = open_source(uri) if uri is not None else self.source  # type: ignore[assignment]
+        # request_stop() (a signal handler, another thread) ends a connect to a camera that
+        # never answers instead of waiting out its timeout.
+        with stoppable_opens(self._stop_requested):
+            opened = open_source(uri) if uri is not None else self.source
+        source = check_source(opened)  # type: ignore[arg-type]
         self._opened = source
         live = bool(getattr(source, "live", False))
         if live:
@@ -392,7 +465,8 @@ class Pipeline:
             while name in names:
                 name, n = f"{base}{n}", n + 1
             names.add(name)
-            worker = SinkWorker(sink, self.metrics, name=name, block=bool(self.keep_all))
+            worker = SinkWorker(sink, self.metrics, name=name, block=bool(self.keep_all),
+                                on_fatal=self._sink_died)
             self._workers.append(worker)
             attach = getattr(sink, "attach", None)
             if callable(attach):
@@ -451,7 +525,7 @@ class Pipeline:
             if opened:
                 return opened.pop()
             assert uri is not None
-            return self._apply_reduce(open_source(uri), factor)
+            return self._apply_reduce(check_source(open_source(uri)), factor)
 
         capture = Capture(
             reopen if reconnect is not None else first,
@@ -513,6 +587,37 @@ class Pipeline:
             return 0, 0, 0
         return cap.frames_in, cap.frames_dropped, cap.reconnects
 
+    def _sink_died(self, exc: BaseException) -> None:
+        """A sink raised SystemExit or KeyboardInterrupt (in its worker): stop the run, and
+        have the thread running it raise that (`run`, the ``for`` loop)."""
+        with self._lock:
+            if self.error is None:
+                self.error = exc
+        self.request_stop()
+
+    @property
+    def sink_failures(self) -> dict[str, SinkFailure]:
+        """The sinks that failed during the run (a publish or their close raised), by name.
+
+        Empty when every sink did its job. A run goes on when a sink fails (the other sinks are
+        not held up), so this is where a caller learns about it afterwards, e.g. to exit
+        non-zero: each `SinkFailure` has the count and the last error's one-line message. The
+        counts of failed publishes are also the metrics' per-sink ``errors``.
+        """
+        return {
+            w.name: SinkFailure(w.failures, w.last_error) for w in self._workers if w.failures
+        }
+
+    def failure_summary(self) -> str | None:
+        """One line on the sinks that failed (see `sink_failures`), or None if none did."""
+        failures = self.sink_failures
+        if not failures:
+            return None
+        return "; ".join(
+            f"sink {name} failed {f.failures} time{'s' if f.failures != 1 else ''} "
+            f"(last: {f.last_error})" for name, f in failures.items()
+        )
+
     def request_stop(self) -> None:
         """Ask the pipeline to stop; returns at once. Safe from any thread and signal handlers."""
         self._stop_requested.set()
@@ -525,7 +630,13 @@ class Pipeline:
 
         Returns:
             True if it finished, False on timeout.
+
+        Raises:
+            RuntimeError: the pipeline was never started (nothing would ever finish).
         """
+        if self._state == "new":
+            raise RuntimeError("this Pipeline has not started; call start() first (or use run(), "
+                               "a with block or a for loop)")
         self._no_iteration()
         return self._done.wait(timeout)
 
@@ -587,7 +698,12 @@ class Pipeline:
 
         Raises:
             EdgeSDKError: what ended the run early (e.g. a source that failed for good).
+            SystemExit, KeyboardInterrupt: raised by a sink or the `on_prediction` callback
+                (in its own thread); the pipeline was stopped and its sinks closed.
+            RuntimeError: the pipeline has already run (a Pipeline runs once).
         """
+        if self._state == "stopped":
+            raise RuntimeError(_RUNS_ONCE)
         if self._state == "new":
             self.start()
         self._no_iteration()
@@ -602,7 +718,13 @@ class Pipeline:
         return self.metrics.snapshot()
 
     def __enter__(self) -> Pipeline:
-        """Start, keeping predictions for a ``for`` loop in the block (see `iterate`)."""
+        """Start, keeping predictions for a ``for`` loop in the block (see `iterate`).
+
+        Raises:
+            RuntimeError: the pipeline has already run (a Pipeline runs once).
+        """
+        if self._state == "stopped":
+            raise RuntimeError(_RUNS_ONCE)
         if self._state == "new":
             self._start(for_iteration=True)
         return self
@@ -623,15 +745,25 @@ class Pipeline:
         them when ``with`` or the loop started it, from the first step on after `start`.
         At most `ITERATOR_CAPACITY` predictions wait for a slow loop; older ones are dropped
         (counted as sink "iterator") unless ``keep_all`` is set, which makes inference wait.
-        Iterate once per run.
+        One loop per pipeline: a second one, at the same time or after it, is refused, since
+        the two would split the predictions or the second would get none.
 
         Raises:
-            RuntimeError: the pipeline was made with ``iterate=False``.
+            RuntimeError: the pipeline was made with ``iterate=False``, has already run, or is
+                iterated by another loop.
             EdgeSDKError: what ended the run early, after the last prediction.
+            SystemExit, KeyboardInterrupt: as `run`.
         """
         if self.iterate is False:
             raise RuntimeError("this Pipeline was made with iterate=False: it keeps no "
                                "predictions to iterate over")
+        with self._lock:
+            if self._state == "stopped":
+                raise RuntimeError(_RUNS_ONCE)
+            if self._iterated:
+                raise RuntimeError("this Pipeline is already iterated by another for-loop; one loop "
+                                   "per pipeline (it runs once; make a new one to run again)")
+            self._iterated = True
         if self._state == "new":
             self._start(for_iteration=True)
         queue = self._iter_queue
@@ -679,6 +811,7 @@ class Pipeline:
         period_ns = int(1e9 / self.max_fps) if self.max_fps else 0
         next_due = 0
         failures = 0
+        source_done = False
         stop = self._stop_requested
         while not stop.is_set():
             if period_ns:
@@ -694,6 +827,7 @@ class Pipeline:
                 if frame is None and capture.finished:
                     break
             if frame is None:
+                source_done = capture.finished
                 break
             capture_wait = max(0.0, (time.perf_counter_ns() - waited_from) / 1e6 - decode_ms)
             next_due = time.monotonic_ns() + period_ns
@@ -737,6 +871,13 @@ class Pipeline:
                     "or stream (live sources reconnect unless reconnect=False)"
                 )
             self.error = error
+        elif source_done and not capture.ended and not stop.is_set():
+            # The capture thread ended without the source ending or a stop: an exception no
+            # source should raise killed it (threading printed its traceback). Not a normal end.
+            self.error = SourceError(
+                f"reading {self._uri()} failed unexpectedly in the capture thread (traceback "
+                "above); the run ended early. Check the source, or report the traceback"
+            )
 
     def _warn_unread(self, lost: int) -> None:
         if self.keep_all and not self._iter_begun and not self._iter_warned:

@@ -22,14 +22,14 @@ from support.mosquitto import (
 )
 from support.service_proc import ServiceProcess
 
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, SinkError
 from edge_sdk.mqtt_discovery import (
     ATTRIBUTES_TEMPLATE,
     LABEL_TEMPLATE,
     SCORE_TEMPLATE,
     discovery_messages,
 )
-from edge_sdk.sinks.mqtt import MqttSink
+from edge_sdk.sinks.mqtt import MqttSink, check_broker_host
 from edge_sdk.sinks.mqtt_policy import PublishPolicy
 from edge_sdk.types import PREDICTION_SCHEMA_VERSION, Label, Prediction, Timings
 
@@ -558,6 +558,60 @@ def test_bad_options_are_value_errors(options: dict[str, Any], error: str) -> No
         MqttSink(host="127.0.0.1", port=free_port(), **options)
 
 
+@pytest.mark.parametrize(
+    "host, hint",
+    [
+        ("mqtt://broker:1883", "host='broker', port=1883"),
+        ("mqtts://broker.lan", "host='broker.lan', tls=True"),
+        ("broker:1883", "host='broker', port=1883"),
+        ("[::1]:1883", "host='::1', port=1883"),
+        ("[::1", "host name or IP address only:"),
+        ("a b", "host name or IP address only:"),
+        ("camera@broker", "host='broker', username='camera'"),
+        ("", "e.g. 'localhost'"),
+    ],
+)
+def test_a_host_that_is_a_url_or_has_a_port_is_refused(host: str, hint: str) -> None:
+    with pytest.raises(ValueError, match=r"the port goes in port=") if host else pytest.raises(ValueError):
+        check_broker_host(host)
+    with pytest.raises(ValueError) as refused:
+        MqttSink(host=host)
+    assert hint in str(refused.value)
+
+
+@pytest.mark.parametrize("host", ["localhost", "broker.lan", "my_broker", "10.0.0.5", "::1",
+                                  "fe80::1%eth0", "2001:db8::17"])
+def test_host_names_and_addresses_including_ipv6_pass(host: str) -> None:
+    check_broker_host(host)
+
+
+@pytest.mark.parametrize(
+    "options, error",
+    [
+        ({"port": "1883"}, "port must be an integer"),
+        ({"host": 5}, "host must be a string"),
+        ({"qos": "1"}, "qos must be an integer"),
+        ({"qos": True}, "qos must be an integer"),
+        ({"keepalive": 30.0}, "keepalive must be an integer"),
+        ({"queue_size": "10"}, "queue_size must be an integer"),
+        ({"close_timeout": "1"}, "close_timeout must be a number"),
+        ({"interval": "60"}, "interval must be a number"),
+        ({"username": 7}, "username must be a string"),
+        ({"prefix": None}, "prefix must be a string"),
+    ],
+)
+def test_options_of_the_wrong_type_are_type_errors(options: dict[str, Any], error: str) -> None:
+    with pytest.raises(TypeError, match=error):
+        MqttSink(**options)
+
+
+@pytest.mark.parametrize("options", [{"reconnect_max": float("inf")}, {"min_interval": float("nan")},
+                                     {"close_timeout": -1.0}])
+def test_nan_infinite_and_negative_times_are_value_errors(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(options))):
+        MqttSink(**options)
+
+
 def test_missing_password_file_and_ca_file_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"password_file .* does not exist"):
         MqttSink(host="127.0.0.1", port=free_port(), username="u",
@@ -579,6 +633,60 @@ def test_publish_never_waits_on_a_dead_broker() -> None:
         start = time.perf_counter()
         sink.close()
         assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_close_delivers_the_queue_to_a_broker_back_during_pahos_backoff(
+    tmp_path: Path, qos: int
+) -> None:
+    """The broker comes up after the predictions were queued and close() follows at once, while
+    paho sleeps in a 5 s reconnect backoff: close()'s own last attempt delivers them all."""
+    broker = Mosquitto(tmp_path)
+    sink = MqttSink(host=broker.host, port=broker.port, device_id="cam20", qos=qos, discovery=False,
+                    reconnect_min=5.0, reconnect_max=5.0, close_timeout=1.5)
+    rec: Recorder | None = None
+    try:
+        deadline = time.monotonic() + 5
+        while sink.connect_failures == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the first attempt failed: paho now waits 5 s
+        for i in range(25):
+            sink.publish(prediction(i), None)
+        broker.start()
+        rec = Recorder(broker, ["edge-sdk/cam20/#"])
+        started = time.monotonic()
+        sink.close()
+        assert time.monotonic() - started < 1.5 + 0.2
+        topic = "edge-sdk/cam20/prediction"
+        assert rec.wait_for(lambda m: len([t for t, _, _ in m if t == topic]) == 25)
+        assert frames_of(rec, topic) == list(range(25))
+        stats = sink.stats()
+        assert stats["published"] == 25 and stats["dropped"] == 0 and stats["queue_depth"] == 0
+        assert retained(broker, "edge-sdk/cam20/status") == b"offline"
+    finally:
+        sink.close()
+        if rec is not None:
+            rec.close()
+        broker.stop()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "10.255.255.1"])  # refused; unroutable (or silent)
+def test_close_counts_and_logs_what_it_cannot_deliver_within_close_timeout(
+    host: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "edge_sdk.mqtt")
+    sink = MqttSink(host=host, port=free_port(), device_id="cam21", discovery=False,
+                    close_timeout=0.5, **FAST)
+    for i in range(5):
+        sink.publish(prediction(i), None)
+    started = time.monotonic()
+    sink.close()
+    assert time.monotonic() - started < 0.5 + 0.2
+    stats = sink.stats()
+    assert stats["dropped"] == 5 and stats["queue_depth"] == 0 and stats["published"] == 0
+    assert "5 dropped, of which 5 were not acknowledged" in caplog.text
+    assert sink.closed
+    with pytest.raises(SinkError, match="closed; make a new MqttSink"):  # not a silent loss
+        sink.publish(prediction(5), None)
 
 
 def service_config(broker: Mosquitto, device_id: str) -> str:

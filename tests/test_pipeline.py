@@ -202,18 +202,18 @@ def test_frames_no_wider_than_the_widest_sink_needs(videos: dict[str, Path], vid
                                                     classifier: Classifier) -> None:
     """A sink that shows frames at 640 px (the web view's default) gets 1/2-size 720p frames;
     one more sink that wants full size (a recording) gets full frames for everyone."""
-    narrow = Recorder(lossless=True)
-    narrow.frame_width = 640  # type: ignore[attr-defined]
+    def showing(width: int) -> Recorder:
+        sink = Recorder(lossless=True)
+        sink.frame_width = width  # type: ignore[attr-defined]
+        return sink
+
+    narrow = showing(640)
     with Pipeline(str(videos[video]), classifier, [narrow], keep_all=True) as pipeline:
         pipeline.wait(30)
     assert {f.image.shape for _, f in narrow.got if f is not None} == {(360, 640, 3)}
 
-    wider = Recorder(lossless=True)
-    wider.frame_width = 641  # type: ignore[attr-defined]
     full = Recorder(lossless=True, name="full")
-    for sinks, shape in (([wider], (720, 1280, 3)), ([narrow, full], (720, 1280, 3))):
-        for sink in sinks:
-            sink.got.clear()
+    for sinks, shape in (([showing(641)], (720, 1280, 3)), ([showing(640), full], (720, 1280, 3))):
         with Pipeline(str(videos[video]), classifier, sinks, keep_all=True) as pipeline:
             pipeline.wait(30)
         assert {f.image.shape for s in sinks for _, f in s.got if f is not None} == {shape}
@@ -268,6 +268,145 @@ def test_bad_sources_and_arguments(tmp_path: Path, classifier: Classifier) -> No
         Pipeline("x.mp4", classifier, stall=0)
     with pytest.raises(TypeError, match="not a sink"):
         Pipeline("x.mp4", classifier, [object()])
+
+
+@pytest.mark.parametrize(
+    "options, error, match",
+    [
+        ({"max_frames": "3"}, TypeError, "max_frames must be an integer"),
+        ({"max_frames": 2.5}, TypeError, "max_frames must be an integer"),
+        ({"max_fps": float("nan")}, ValueError, "max_fps must be a finite number"),
+        ({"drain_timeout": -1}, ValueError, "drain_timeout must be >= 0"),
+        ({"stall": "10"}, TypeError, "stall must be a number"),
+        ({"on_prediction": 5}, TypeError, "on_prediction must be a function"),
+        ({"keep_all": "yes"}, TypeError, "keep_all must be True, False or None"),
+        ({"reduce": 2.0}, TypeError, "reduce must be an integer"),
+        ({"sinks": None}, TypeError, "sinks must be a list of sinks"),
+        ({"classifier": None}, TypeError, "classifier must be an edge_sdk.Classifier"),
+    ],
+)
+def test_arguments_of_the_wrong_type_or_value_are_refused_at_once(
+    classifier: Classifier, options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    arguments: dict[str, Any] = {"classifier": classifier, **options}
+    with pytest.raises(error, match=match):
+        Pipeline("x.mp4", **arguments)
+
+
+def test_a_pipeline_runs_once_and_wait_needs_a_start(classifier: Classifier, photos: Path) -> None:
+    with pytest.raises(RuntimeError, match=r"call start\(\) first"):
+        Pipeline(str(photos), classifier).wait()  # would wait for ever
+    done = Pipeline(str(photos), classifier)
+    assert done.run()["frames_out"] == 4
+    with pytest.raises(RuntimeError, match="runs once; make a new one"):
+        done.run()
+    with pytest.raises(RuntimeError, match="runs once; make a new one"):
+        list(done)
+    with pytest.raises(RuntimeError, match="runs once; make a new one"), done:
+        pass
+    looped = Pipeline(str(photos), classifier)
+    assert len(list(looped)) == 4
+    with pytest.raises(RuntimeError, match="runs once; make a new one"):
+        list(looped)  # a second loop would silently get nothing
+
+
+def test_a_second_loop_over_a_running_pipeline_is_refused(classifier: Classifier) -> None:
+    with Pipeline("test://?count=12&live=0&size=64x48", classifier, keep_all=True) as pipeline:
+        first, second = iter(pipeline), iter(pipeline)
+        assert next(first).frame_index == 0
+        with pytest.raises(RuntimeError, match="already iterated by another for-loop"):
+            next(second)  # the two would split the predictions between them
+        assert [p.frame_index for p in first] == list(range(1, 12))
+
+
+class Quitting:
+    """A sink whose first publish raises `exc`, as ``sys.exit()`` in a sink or callback does."""
+
+    def __init__(self, exc: BaseException, *, lossless: bool) -> None:
+        self.exc, self.lossless, self.name = exc, lossless, "quitting"
+        self.calls = 0
+        self.closed = False
+
+    def publish(self, prediction: Prediction, frame: Frame | None) -> None:
+        self.calls += 1
+        raise self.exc
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt()], ids=["SystemExit", "KeyboardInterrupt"])
+@pytest.mark.parametrize("lossless", [False, True], ids=["visual", "lossless"])
+def test_a_sink_raising_systemexit_stops_the_run_and_run_raises_it(
+    classifier: Classifier, exc: BaseException, lossless: bool
+) -> None:
+    """With keep_all the dead sink's full queue used to hold inference in put() for ever."""
+    quitting, other = Quitting(exc, lossless=lossless), Recorder(lossless=True)
+    pipeline = Pipeline("test://?count=200&live=0&size=64x48", classifier, [quitting, other],
+                        keep_all=True)
+    started = time.monotonic()
+    with pytest.raises(type(exc)) as raised:
+        pipeline.run()
+    assert raised.value is exc and time.monotonic() - started < 10
+    assert quitting.calls == 1 and quitting.closed and other.closed
+    assert pipeline.published < 200  # stopped, not run to the end
+
+
+def test_an_on_prediction_callback_calling_sys_exit_ends_the_loop(classifier: Classifier,
+                                                                  photos: Path) -> None:
+    def callback(prediction: Prediction) -> None:
+        sys.exit(0)
+
+    sink = Recorder(lossless=True)
+    with pytest.raises(SystemExit):
+        for _ in Pipeline(str(photos), classifier, [sink], on_prediction=callback):
+            pass
+    assert sink.closed
+
+
+class PluginSource:
+    """A third-party FrameSource; `read` returns what `make(i)` gives for the first 5 calls."""
+
+    uri = "plugin://cam"
+
+    def __init__(self, make: Callable[[int], Any]) -> None:
+        self.make, self.calls, self.closed = make, 0, False
+
+    def read(self) -> Any:
+        self.calls += 1
+        return self.make(self.calls) if self.calls <= 5 else None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_source_whose_read_returns_no_frame_ends_the_run_with_a_source_error(
+    classifier: Classifier,
+) -> None:
+    source = PluginSource(lambda i: np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(SourceError, match=r"PluginSource.read\(\) returned a ndarray; read\(\) must "
+                                          r"return an edge_sdk.Frame or None"):
+        Pipeline(source, classifier).run()
+    assert source.closed
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_capture_thread_killed_by_an_exception_is_an_error_not_an_end(
+    classifier: Classifier,
+) -> None:
+    image = np.zeros((48, 64, 3), np.uint8)
+    # A Frame whose index is no number: the capture thread fails numbering it.
+    source = PluginSource(lambda i: Frame(image, cast(int, "x"), time.monotonic_ns()))
+    with pytest.raises(SourceError, match="failed unexpectedly in the capture thread"):
+        Pipeline(source, classifier).run()
+
+
+def test_a_closed_sink_is_refused(classifier: Classifier, photos: Path, tmp_path: Path) -> None:
+    sink = JsonlSink(path=tmp_path / "out.jsonl")
+    Pipeline(str(photos), classifier, [sink]).run()
+    assert sink.closed
+    with pytest.raises(ValueError, match=r"sink jsonl is closed .* make a new sink"):
+        Pipeline(str(photos), classifier, [sink])
 
 
 def test_stop_from_another_thread(videos: dict[str, Path], classifier: Classifier) -> None:

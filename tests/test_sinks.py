@@ -28,8 +28,9 @@ from edge_sdk.sinks.annotate import annotate
 from edge_sdk.sinks.jsonl import JsonlSink
 from edge_sdk.sinks.overlay import OverlaySink, display_problem
 from edge_sdk.sinks.video import VideoSink
-from edge_sdk.sinks.worker import BoundedQueue, QueueClosed, SinkWorker
+from edge_sdk.sinks.worker import BoundedQueue, QueueClosed, SinkFailure, SinkWorker
 from edge_sdk.types import Frame, Label, Prediction, Timings
+from edge_sdk.web.sink import WebSink
 
 
 def prediction(index: int = 0) -> Prediction:
@@ -111,6 +112,45 @@ def test_jsonl_stops_the_pipeline_when_the_reader_goes_away() -> None:
     assert stopped.is_set() and sink.lines == 0
     with contextlib.suppress(BrokenPipeError):
         stream.close()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_jsonl_write_failure_is_a_sink_error_and_the_run_reports_it(
+    classifier: Classifier, photos: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk: one line per failure kind (no traceback), the run goes on, and
+    `Pipeline.sink_failures` tells the caller (the CLI exits non-zero on it)."""
+    sink = JsonlSink(path="/dev/full")
+    with pytest.raises(SinkError, match="cannot write JSON lines to /dev/full: No space left on device; "
+                                        "free space"):
+        sink.publish(prediction(), None)
+    sink.close()  # nothing left over in a buffer to fail again
+    good = JsonlSink(path=os.devnull)
+    pipeline = Pipeline(str(photos), classifier, [JsonlSink(path="/dev/full"), good])
+    with caplog.at_level(logging.WARNING):
+        snapshot = pipeline.run()
+    assert snapshot["frames_out"] == 4 and good.lines == 4
+    assert snapshot["sinks"]["jsonl"]["errors"] == 4
+    failure = pipeline.sink_failures["jsonl"]
+    assert failure.failures == 4 and "No space left on device" in failure.last_error
+    assert list(pipeline.sink_failures) == ["jsonl"]
+    summary = pipeline.failure_summary()
+    assert summary is not None and summary.startswith("sink jsonl failed 4 times (last: cannot write")
+    failed = [r for r in caplog.records if "sink jsonl failed" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].levelno == logging.ERROR  # repeats held back
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_closed_sinks_refuse_to_publish(tmp_path: Path) -> None:
+    """A sink a pipeline closed must not pretend to take predictions (a second run of it)."""
+    sinks: list[Any] = [JsonlSink(path=tmp_path / "out.jsonl"), VideoSink(path=tmp_path / "out.avi"),
+                        OverlaySink(enabled=False), WebSink(bind="127.0.0.1:0")]
+    for sink in sinks:
+        assert not sink.closed
+        sink.close()
+        assert sink.closed
+        with pytest.raises(SinkError, match="is closed; make a new"):
+            sink.publish(prediction(), photo_frame())
 
 
 # -- overlay -------------------------------------------------------------------------------------
@@ -218,6 +258,19 @@ def test_video_sink_refuses_what_it_cannot_write(tmp_path: Path) -> None:
         VideoSink(path=tmp_path / "out.avi", fps=0)
 
 
+def test_video_sink_says_when_the_folder_is_not_writable(tmp_path: Path) -> None:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("this user (root) may write to a read-only folder")
+        with pytest.raises(SinkError, match=r"folder .*read-only is not writable; choose another folder"):
+            VideoSink(path=folder / "out.avi")
+    finally:
+        folder.chmod(0o755)
+
+
 # -- queues and workers --------------------------------------------------------------------------
 
 
@@ -291,6 +344,70 @@ def test_newest_wins_worker_and_stuck_sink_at_close() -> None:
     stats = metrics.snapshot()["sinks"]["view"]
     assert stats["dropped"] >= 3 and stats["lossless"] is False
     sink.gate.set()
+
+
+class Failing:
+    """A lossless sink whose publish raises what `make()` returns."""
+
+    lossless = True
+
+    def __init__(self, make: Any) -> None:
+        self.make = make
+        self.closed = False
+
+    def publish(self, p: Prediction, frame: Frame | None) -> None:
+        raise self.make()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_worker_logs_a_foreseeable_failure_in_one_line_and_a_bug_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics()
+    full = SinkWorker(Failing(lambda: OSError(28, "No space left on device")), metrics, name="disk")
+    bug = SinkWorker(Failing(lambda: KeyError("label")), metrics, name="bug")
+    with caplog.at_level(logging.DEBUG, "edge_sdk.sinks.worker"):
+        for worker in (full, bug):
+            worker.start()
+            for i in range(5):
+                worker.put(prediction(i), None)
+            assert worker.close(5)
+    shown = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    disk = [r for r in shown if r.getMessage().startswith("sink disk failed")]
+    assert len(disk) == 1 and disk[0].exc_info is None
+    assert disk[0].getMessage() == ("sink disk failed on prediction 0: OSError: [Errno 28] No space "
+                                    "left on device")
+    assert any(r.exc_info for r in caplog.records if r.levelno == logging.DEBUG)  # with -vv
+    bugs = [r for r in shown if r.getMessage().startswith("sink bug failed")]
+    assert len(bugs) == 1 and bugs[0].exc_info is not None  # the traceback, once
+    assert (full.failures, full.last_error) == (5, "OSError: [Errno 28] No space left on device")
+    assert metrics.snapshot()["sinks"]["bug"]["errors"] == 5
+    assert SinkFailure(bug.failures, bug.last_error) == SinkFailure(5, "KeyError: 'label'")
+
+
+def test_worker_ended_by_systemexit_lets_a_waiting_producer_go() -> None:
+    """A sink raising SystemExit ends its worker; a producer waiting for room (keep_all) must
+    not wait for ever, and the worker says so to whoever runs the pipeline."""
+    metrics = Metrics()
+    fatal: list[BaseException] = []
+    sink = Failing(lambda: SystemExit(2))
+    worker = SinkWorker(sink, metrics, name="quit", capacity=2, block=True, on_fatal=fatal.append)
+    worker.start()
+    done = threading.Event()
+
+    def produce() -> None:
+        for i in range(10):
+            worker.put(prediction(i), None)
+        done.set()
+
+    threading.Thread(target=produce, daemon=True).start()
+    assert done.wait(5)
+    assert worker.close(5) and sink.closed
+    assert len(fatal) == 1 and isinstance(fatal[0], SystemExit) and worker.fatal is fatal[0]
+    stats = metrics.snapshot()["sinks"]["quit"]
+    assert stats["errors"] == 1 and stats["dropped"] == 9  # none lost without a count
 
 
 # -- metrics -------------------------------------------------------------------------------------

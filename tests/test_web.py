@@ -141,6 +141,18 @@ def test_bad_bind_address(text: str) -> None:
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(("options", "error", "match"), [
+    ({"quality": "80"}, TypeError, "quality must be an integer"),
+    ({"bind": None}, TypeError, "bind must be a string 'ADDR:PORT'"),
+    ({"max_width": 640.0}, TypeError, "max_width must be an integer"),
+    ({"stream_fps": float("nan")}, ValueError, "stream_fps must be a finite number"),
+    ({"quality": 0}, ValueError, "quality must be within"),
+])
+def test_bad_option_types_and_values(options: dict[str, Any], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        WebSink(**options)
+
+
 def test_ipv6_loopback() -> None:
     with WebSink(bind="[::1]:0") as s:
         assert s.url.startswith("http://[::1]:")
@@ -308,7 +320,8 @@ def test_close_ends_open_streams(picture: np.ndarray) -> None:
     assert viewer.ended.wait(5)
     assert time.monotonic() - started < 3
     s.close()  # idempotent
-    s.publish(prediction(1), frame(picture, 1))  # after close: ignored, no error
+    with pytest.raises(SinkError, match="closed; make a new WebSink"):  # not a silent loss
+        s.publish(prediction(1), frame(picture, 1))
     with pytest.raises(OSError):
         socket.create_connection((s.address.host, s.address.port), timeout=1).close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -28,6 +29,9 @@ class JsonlSink(Closing):
         append: Add to an existing file instead of replacing it.
         stream: Write to this open text stream instead (not closed by the sink).
 
+    A write that fails (a full disk, ``/dev/full``) raises a `SinkError` naming the file and
+    the fix; the pipeline counts and logs it (`Pipeline.sink_failures`) and goes on.
+
     Raises:
         SinkError: the file cannot be opened for writing.
     """
@@ -43,56 +47,95 @@ class JsonlSink(Closing):
         append: bool = False,
         stream: TextIO | None = None,
     ) -> None:
-        self._owned = False
         self._pipeline: Any = None
+        self._closed = False
+        self._gone = False  # the reader of the stream went away
         self.lines = 0
+        self._out: TextIO | None = None
+        self._file: io.FileIO | None = None
         if stream is not None:
-            self._out: TextIO | None = stream
+            self._out = stream
         elif path is None or os.fspath(path) == "-":
             self._out = sys.stdout
         else:
             try:
-                self._out = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+                # Unbuffered: a line that cannot be written (a full disk) fails whole at once,
+                # instead of staying in a buffer that grows and fails again with every later line.
+                self._file = open(path, "ab" if append else "wb", buffering=0)  # noqa: SIM115
             except OSError as exc:
                 raise SinkError(
                     f"cannot write JSON lines to {os.fspath(path)}: {exc.strerror}; "
                     "check the folder exists and is writable"
                 ) from None
-            self._owned = True
         self.path = None if path is None else os.fspath(path)
+        self._where = (str(self.path) if self._file is not None
+                       else "standard output" if stream is None else "its stream")
 
     def attach(self, pipeline: Any) -> None:
         """Remember the pipeline, to stop it when stdout's reader goes away."""
         self._pipeline = pipeline
 
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called; a closed sink refuses `publish` (make a new one)."""
+        return self._closed
+
+    def _cannot_write(self, exc: OSError) -> SinkError:
+        return SinkError(f"cannot write JSON lines to {self._where}: {exc.strerror or exc}; free space "
+                         "on its disk or write them elsewhere")
+
     def publish(self, prediction: Prediction, frame: Frame | None) -> None:
-        out = self._out
-        if out is None:
+        """Write one line.
+
+        Raises:
+            SinkError: the sink is closed, or the line cannot be written (the message says
+                why and what to do).
+        """
+        if self._closed:
+            raise SinkError(f"the JSON lines sink writing to {self._where} is closed; make a new "
+                            "JsonlSink")
+        if self._gone:  # the pipeline was asked to stop
             return
+        line = json.dumps(prediction.to_dict(), separators=(",", ":")) + "\n"
         try:
-            out.write(json.dumps(prediction.to_dict(), separators=(",", ":")) + "\n")
-            out.flush()
+            if self._file is not None:
+                data = memoryview(line.encode())
+                while data:
+                    data = data[self._file.write(data):]
+            else:
+                assert self._out is not None
+                self._out.write(line)
+                self._out.flush()
         except BrokenPipeError:
             log.info("the reader of the JSON lines went away; stopping")
-            self._out = None
-            if out is sys.stdout:
+            self._gone = True
+            if self._out is sys.stdout:
                 _silence_stdout()
             if self._pipeline is not None:
                 self._pipeline.request_stop()
             return
+        except OSError as exc:
+            raise self._cannot_write(exc) from exc
         self.lines += 1
 
     def close(self) -> None:
+        """Close the file (a stream is flushed, not closed).
+
+        Raises:
+            SinkError: the stream's last lines cannot be written.
+        """
+        self._closed = True
+        file, self._file = self._file, None
         out, self._out = self._out, None
-        if out is None:
-            return
         try:
-            if self._owned:
-                out.close()
-            else:
+            if file is not None:
+                file.close()
+            elif out is not None and not self._gone:
                 out.flush()
         except (BrokenPipeError, ValueError):  # the stream was closed under us
             pass
+        except OSError as exc:
+            raise self._cannot_write(exc) from exc
 
 
 def _silence_stdout() -> None:

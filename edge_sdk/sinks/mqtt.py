@@ -14,13 +14,15 @@ backoff and resends. QoS 1/2 predictions wait in this sink's backlog, bounded at
 time: after a reconnect paho sends everything it holds at once, ignoring its own in-flight limit
 (eclipse-paho/paho.mqtt.python#492), and a broker drops what exceeds its quota without a word to
 an MQTT 3.1.1 client (mosquitto: 20 unfinished QoS 2 messages). `publish` never waits on the
-network.
+network. `close` delivers what is left within `close_timeout`, on a new connection if paho's is
+down, and counts what still is not acknowledged in `dropped`.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import ipaddress
 import json
 import logging
 import socket
@@ -29,11 +31,13 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_sdk.errors import ConfigError
+from edge_sdk.checks import check_int, check_number
+from edge_sdk.errors import ConfigError, SinkError
 from edge_sdk.mqtt_discovery import (
     DEFAULT_DISCOVERY_PREFIX,
     OFFLINE,
@@ -58,6 +62,63 @@ _WINDOW = 10
 # Room in paho's queue for control messages (status, discovery) next to a full window.
 _PAHO_QUEUE = _WINDOW + 64
 _MAX_PAYLOAD = 268_435_455  # MQTT's limit, which paho enforces by raising ValueError
+# Below this many seconds left, close() makes no last connection attempt: it could not finish.
+_MIN_LAST_ATTEMPT_S = 0.05
+# URL schemes that say the broker speaks TLS.
+_TLS_SCHEMES = ("mqtts", "ssl", "tls")
+
+
+def _is_host(host: str) -> bool:
+    """True for an IP address (IPv6 with or without a zone) or a plausible host name."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    # Letters include non-ASCII ones: socket.getaddrinfo encodes an internationalized name.
+    return bool(host) and not host.startswith(("-", ".")) and all(c.isalnum() or c in "-._" for c in host)
+
+
+def check_broker_host(host: str) -> None:
+    """Refuse a broker host that is not a bare host name or IP address.
+
+    paho takes ``host`` as a name to look up, so a URL (``mqtt://broker:1883``), ``host:port``
+    or ``[::1]`` would fail the lookup and be retried forever. IPv6 literals (``::1``,
+    ``fe80::1%eth0``) are addresses and pass. Shared with the service config's checks.
+
+    Raises:
+        TypeError: `host` is not a string.
+        ValueError: `host` is empty, or has a scheme, port, brackets, user name or characters no
+            host name has; the message says what to give instead.
+    """
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a string (the broker's host name or address), got {host!r} "
+                        f"({type(host).__name__})")
+    if _is_host(host):
+        return
+    if not host.strip():
+        raise ValueError("host must be the broker's host name or address, e.g. 'localhost'")
+    hint = ""
+    try:
+        parts = urlsplit(host if "://" in host else f"//{host}")
+        name, port, user, scheme = parts.hostname, parts.port, parts.username, parts.scheme
+    except ValueError:  # an unclosed IPv6 bracket, a port that is no number
+        name = None
+    if name and _is_host(name):
+        fix = [f"host={name!r}"] + ([f"port={port}"] if port else []) + (
+            [f"username={user!r}"] if user else []) + (["tls=True"] if scheme in _TLS_SCHEMES else [])
+        hint = f" (here: {', '.join(fix)})"
+    raise ValueError(
+        f"host {host!r} must be the broker's host name or IP address only{hint}: the port goes in "
+        "port=, and mqtts:// means tls=True"
+    )
+
+
+def _check_text(name: str, value: Any, *, optional: bool = True) -> None:
+    """Refuse an option that must be a string (or None, when `optional`) with a TypeError."""
+    if not isinstance(value, str) and not (optional and value is None):
+        kind = "a string or None" if optional else "a string"
+        raise TypeError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
 
 
 def check_topic_part(name: str, value: str, *, slashes: bool) -> None:
@@ -65,11 +126,39 @@ def check_topic_part(name: str, value: str, *, slashes: bool) -> None:
     `slashes`). Shared with the service config's checks.
 
     Raises:
+        TypeError: `value` is not a string.
         ValueError: naming the part and what it may not contain.
     """
+    _check_text(name, value, optional=False)
     if not value or any(c in value for c in "+#\0") or (not slashes and "/" in value):
         allowed = "" if slashes else ", '/'"
         raise ValueError(f"{name} {value!r} must be non-empty without '+', '#'{allowed}")
+
+
+def _stop_loop(client: mqtt.Client) -> threading.Thread:
+    """Stop paho's network thread from a helper thread, and return the helper to wait on.
+
+    ``loop_stop`` joins paho's thread with no timeout, and that thread may be asleep in a
+    reconnect backoff (a second at a time) or inside a connect (up to its connect_timeout):
+    from a helper, `MqttSink.close` keeps its own deadline.
+    """
+
+    def stop() -> None:
+        # paho clears its thread attribute as the thread ends, which loop_stop's join can race.
+        with contextlib.suppress(AttributeError):
+            client.loop_stop()
+
+    thread = threading.Thread(target=stop, name="mqtt-stop", daemon=True)
+    thread.start()
+    return thread
+
+
+def _published(info: mqtt.MQTTMessageInfo) -> bool:
+    """Whether the broker acknowledged the message (False for one paho refused)."""
+    try:
+        return bool(info.is_published())
+    except (RuntimeError, ValueError):
+        return False
 
 
 def default_device_id() -> str:
@@ -107,10 +196,13 @@ class MqttSink(Closing):
         discovery_prefix: Home Assistant's discovery prefix.
         reconnect_min: First reconnect delay in seconds; it doubles on each failure...
         reconnect_max: ...up to this.
-        close_timeout: Seconds `close` waits for queued predictions and the `offline` status.
+        close_timeout: Seconds `close` takes at most to deliver what is queued (on one last new
+            connection when disconnected) and the `offline` status; what is left is `dropped`.
 
     Raises:
-        ValueError: an option is out of range or a topic part contains MQTT wildcards.
+        TypeError: an option of the wrong type (``port="1883"``, ``host=5``).
+        ValueError: an option is out of range, `host` is a URL or ``host:port`` (see
+            `check_broker_host`), or a topic part contains MQTT wildcards.
         ConfigError: a TLS or password file is missing or unreadable.
     """
 
@@ -143,22 +235,24 @@ class MqttSink(Closing):
         reconnect_max: float = 60.0,
         close_timeout: float = 1.5,
     ) -> None:
-        if qos not in (0, 1, 2):
+        check_broker_host(host)
+        if port is not None:
+            check_int("port", port, low=1, high=65535)
+        if check_int("qos", qos) not in (0, 1, 2):
             raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
-        if not host:
-            raise ValueError("host must be a broker host name or address")
-        if port is not None and not 0 < port < 65536:
-            raise ValueError(f"port must be within 1..65535, got {port}")
-        if keepalive < 5:
-            raise ValueError(f"keepalive must be >= 5 seconds, got {keepalive}")
-        if queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
-        if not 0 < reconnect_min <= reconnect_max:
+        check_int("keepalive", keepalive, low=5)
+        check_int("queue_size", queue_size, low=1)
+        check_number("reconnect_min", reconnect_min, low=0, low_open=True)
+        check_number("reconnect_max", reconnect_max, low=0, low_open=True)
+        if reconnect_min > reconnect_max:
             raise ValueError(
                 f"need 0 < reconnect_min <= reconnect_max, got {reconnect_min}, {reconnect_max}"
             )
-        if close_timeout < 0:
-            raise ValueError(f"close_timeout must be >= 0, got {close_timeout}")
+        check_number("close_timeout", close_timeout, low=0)
+        for name, value in (("device_id", device_id), ("ca_file", ca_file), ("certfile", certfile),
+                            ("keyfile", keyfile), ("username", username),
+                            ("password_file", password_file)):
+            _check_text(name, value)
         if keyfile and not certfile:
             raise ValueError("keyfile needs certfile (the client certificate)")
         device_id = device_id or default_device_id()
@@ -174,27 +268,34 @@ class MqttSink(Closing):
         self.device_id = device_id
         self.qos = qos
         self.queue_size = queue_size
-        self.close_timeout = close_timeout
+        self.close_timeout = float(close_timeout)
         self.prediction_topic = f"{prefix}/{device_id}/prediction"
         self.status_topic = f"{prefix}/{device_id}/status"
         self.discovery = discovery
         self.discovery_prefix = discovery_prefix
         self.username = username
         self._model = ""
+        self._keepalive = keepalive
+        self._tls_files = (ca_file, certfile, keyfile)
 
-        # Counters. `_pending` maps the mid of each unacknowledged QoS>0 message to its kind;
-        # `_early` holds mids whose acknowledgement overtook our bookkeeping (see `_track`).
-        # A QoS>0 prediction waits in `_backlog` (frame index, payload) until `_pump` hands it
-        # to paho; `_queued` counts it from acceptance to acknowledgement, `_in_paho` from the
-        # hand-over. `_pumping` lets one thread at a time hand over, so the order holds.
+        # Counters. `_pending` maps the mid of each unacknowledged QoS>0 message to its kind, and
+        # `_sent` the mid of each such prediction to (frame index, payload), for `close` to send
+        # again on a new connection; `_early` holds mids whose acknowledgement overtook our
+        # bookkeeping (see `_track`). A QoS>0 prediction waits in `_backlog` (frame index,
+        # payload) until `_pump` hands it to paho; `_queued` counts it from acceptance to
+        # acknowledgement, `_in_paho` from the hand-over. `_pumping` lets one thread at a time
+        # hand over, so the order holds. `_settled` is set once `close` has counted what is left:
+        # later acknowledgements of the old connection then count for nothing.
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._pending: dict[int, str] = {}
+        self._sent: dict[int, tuple[int, str]] = {}
         self._early: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._backlog: collections.deque[tuple[int, str]] = collections.deque()
         self._queued = 0
         self._in_paho = 0
         self._pumping = False
+        self._settled = False
         self.accepted = 0
         self.published = 0
         self.overflow = 0
@@ -212,18 +313,10 @@ class MqttSink(Closing):
         self._socket_error = ""
         self._answered = False
 
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"edge-sdk-{device_id}",
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
-        )
+        self._password = self._read_password(username, password_file)
+        client = self._new_client()
         client.max_queued_messages_set(_PAHO_QUEUE)
         client.reconnect_delay_set(reconnect_min, reconnect_max)  # type: ignore[arg-type]
-        client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
-        self._set_auth(client, username, password_file)
-        if self.tls:
-            self._set_tls(client, ca_file, certfile, keyfile)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -237,17 +330,35 @@ class MqttSink(Closing):
     # -- setup ------------------------------------------------------------------------------
 
     @staticmethod
-    def _set_auth(client: mqtt.Client, username: str | None, password_file: str | None) -> None:
+    def _read_password(username: str | None, password_file: str | None) -> str | None:
         if password_file and not username:
             raise ConfigError("mqtt: password_file is set but username is not; set username too")
         if not username:
-            return
-        password: str | None = None
+            return None
         if password_file:
-            password = read_secret(password_file, "the MQTT password_file")
-        elif (cred := credential_path(MQTT_PASSWORD_CREDENTIAL)) is not None:
-            password = read_secret(cred, f"the systemd credential {MQTT_PASSWORD_CREDENTIAL}")
-        client.username_pw_set(username, password)
+            return read_secret(password_file, "the MQTT password_file")
+        if (cred := credential_path(MQTT_PASSWORD_CREDENTIAL)) is not None:
+            return read_secret(cred, f"the systemd credential {MQTT_PASSWORD_CREDENTIAL}")
+        return None
+
+    def _new_client(self) -> mqtt.Client:
+        """A paho client with this sink's identity, last will, login and TLS, not connected.
+
+        Raises:
+            ConfigError: the TLS files are missing or not PEM.
+        """
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"edge-sdk-{self.device_id}",
+            clean_session=True,
+            protocol=mqtt.MQTTv311,
+        )
+        client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
+        if self.username:
+            client.username_pw_set(self.username, self._password)
+        if self.tls:
+            self._set_tls(client, *self._tls_files)
+        return client
 
     @staticmethod
     def _set_tls(
@@ -283,10 +394,12 @@ class MqttSink(Closing):
         A prediction that finds the queue full is counted in `overflow` (and logged). `dropped`
         counts a QoS 0 prediction made while disconnected, and one MQTT cannot carry (a payload
         over its 256 MiB limit) or paho refuses, which is also logged.
+
+        Raises:
+            SinkError: the sink is closed (a pipeline closes its sinks when it stops).
         """
         if self._closed:
-            log.debug("MQTT: publish after close ignored (frame %d)", prediction.frame_index)
-            return
+            raise SinkError(f"MQTT: the sink for {self.host}:{self.port} is closed; make a new MqttSink")
         label = prediction.label.name if prediction.label else None
         if not self.policy.decide(label, time.monotonic()):
             return
@@ -340,37 +453,130 @@ class MqttSink(Closing):
     def close(self) -> None:
         """Deliver what is queued (for up to `close_timeout`), publish `offline`, disconnect.
 
-        The clean disconnect tells the broker to drop the last will, so `offline` is published
-        explicitly. Safe to call twice.
+        Connected, the queue is flushed on the connection and `offline` follows it: the clean
+        disconnect tells the broker to drop the last will, so `offline` is published explicitly.
+        Disconnected (the broker away, or back while paho sleeps in a reconnect backoff of up to
+        `reconnect_max`), one last attempt is made on a new connection with the time left: a
+        broker that is there by now gets the queue and `offline`. Whatever is still not
+        acknowledged at the end is counted in `dropped` and logged. Neither case waits on paho's
+        own thread past `close_timeout` (it is a daemon and ends by itself once it sees the
+        disconnect). Safe to call twice.
         """
         if self._closed:
             return
         self._closed = True
         deadline = time.monotonic() + self.close_timeout
-        if self.connected and not self.flush(self.close_timeout * 0.7):
-            log.warning("MQTT: closing with %d predictions not acknowledged", self.queue_depth)
-        elif not self.connected and self.queue_depth:
-            log.warning(
-                "MQTT: closing while disconnected from %s:%d; %d queued predictions are lost",
-                self.host, self.port, self.queue_depth,
-            )
+        old = self.client
+        delivered = 0
+        stopping: list[threading.Thread] = []
         if self.connected:
-            info = self.client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
+            self.flush(self.close_timeout * 0.7)
+        if self.connected:
+            info = old.publish(self.status_topic, OFFLINE, qos=1, retain=True)
             # Not delivered in time: the broker still publishes the last will (offline).
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(max(0.05, deadline - time.monotonic()))
-        self.client.disconnect()
-        self.client.loop_stop()
-        log.info(
-            "MQTT: closed; %d predictions published, %d overflowed, %d dropped",
-            self.published, self.overflow, self.dropped,
-        )
+            old.disconnect()
+            stopping.append(_stop_loop(old))
+        else:
+            # Settled first: the old client must not announce "online" if it connects now, nor
+            # may its late acknowledgements count what the new connection sends again.
+            with self._lock:
+                self._settled = True
+                messages = [*self._sent.values(), *self._backlog]
+            old.disconnect()
+            _stop_loop(old)  # not waited for: it may sleep out a backoff second or a connect
+            if messages and deadline - time.monotonic() >= _MIN_LAST_ATTEMPT_S:
+                delivered, thread = self._last_attempt(messages, deadline)
+                if thread is not None:
+                    stopping.append(thread)
+        with self._lock:
+            self._settled = True
+            # Fewer than `messages` may have been delivered: one caught between the backlog and
+            # paho at the settling is in `_queued` only, and counts as dropped here.
+            lost = max(0, self._queued - delivered)
+            self.published += self._queued - lost
+            self.dropped += lost
+            self._queued = self._in_paho = 0
+            self._backlog.clear()
+            self._sent.clear()
+            self._drained.notify_all()
+        for thread in stopping:  # paho's thread ends at once after a disconnect on a connection
+            thread.join(max(0.1, deadline - time.monotonic()))
+        if lost:
+            log.warning(
+                "MQTT: closed; %d predictions published, %d overflowed, %d dropped, of which %d "
+                "were not acknowledged by %s:%d before close_timeout (%.1f s)",
+                self.published, self.overflow, self.dropped, lost, self.host, self.port,
+                self.close_timeout,
+            )
+        else:
+            log.info(
+                "MQTT: closed; %d predictions published, %d overflowed, %d dropped",
+                self.published, self.overflow, self.dropped,
+            )
+
+    def _last_attempt(
+        self, messages: list[tuple[int, str]], deadline: float
+    ) -> tuple[int, threading.Thread | None]:
+        """Connect on a new client and send `messages`, then `offline`, before `deadline`.
+
+        A new client, because the old one's thread may be asleep in its backoff or inside a
+        connect, and the client cannot be used from here meanwhile; the same client id, so the
+        broker replaces a connection of ours it may still think alive.
+
+        Returns:
+            How many of `messages` the broker acknowledged, and the thread stopping the client.
+        """
+        log.info("MQTT: closing while disconnected from %s:%d; one last attempt to deliver %d "
+                 "predictions", self.host, self.port, len(messages))
+        try:
+            client = self._new_client()
+        except ConfigError as exc:  # a TLS file removed since the start
+            log.warning("%s", exc)
+            return 0, None
+        accepted = threading.Event()
+
+        def on_connect(c: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+            if not reason.is_failure:
+                accepted.set()
+
+        client.on_connect = on_connect
+        # Connected, paho keeps to this window (unlike its resend after a reconnect, see _WINDOW).
+        client.max_inflight_messages_set(_WINDOW)
+        # A refusal (a broker still starting) is retried at once; the deadline bounds it all.
+        client.reconnect_delay_set(0.1, 0.4)  # type: ignore[arg-type]
+        client.connect_timeout = max(_MIN_LAST_ATTEMPT_S, deadline - time.monotonic())
+        client.connect_async(self.host, self.port, self._keepalive)
+        client.loop_start()
+        acknowledged = 0
+        try:
+            if accepted.wait(max(0.0, deadline - time.monotonic())):
+                infos = [client.publish(self.prediction_topic, payload, qos=self.qos)
+                         for _, payload in messages]
+                for info in infos:
+                    with contextlib.suppress(RuntimeError, ValueError):
+                        info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+                acknowledged = sum(_published(info) for info in infos)
+                status = client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
+                with contextlib.suppress(RuntimeError, ValueError):
+                    status.wait_for_publish(max(0.05, deadline - time.monotonic()))
+        finally:
+            client.disconnect()
+            stopping = _stop_loop(client)
+        # Never connected, its thread may be sleeping out a retry delay: not worth waiting for.
+        return acknowledged, stopping if accepted.is_set() else None
 
     # -- state ------------------------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called; a closed sink refuses `publish` (make a new one)."""
+        return self._closed
 
     @property
     def queue_depth(self) -> int:
@@ -405,7 +611,7 @@ class MqttSink(Closing):
         """
         while True:
             with self._lock:
-                if self._pumping or not self._backlog or self._in_paho >= _WINDOW:
+                if self._pumping or self._settled or not self._backlog or self._in_paho >= _WINDOW:
                     return
                 self._pumping = True
                 frame_index, payload = self._backlog.popleft()
@@ -439,10 +645,10 @@ class MqttSink(Closing):
             # would then be ignored).
             self._count_refused(frame_index, mqtt.error_string(info.rc), accepted=True)
             return True
-        self._track(info.mid, _PREDICTION)
+        self._track(info.mid, _PREDICTION, (frame_index, payload))
         return True
 
-    def _track(self, mid: int, kind: str) -> None:
+    def _track(self, mid: int, kind: str, prediction: tuple[int, str] | None = None) -> None:
         # paho may deliver the acknowledgement on its thread before client.publish() has returned
         # to us; such a mid is waiting in `_early`. Holding our lock around client.publish()
         # instead would deadlock: paho calls on_publish while holding its own lock.
@@ -452,9 +658,13 @@ class MqttSink(Closing):
                 self._acknowledged(kind)
             else:
                 self._pending[mid] = kind
+                if prediction is not None:
+                    self._sent[mid] = prediction
 
     def _acknowledged(self, kind: str) -> None:
         # Called with the lock held.
+        if self._settled:
+            return
         if kind == _PREDICTION:
             self.published += 1
             self._in_paho -= 1
@@ -502,6 +712,8 @@ class MqttSink(Closing):
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
+        if self._settled:  # close() has given this client up: it must not announce "online"
+            return
         self._answered = True
         self._socket_error = ""
         if reason.is_failure:
@@ -609,6 +821,7 @@ class MqttSink(Closing):
     ) -> None:
         with self._lock:
             kind = self._pending.pop(mid, None)
+            self._sent.pop(mid, None)
             if kind is not None:
                 self._acknowledged(kind)
             else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edge_sdk.checks import check_int, check_number
+
 _UNSET = object()
 
 
@@ -29,7 +31,8 @@ class PublishPolicy:
         interval: Seconds between heartbeat publications; 0 switches heartbeats off.
 
     Raises:
-        ValueError: a negative interval or a hysteresis below 1.
+        TypeError: a number of the wrong type (``interval="60"``).
+        ValueError: a negative, NaN or infinite interval, or a hysteresis below 1.
     """
 
     def __init__(
@@ -40,12 +43,9 @@ class PublishPolicy:
         min_interval: float = 1.0,
         interval: float = 0.0,
     ) -> None:
-        if hysteresis < 1:
-            raise ValueError(f"hysteresis must be >= 1, got {hysteresis}")
-        if min_interval < 0:
-            raise ValueError(f"min_interval must be >= 0 seconds, got {min_interval}")
-        if interval < 0:
-            raise ValueError(f"interval must be >= 0 seconds (0 = off), got {interval}")
+        check_int("hysteresis", hysteresis, low=1)
+        check_number("min_interval", min_interval, low=0)
+        check_number("interval", interval, low=0)
         self.on_change = on_change
         self.hysteresis = hysteresis
         self.min_interval = min_interval

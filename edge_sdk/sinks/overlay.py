@@ -9,6 +9,7 @@ from typing import Any
 
 import cv2
 
+from edge_sdk.errors import SinkError
 from edge_sdk.protocols import Closing
 from edge_sdk.sinks.annotate import annotate
 from edge_sdk.types import Frame, Prediction
@@ -72,6 +73,7 @@ class OverlaySink(Closing):
         self.title = title
         self._pipeline: Any = None
         self._window = False
+        self._closed = False
         #: Frames drawn in the window so far.
         self.frames_shown = 0
         self.enabled = enabled
@@ -84,6 +86,11 @@ class OverlaySink(Closing):
     def wants_frames(self) -> bool:
         return self.enabled
 
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called; a closed sink refuses `publish` (make a new one)."""
+        return self._closed
+
     def _switch_off(self, why: str) -> None:
         self.enabled = False
         log.warning("overlay window off: %s; use --web to watch from a browser, or --record FILE",
@@ -94,6 +101,13 @@ class OverlaySink(Closing):
         self._pipeline = pipeline
 
     def publish(self, prediction: Prediction, frame: Frame | None) -> None:
+        """Draw `frame` in the window (nothing while switched off).
+
+        Raises:
+            SinkError: the sink is closed.
+        """
+        if self._closed:
+            raise SinkError("the overlay window sink is closed; make a new OverlaySink")
         if not self.enabled or frame is None:
             return
         fps = None
@@ -118,6 +132,7 @@ class OverlaySink(Closing):
                 self._pipeline.request_stop()
 
     def close(self) -> None:
+        self._closed = True
         if self._window:
             self._window = False
             try:

@@ -10,6 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge_sdk.checks import check_number
 from edge_sdk.errors import SinkError
 from edge_sdk.protocols import Closing
 from edge_sdk.sinks.annotate import annotate
@@ -45,7 +46,8 @@ class VideoSink(Closing):
         codec: FourCC to use instead of the extension's.
 
     Raises:
-        SinkError: unknown extension, or a folder that does not exist.
+        SinkError: unknown extension, or a folder that does not exist or is not writable.
+        TypeError: `fps` is not a number or `codec` not a string.
         ValueError: a bad `fps` or `codec`.
     """
 
@@ -62,12 +64,15 @@ class VideoSink(Closing):
             raise SinkError(
                 f"cannot tell the video format of {self.path}: name it .avi, .mp4, .mov or .mkv"
             )
+        if codec is not None and not isinstance(codec, str):
+            raise TypeError(f"codec must be a FourCC string like 'MJPG', got {codec!r}")
         if codec is not None and len(codec) != 4:
             raise ValueError(f"codec must be a FourCC like 'MJPG', got {codec!r}")
         if not self.path.parent.is_dir():
             raise SinkError(f"cannot record to {self.path}: folder {self.path.parent} does not exist")
-        if fps is not None and not fps > 0:
-            raise ValueError(f"fps must be > 0, got {fps}")
+        self._check_writable()
+        if fps is not None:
+            fps = check_number("fps", fps, low=0, low_open=True)
         self.codec = codec or CODECS[ext]
         self.fps = fps
         self.frames = 0
@@ -79,6 +84,18 @@ class VideoSink(Closing):
         self._paced = False
         self._first_ns = 0
         self._written = 0
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called; a closed sink refuses `publish` (make a new one)."""
+        return self._closed
+
+    def _check_writable(self) -> None:
+        folder = self.path.parent
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise SinkError(f"cannot record to {self.path}: folder {folder} is not writable; choose "
+                            "another folder or give the user running edge-classify write access to it")
 
     def attach(self, pipeline: Any) -> None:
         """Take the frame rate from the pipeline's source when none was given; pace the file
@@ -107,14 +124,28 @@ class VideoSink(Closing):
             (width, height),
         )
         if not writer.isOpened():
+            self._check_writable()  # the folder may have changed since the start
+            if self.path.exists() and not os.access(self.path, os.W_OK):
+                raise SinkError(f"cannot record to {self.path}: the file is not writable; remove it, "
+                                "or choose another file name")
+            # OpenCV says no more than that; with the folder writable, the codec is what is left.
+            other = "" if self.path.suffix.lower() == ".avi" else "try a .avi file, or "
             raise SinkError(
-                f"OpenCV cannot write {self.codec} video to {self.path}; try a .avi file"
+                f"OpenCV cannot write {self.codec} video to {self.path}; {other}check the disk has "
+                "space and this OpenCV's FFmpeg has the codec"
             )
         log.info("recording %dx%d at %.1f fps to %s", width, height, fps, self.path)
         self._size = (width, height)
         return writer
 
     def publish(self, prediction: Prediction, frame: Frame | None) -> None:
+        """Write `frame` (annotated), opening the file on the first one.
+
+        Raises:
+            SinkError: the sink is closed, or the file cannot be written (the message says why).
+        """
+        if self._closed:
+            raise SinkError(f"the video sink recording to {self.path} is closed; make a new VideoSink")
         if frame is None:
             return
         image = frame.image
@@ -131,6 +162,7 @@ class VideoSink(Closing):
         self.frames += 1
 
     def close(self) -> None:
+        self._closed = True
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.release()

@@ -12,10 +12,15 @@ Two queue policies, chosen by the sink's ``lossless`` attribute (default False):
 With ``block=True`` (the pipeline's offline mode, ``keep_all``) a full queue of either kind
 makes the producer wait instead: every prediction reaches every sink.
 
-A `publish` that raises is logged (the first with its traceback) and counted; the worker goes
-on with the next item. `SinkWorker.close` stops accepting, drains what is queued (up to a
-deadline) and then calls the sink's own ``close()`` in the worker thread, so a GUI sink's
-window is opened, drawn and destroyed by one thread.
+A `publish` that raises is counted and logged, and the worker goes on with the next item. A
+foreseeable failure (an `OSError` such as a full disk, or an `EdgeSDKError`, whose message names
+the fix) is one line, repeated at most every `WARN_INTERVAL_S` (the traceback only at DEBUG); any
+other exception gets its traceback the first time. A publish that raises `SystemExit` or
+`KeyboardInterrupt` (``sys.exit()`` in a callback) ends the worker: what it still holds is
+counted as dropped, the sink is closed, and the worker's `on_fatal` tells the pipeline to stop
+and raise it. `SinkWorker.close` stops accepting, drains what is queued (up to a deadline) and
+then calls the sink's own ``close()`` in the worker thread, so a GUI sink's window is opened,
+drawn and destroyed by one thread.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from edge_sdk.errors import EdgeSDKError
 from edge_sdk.metrics import Metrics
 from edge_sdk.types import Frame, Prediction
 
@@ -71,6 +79,10 @@ class BoundedQueue(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def put(self, item: T) -> tuple[bool, int]:
         """Add `item` following the overflow policy.
 
@@ -84,6 +96,8 @@ class BoundedQueue(Generic[T]):
             if self.block:
                 while len(self._items) >= self.capacity and not self._released:
                     self._cond.wait(0.1)
+                if self._closed:  # while it waited: nobody would take the item
+                    return False, 1
             if len(self._items) >= self.capacity:
                 if self.lossless:
                     return False, 1
@@ -127,6 +141,43 @@ class BoundedQueue(Generic[T]):
             self._released = True
             self._cond.notify_all()
 
+    def clear(self) -> int:
+        """Discard every item held; return how many there were."""
+        with self._cond:
+            n = len(self._items)
+            self._items.clear()
+            self._cond.notify_all()
+            return n
+
+
+@dataclass(frozen=True)
+class SinkFailure:
+    """How a sink failed during a run: see `SinkWorker.failures` and `Pipeline.sink_failures`.
+
+    Attributes:
+        failures: Calls of the sink that raised: publishes (as counted in the metrics' sink
+            ``errors``) plus its ``close()``.
+        last_error: One line on the last of them, naming the fix when the sink's error does.
+    """
+
+    failures: int
+    last_error: str
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an exception: an EdgeSDKError's own message (it names the fix), else its type
+    and message."""
+    if isinstance(exc, EdgeSDKError):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def is_foreseeable(exc: BaseException) -> bool:
+    """A failure the world causes (full disk, missing folder, network, a sink's own SinkError),
+    reported in one line; anything else is a bug somewhere and is shown with its traceback."""
+    return isinstance(exc, (OSError, EdgeSDKError))
+
 
 def sink_name(sink: Any) -> str:
     """Return a short name for a sink: its ``name`` attribute, else its class name without "Sink"."""
@@ -148,6 +199,14 @@ class SinkWorker:
         name: Name in logs and metrics (default: `sink_name`).
         capacity: Queue length (default: 2 newest-wins, 1024 lossless).
         block: Make `put` wait for room instead of dropping (offline runs).
+        on_fatal: Called as ``on_fatal(exc)``, from the worker thread, when the sink raised
+            `SystemExit` or `KeyboardInterrupt` (or another BaseException) and the worker
+            ended: the pipeline stops and raises it in the thread that runs it.
+
+    Attributes:
+        failures: Calls of the sink that raised an Exception (publishes and close).
+        last_error: One line on the last of them ("" if none).
+        fatal: The BaseException that ended the worker, if one did.
 
     Raises:
         ValueError: `capacity` < 1.
@@ -161,6 +220,7 @@ class SinkWorker:
         name: str | None = None,
         capacity: int | None = None,
         block: bool = False,
+        on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.sink = sink
         self.name = name or sink_name(sink)
@@ -174,8 +234,13 @@ class SinkWorker:
         self._busy = False
         self._started = False
         self._thread = threading.Thread(target=self._loop, name=f"sink-{self.name}", daemon=True)
-        self._last_warning = {"overflow": 0.0, "error": 0.0}
-        self._suppressed = {"overflow": 0, "error": 0}
+        self._last_warning = {"overflow": 0.0, "error": 0.0, "close": 0.0}
+        self._suppressed = {"overflow": 0, "error": 0, "close": 0}
+        self._traceback_shown = False
+        self._on_fatal = on_fatal
+        self.failures = 0
+        self.last_error = ""
+        self.fatal: BaseException | None = None
         metrics.register_sink(self.name, lossless=self.lossless, queue_depth=self.depth)
 
     # -- producer side ------------------------------------------------------------------------
@@ -196,7 +261,7 @@ class SinkWorker:
         accepted, discarded = self._queue.put((prediction, frame if self.wants_frames else None))
         if discarded:
             self._metrics.sink_dropped(self.name, discarded)
-        if not accepted and self.lossless:
+        if not accepted and self.lossless and not self._queue.closed:
             self._warn("overflow", "queue full (%d waiting): prediction %d refused",
                        self._queue.capacity, prediction.frame_index)
         return accepted
@@ -230,46 +295,76 @@ class SinkWorker:
     # -- worker side --------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        while True:
-            try:
-                item = self._queue.get()
-            except QueueClosed:
-                break
-            if item is None:  # pragma: no cover - get() without timeout never returns None
-                continue
-            self._busy = True
-            self._publish(*item)
+        try:
+            while True:
+                try:
+                    item = self._queue.get()
+                except QueueClosed:
+                    break
+                if item is None:  # pragma: no cover - get() without timeout never returns None
+                    continue
+                self._busy = True
+                self._publish(*item)
+                self._busy = False
+        except BaseException as exc:  # noqa: BLE001 - SystemExit & co end the run, not just this thread
             self._busy = False
+            self._metrics.sink_error(self.name)
+            self._die(exc, "publishing")
         self._close_sink()
+
+    def _die(self, exc: BaseException, doing: str) -> None:
+        """The sink raised a BaseException: stop the run, let go of what waits, count it."""
+        self.fatal = exc
+        log.error("sink %s raised %s while %s; stopping the pipeline", self.name,
+                  type(exc).__name__, doing)
+        if self._on_fatal is not None:
+            self._on_fatal(exc)
+        self._queue.close()  # a producer waiting for room (keep_all) goes on at once
+        left = self._queue.clear()
+        if left:
+            self._metrics.sink_dropped(self.name, left)
 
     def _publish(self, prediction: Prediction, frame: Frame | None) -> None:
         t0 = time.perf_counter_ns()
         try:
             self.sink.publish(prediction, frame)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - counted and logged by _failed; the others go on
             self._metrics.sink_error(self.name)
-            if self._last_warning["error"] == 0.0:
-                log.exception("sink %s failed on prediction %d (it keeps running)", self.name,
-                              prediction.frame_index)
-                self._last_warning["error"] = time.monotonic()
-            else:
-                self._warn("error", "publish failed: %s: %s", type(exc).__name__, exc)
+            self._failed(exc, f"sink {self.name} failed on prediction {prediction.frame_index}", "error")
             return
         self._metrics.sink_published(self.name, (time.perf_counter_ns() - t0) / 1e6)
 
     def _close_sink(self) -> None:
         try:
             self.sink.close()
-        except Exception:
-            log.exception("closing sink %s failed", self.name)
+        except Exception as exc:  # noqa: BLE001 - counted and logged by _failed
+            self._failed(exc, f"closing sink {self.name} failed", "close")
+        except BaseException as exc:  # noqa: BLE001 - as in _loop
+            if self.fatal is None:
+                self._die(exc, "closing")
 
-    def _warn(self, kind: str, message: str, *args: Any) -> None:
-        """Log a warning about this sink, at most once per `WARN_INTERVAL_S` per kind."""
+    def _failed(self, exc: Exception, what: str, kind: str) -> None:
+        """Count and log a call of the sink that raised (see the module docstring for how)."""
+        self.failures += 1
+        self.last_error = describe_error(exc)
+        if is_foreseeable(exc) or self._traceback_shown:
+            self._warn(kind, "%s: %s", what, self.last_error, level=logging.ERROR, prefix=False)
+            log.debug("%s", what, exc_info=exc)
+        else:
+            self._traceback_shown = True
+            self._last_warning[kind] = time.monotonic()
+            log.error("%s", what, exc_info=exc)
+
+    def _warn(self, kind: str, message: str, *args: Any, level: int = logging.WARNING,
+              prefix: bool = True) -> None:
+        """Log about this sink, at most once per `WARN_INTERVAL_S` per kind."""
         now = time.monotonic()
         if self._last_warning[kind] and now - self._last_warning[kind] < WARN_INTERVAL_S:
             self._suppressed[kind] += 1
             return
         suppressed, self._suppressed[kind] = self._suppressed[kind], 0
         self._last_warning[kind] = now
-        more = f" ({suppressed} more since the last warning)" if suppressed else ""
-        log.warning("sink %s: " + message + more, self.name, *args)
+        more = f" ({suppressed} more since the last one)" if suppressed else ""
+        if prefix:
+            message, args = "sink %s: " + message, (self.name, *args)
+        log.log(level, message + more, *args)

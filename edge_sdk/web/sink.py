@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge_sdk.checks import check_int, check_number
 from edge_sdk.errors import SinkError
 from edge_sdk.metrics import Metrics, RateMeter
 from edge_sdk.protocols import Closing
@@ -62,6 +63,7 @@ class WebSink(Closing):
     Raises:
         ConfigError: a bad bind address or token option, or a non-loopback bind without a token.
         SinkError: the address is in use or cannot be bound.
+        TypeError: an option of the wrong type (``quality="80"``, ``bind=None``).
         ValueError: an option out of range.
     """
 
@@ -84,12 +86,12 @@ class WebSink(Closing):
         stream_fps: float = 15.0,
         max_streams: int = 16,
     ) -> None:
-        if not 1 <= quality <= 100:
-            raise ValueError(f"quality must be within 1-100, got {quality}")
-        if max_width < 0:
-            raise ValueError(f"max_width must be >= 0, got {max_width}")
-        if stream_fps < 0:
-            raise ValueError(f"stream_fps must be >= 0, got {stream_fps}")
+        if not isinstance(bind, str):
+            raise TypeError(f"bind must be a string 'ADDR:PORT' (e.g. {DEFAULT_BIND!r}), got {bind!r}")
+        check_int("quality", quality, low=1, high=100)
+        check_int("max_width", max_width, low=0)
+        stream_fps = check_number("stream_fps", stream_fps, low=0)
+        check_int("max_streams", max_streams, low=1)
         address = BindAddress.parse(bind)
         self.policy = AccessPolicy(address, read_token(token, token_file), insecure=insecure)
         self.quality = quality
@@ -149,10 +151,19 @@ class WebSink(Closing):
         # publish() will run in a worker thread of the pipeline's own, made for this sink.
         self._renice = True
 
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called; a closed sink refuses `publish` (make a new one)."""
+        return self._closed
+
     def publish(self, prediction: Prediction, frame: Frame | None) -> None:
-        """Make `prediction` the latest and, while someone watches, encode its frame."""
+        """Make `prediction` the latest and, while someone watches, encode its frame.
+
+        Raises:
+            SinkError: the sink is closed (its server is stopped).
+        """
         if self._closed:
-            return
+            raise SinkError(f"the web view at {self.url} is closed; make a new WebSink")
         if self._renice:
             self._renice = False
             lower_thread_priority(WORKER_NICE)
