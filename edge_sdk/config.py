@@ -300,7 +300,7 @@ def _check_model(model: ModelConfig, where: str) -> None:
 def _check_mqtt(mqtt: MqttConfig, where: str) -> None:
     # What MqttSink refuses beyond the fields' ranges and choices, decided by the sink's own
     # rules where it has them, so that a config that passes here does not crash the service.
-    from edge_sdk.sinks.mqtt import check_topic_part
+    from edge_sdk.sinks.mqtt import check_broker_host, check_topic_part
 
     if mqtt.reconnect_min > mqtt.reconnect_max:
         raise ConfigError(
@@ -314,6 +314,10 @@ def _check_mqtt(mqtt: MqttConfig, where: str) -> None:
     if not mqtt.host.strip():
         raise ConfigError(f"{where}: [mqtt] host is empty; set it to the broker's host name or "
                           'address, e.g. host = "localhost"')
+    try:
+        check_broker_host(mqtt.host)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: [mqtt] {exc}") from None
     defaults = MqttConfig()
     for part, slashes in (("device_id", False), ("prefix", True), ("discovery_prefix", True)):
         value = getattr(mqtt, part)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -106,6 +107,44 @@ def test_errors_are_one_line(runner: CliRunner, tmp_path: Path, clip: Path) -> N
     assert both.exit_code == 2 and "one of them" in both.stderr
     assert runner.invoke(cli, []).output.startswith("Usage")
     assert "squeezenet1.1" in runner.invoke(cli, ["models", "list"]).output
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_sink_that_keeps_failing_fails_the_run(runner: CliRunner, clip: Path) -> None:
+    result = runner.invoke(cli, ["--source", str(clip), "--no-display", "--every-frame",
+                                 "--json", "/dev/full"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: sink jsonl failed 30 times (last: cannot write JSON lines to "
+                           "/dev/full: No space left on device"), last
+
+
+def test_ctrl_c_while_a_stream_is_still_connecting(model_home: Path) -> None:
+    # A camera that accepts the connection and never answers: Ctrl-C must not wait out the
+    # connect timeout, and stopping on purpose is no error.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        uri = f"http://127.0.0.1:{server.getsockname()[1]}/stream"
+        env = {**os.environ, "EDGE_SDK_HOME": str(model_home)}
+        env.pop("DISPLAY", None)
+        proc = subprocess.Popen([str(EXE), "--source", uri, "--no-display"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            server.settimeout(20)
+            connection, _ = server.accept()  # it is connecting now
+            proc.send_signal(signal.SIGINT)
+            sent = time.monotonic()
+            proc.wait(timeout=10)
+            took = time.monotonic() - sent
+            connection.close()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == 0 and "Error" not in stderr and "Traceback" not in stderr, stderr
+    assert took < 2.0, f"took {took:.2f} s to stop"
 
 
 @pytest.mark.skipif(os.path.exists("/dev/video0"), reason="this machine has a camera")

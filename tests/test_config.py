@@ -400,3 +400,13 @@ def test_a_secret_file_others_can_read_is_used_with_a_warning(
     assert [r.getMessage() for r in caplog.records] == [
         f"the web token_file {str(secret)!r} can be read by other users (mode 0644); chmod 600 it"
     ]
+
+
+@pytest.mark.parametrize("host", ["mqtt://broker.lan:1883", "broker.lan:1883", "[::1]", "a b"])
+def test_a_broker_host_given_as_a_url_or_with_its_port_is_refused(tmp_path: Path, host: str) -> None:
+    with pytest.raises(ConfigError, match=r"\[mqtt\] host .* must be the broker's host name or IP "
+                                          r"address only"):
+        cfg.load(write(tmp_path, f"[mqtt]\nenabled = true\nhost = {host!r}\n"))
+    with pytest.raises(ConfigError, match=r"command line: \[mqtt\] host"):
+        apply_overrides(cfg.Config(), mqtt_host=host)
+    assert cfg.load(write(tmp_path, "[mqtt]\nhost = '::1'\n")).mqtt.host == "::1"

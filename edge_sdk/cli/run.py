@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import click
 
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, SinkError
 from edge_sdk.models.store import PRECISIONS
 from edge_sdk.runtimes import MAX_THREADS
 
@@ -250,6 +250,7 @@ def run_live(
 
     from edge_sdk.classifier import Classifier
     from edge_sdk.pipeline import Pipeline
+    from edge_sdk.sources.opening import OpenInterrupted
 
     sinks = build_sinks(display=display, json_path=json_path, record=record, web=web,
                         web_token_file=web_token_file)
@@ -268,7 +269,12 @@ def run_live(
             smoothing=smooth or None,
         )
         with stop_on_signals(pipeline.request_stop):
-            pipeline.start()  # on failure it closes the sinks itself
+            try:
+                pipeline.start()  # on failure it closes the sinks itself
+            except OpenInterrupted:  # Ctrl-C while a stream was still connecting
+                if pipeline.stop_requested:
+                    return
+                raise
             try:
                 _watch(pipeline, stats)
             finally:
@@ -276,6 +282,9 @@ def run_live(
         click.echo(summary_table(pipeline.metrics.snapshot()), err=True)
     if pipeline.error is not None:
         raise pipeline.error
+    failed = pipeline.failure_summary()
+    if failed is not None:  # e.g. --json on a full disk: the run is not a success
+        raise SinkError(failed)
 
 
 def _watch(pipeline: Any, stats: bool) -> None:
