@@ -399,6 +399,11 @@ class Classifier(Closing):
         self.runtime.close()
         self._to_tensor = self._decode = _closed
 
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+        return self._to_tensor is _closed
+
 
 def _closed(_: npt.NDArray[Any]) -> Any:
     # Stands in for the per-frame steps once the runtime is gone: no check on the frame path.

@@ -184,8 +184,9 @@ class DownscaledSource:
 
 class CheckedSource:
     """Wraps a source that is not one of edge-sdk's own (a plugin's, or an object given to the
-    pipeline) so that `read` returning something else than a Frame or None is a SourceError,
-    which ends the run with one line, instead of an AttributeError deep in the capture thread.
+    pipeline) so that `read` returning something else than a Frame or None, or a Frame whose
+    image is not H x W x 3 uint8, is a SourceError, which ends the run with one line, instead of
+    an AttributeError deep in the capture thread or an inference failure blamed on the model.
 
     Other attributes (`fps`, `live`, `reduce`, ...) are the wrapped source's.
     """
@@ -196,12 +197,25 @@ class CheckedSource:
 
     def read(self) -> Frame | None:
         frame = self.inner.read()
-        if frame is None or isinstance(frame, Frame):
+        if frame is None:
             return frame
-        raise SourceError(
-            f"{hide_password(str(self.uri))}: {type(self.inner).__name__}.read() returned a "
-            f"{type(frame).__name__}; read() must return an edge_sdk.Frame or None (at the end)"
-        )
+        if not isinstance(frame, Frame):
+            raise SourceError(
+                f"{hide_password(str(self.uri))}: {type(self.inner).__name__}.read() returned a "
+                f"{type(frame).__name__}; read() must return an edge_sdk.Frame or None (at the end)"
+            )
+        image = frame.image
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
+                and image.dtype == np.uint8):
+            # Otherwise the Classifier refuses it, which the pipeline reports as an inference
+            # failure and blames the model.
+            what = (f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray)
+                    else type(image).__name__)
+            raise SourceError(
+                f"{hide_password(str(self.uri))}: {type(self.inner).__name__}.read() returned a Frame "
+                f"whose image is {what}; it must be an H x W x 3 uint8 BGR array"
+            )
+        return frame
 
     def close(self) -> None:
         self.inner.close()
@@ -321,6 +335,8 @@ class Pipeline:
         if not isinstance(classifier, Classifier):
             raise TypeError(f"classifier must be an edge_sdk.Classifier, got {type(classifier).__name__} "
                             "(make one with Classifier.from_model(...))")
+        if classifier.closed:
+            raise ValueError("the classifier is closed; make a new one with Classifier.from_model(...)")
         if on_prediction is not None and not callable(on_prediction):
             raise TypeError(f"on_prediction must be a function taking a Prediction, got "
                             f"{type(on_prediction).__name__}")

@@ -390,6 +390,24 @@ def test_a_source_whose_read_returns_no_frame_ends_the_run_with_a_source_error(
     assert source.closed
 
 
+@pytest.mark.parametrize("image", [np.zeros((48, 64), np.uint8), np.zeros((48, 64, 3), np.float32), None])
+def test_a_source_frame_with_the_wrong_image_is_a_source_error_not_a_model_failure(
+    classifier: Classifier, image: Any
+) -> None:
+    source = PluginSource(lambda i: Frame(image, i, time.monotonic_ns()))
+    with pytest.raises(SourceError, match=r"PluginSource.read\(\) returned a Frame whose image is .*; it "
+                                          r"must be an H x W x 3 uint8 BGR array"):
+        Pipeline(source, classifier).run()
+
+
+def test_a_closed_classifier_is_refused(mirror: Path) -> None:
+    clf = Classifier.from_model("squeezenet1.1", runtime="onnxruntime", precision="float")
+    clf.close()
+    assert clf.closed
+    with pytest.raises(ValueError, match="the classifier is closed; make a new one"):
+        Pipeline("test://", clf)
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_capture_thread_killed_by_an_exception_is_an_error_not_an_end(
     classifier: Classifier,
