@@ -327,9 +327,14 @@ def check_broker(
         return [Check("mqtt broker", "FAIL", f"{where}: TLS certificate not trusted ({exc.verify_message})",
                       "set [mqtt] ca_file to the CA certificate that signed the broker's")]
     except (OSError, ssl.SSLError) as exc:
-        return [Check("mqtt broker", "FAIL", f"{where} unreachable: {exc}",
-                      "is the broker running and listening there? check [mqtt] host/port and the "
-                      "firewall")]
+        from edge_sdk.sinks.mqtt_reach import why_unreachable
+
+        # paho's own exception says little ("Connection reset by peer" for a TLS client on a
+        # plain port); the probe says which step fails.
+        problem, _, fix = why_unreachable(q.host, port, tls=tls).partition("; ")
+        return [Check("mqtt broker", "FAIL", f"{where} unreachable: {problem or exc}",
+                      fix or "is the broker running and listening there? check [mqtt] host/port "
+                      "and the firewall")]
     client.loop_start()
     try:
         if not done.wait(timeout):

@@ -262,6 +262,35 @@ def test_wrong_password_logs_one_line_and_keeps_retrying(
         broker.stop()
 
 
+def _warnings_until(sink: MqttSink, caplog: pytest.LogCaptureFixture, failures: int) -> list[str]:
+    deadline = time.monotonic() + 15
+    while sink.connect_failures < failures and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a counter paho's thread bumps; no event to wait on
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and "cannot reach" in r.getMessage()]
+
+
+def test_an_unreachable_broker_is_logged_once_with_the_reason(
+    mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "edge_sdk.mqtt")
+    cases: list[tuple[dict[str, Any], str]] = [
+        # paho says nothing but "connection failed" for any of these.
+        ({"host": "no-such-host.invalid"}, "cannot resolve the host name 'no-such-host.invalid'"),
+        ({"host": "127.0.0.1", "port": free_port()}, "is the broker running and listening on port"),
+        ({"host": mosquitto.host, "port": mosquitto.port, "tls": True},
+         f"port {mosquitto.port} accepts connections but not TLS"),
+    ]
+    for options, reason in cases:
+        caplog.clear()
+        sink = MqttSink(device_id="cam-reach", discovery=False, close_timeout=0, **options, **FAST)
+        try:
+            lines = _warnings_until(sink, caplog, 3)
+        finally:
+            sink.close()
+        assert len(lines) == 1 and reason in lines[0], lines  # one line per outage, not per retry
+
+
 def test_right_password_from_a_systemd_credential(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,6 +47,7 @@ from edge_sdk.mqtt_discovery import (
 from edge_sdk.protocols import Closing
 from edge_sdk.secrets import MQTT_PASSWORD_CREDENTIAL, credential_path, read_secret
 from edge_sdk.sinks.mqtt_policy import PublishPolicy
+from edge_sdk.sinks.mqtt_reach import why_unreachable
 from edge_sdk.types import Frame, Prediction
 
 log = logging.getLogger("edge_sdk.mqtt")
@@ -312,6 +313,8 @@ class MqttSink(Closing):
         # connection attempt: see `_on_disconnect`.
         self._socket_error = ""
         self._answered = False
+        # Why the broker could not be reached, found once per outage (see `_on_connect_fail`).
+        self._unreachable: str | None = None
 
         self._password = self._read_password(username, password_file)
         client = self._new_client()
@@ -716,6 +719,7 @@ class MqttSink(Closing):
             return
         self._answered = True
         self._socket_error = ""
+        self._unreachable = None
         if reason.is_failure:
             self.connect_failures += 1
             name = str(reason)
@@ -767,8 +771,11 @@ class MqttSink(Closing):
         self.connect_failures += 1
         if self._disconnected_at is None:
             self._disconnected_at = time.monotonic()
+        if self._unreachable is None:  # once per outage: the probe takes up to a few seconds
+            self._unreachable = why_unreachable(self.host, self.port, tls=self.tls)
+        why = f": {self._unreachable}" if self._unreachable else ""
         self._problem(
-            f"MQTT: cannot reach broker {self.host}:{self.port}; retrying with backoff",
+            f"MQTT: cannot reach broker {self.host}:{self.port}{why}; retrying with backoff",
             logging.WARNING,
         )
 
