@@ -18,6 +18,7 @@ check, `check_watchdog`.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import os
 import sys
@@ -236,7 +237,8 @@ def _check_value(where: str, key: str, value: Any, tp: Any, meta: Mapping[str, A
     else:
         ok = isinstance(value, tp)
     if not ok:
-        raise ConfigError(f"{where} {key} = {value!r} must be {_type_name(tp)}")
+        shown = value.isoformat() if isinstance(value, (datetime.date, datetime.time)) else repr(value)
+        raise ConfigError(f"{where} {key} = {shown} must be {_type_name(tp)}")
     choices = meta.get("choices") or ()
     if callable(choices):
         choices = choices()

@@ -330,8 +330,9 @@ class Pipeline:
         for name, flag in (("iterate", iterate), ("keep_all", keep_all), ("realtime", realtime)):
             if flag is not None and not isinstance(flag, bool):
                 raise TypeError(f"{name} must be True, False or None, got {flag!r}")
-        if not isinstance(source, str) and not hasattr(source, "read"):
-            raise TypeError(f"source must be a URI or a FrameSource, got {type(source).__name__}")
+        if not isinstance(source, str) and not (hasattr(source, "read") and hasattr(source, "close")):
+            raise TypeError(f"source must be a URI or a FrameSource (with read() and close()), got "
+                            f"{type(source).__name__}")
         if not isinstance(classifier, Classifier):
             raise TypeError(f"classifier must be an edge_sdk.Classifier, got {type(classifier).__name__} "
                             "(make one with Classifier.from_model(...))")

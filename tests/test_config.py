@@ -410,3 +410,8 @@ def test_a_broker_host_given_as_a_url_or_with_its_port_is_refused(tmp_path: Path
     with pytest.raises(ConfigError, match=r"command line: \[mqtt\] host"):
         apply_overrides(cfg.Config(), mqtt_host=host)
     assert cfg.load(write(tmp_path, "[mqtt]\nhost = '::1'\n")).mqtt.host == "::1"
+
+
+def test_a_toml_date_where_a_number_goes_is_shown_as_written(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[pipeline\] max_fps = 1979-05-27 must be a finite number"):
+        cfg.load(write(tmp_path, "[pipeline]\nmax_fps = 1979-05-27\n"))

@@ -400,6 +400,19 @@ def test_a_source_frame_with_the_wrong_image_is_a_source_error_not_a_model_failu
         Pipeline(source, classifier).run()
 
 
+class ReadOnlySource:
+    uri = "plugin://no-close"
+
+    def read(self) -> Frame | None:
+        return None
+
+
+def test_a_source_without_close_is_refused_up_front(classifier: Classifier) -> None:
+    with pytest.raises(TypeError, match=r"source must be a URI or a FrameSource \(with read\(\) and "
+                                        r"close\(\)\), got ReadOnlySource"):
+        Pipeline(ReadOnlySource(), classifier)  # type: ignore[arg-type]  # the point: no close()
+
+
 def test_a_closed_classifier_is_refused(mirror: Path) -> None:
     clf = Classifier.from_model("squeezenet1.1", runtime="onnxruntime", precision="float")
     clf.close()

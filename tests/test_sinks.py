@@ -172,6 +172,9 @@ def test_overlay_without_display_is_off_not_a_crash(
     monkeypatch.setenv("DISPLAY", ":97")
     assert "not reachable" in (display_problem() or "")
     assert not OverlaySink().enabled
+    monkeypatch.delenv("DISPLAY")
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-97")  # set, but no compositor behind it
+    assert display_problem() == "the Wayland display wayland-97 is not reachable and DISPLAY is not set"
 
 
 def test_overlay_off_in_a_pipeline_lets_jpeg_decode_reduced(

@@ -35,6 +35,8 @@ def display_problem() -> str | None:
             return None
     display = os.environ.get("DISPLAY")
     if not display:
+        if wayland:
+            return f"the Wayland display {wayland} is not reachable and DISPLAY is not set"
         return "no display (DISPLAY and WAYLAND_DISPLAY are not set)"
     host, _, rest = display.rpartition(":")
     if host in ("", "unix"):
