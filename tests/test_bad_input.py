@@ -22,6 +22,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
+from support.privileges import without_root_override
 
 from edge_sdk.classifier import Classifier
 from edge_sdk.cli.main import cli
@@ -253,17 +254,6 @@ def test_a_model_of_the_other_format_names_the_runtimes_that_run_it(tmp_path: Pa
                                                           if runtime == "opencv" else {}))
 
 
-def _without_root_override() -> list[str]:
-    """A command prefix under which chmod 000 keeps a file from this process's user, root too."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: cannot make a file unreadable")
-    # Root reads any file through these two capabilities; without them it obeys the mode.
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
-            "--inh-caps=-dac_override,-dac_read_search"]
-
-
 def test_unreadable_model_and_image_files_in_a_real_process(
     tmp_path: Path, mirror: Path, photos: Path
 ) -> None:
@@ -272,7 +262,7 @@ def test_unreadable_model_and_image_files_in_a_real_process(
     image = tmp_path / "photo.png"
     shutil.copy(photos / "coffee.png", image)
     exe = str(Path(sys.executable).with_name("edge-classify"))
-    prefix = _without_root_override()
+    prefix = without_root_override()
     for args, unreadable in (
         (["classify", str(image), "--model", str(model)], model),
         (["classify", str(image), "--model", "mobilenet-v2-quant"], image),

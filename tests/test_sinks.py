@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 from support.media import make_video
+from support.privileges import only_for_root_with_setpriv, rerun_without_root_override
 
 from edge_sdk import registry
 from edge_sdk.classifier import Classifier
@@ -267,11 +268,17 @@ def test_video_sink_says_when_the_folder_is_not_writable(tmp_path: Path) -> None
     folder.chmod(0o555)
     try:
         if os.access(folder, os.W_OK):
-            pytest.skip("this user (root) may write to a read-only folder")
+            pytest.skip("root may write to a read-only folder (see "
+                        "test_the_folder_permission_test_also_runs_for_root)")
         with pytest.raises(SinkError, match=r"folder .*read-only is not writable; choose another folder"):
             VideoSink(path=folder / "out.avi")
     finally:
         folder.chmod(0o755)
+
+
+@only_for_root_with_setpriv
+def test_the_folder_permission_test_also_runs_for_root() -> None:
+    rerun_without_root_override(__file__, "not_writable")
 
 
 # -- queues and workers --------------------------------------------------------------------------

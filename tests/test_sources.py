@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from support.media import make_jpeg, make_video
 from support.mjpeg_server import MjpegServer, free_port
+from support.privileges import only_for_root_with_setpriv, rerun_without_root_override
 from support.rtsp_server import RtspServer
 from support.rtsp_server import missing as rtsp_server_missing
 
@@ -94,14 +95,14 @@ def assert_bgr(frame: Frame | None, size: tuple[int, int]) -> None:
 
 
 def unreadable(path: Path) -> Path:
-    """chmod 000 `path`; skip the test when this process reads it anyway (root: run the test
-    under ``setpriv --bounding-set=-dac_override,-dac_read_search --inh-caps=...`` to drop that)."""
+    """chmod 000 `path`; skip the test when this process reads it anyway (root: see
+    `test_the_permission_tests_also_run_for_root`)."""
     path.chmod(0)
     try:
         path.read_bytes()
     except PermissionError:
         return path
-    pytest.skip("this process can read a chmod-000 file (root with CAP_DAC_OVERRIDE)")
+    pytest.skip("root reads a chmod-000 file (see test_the_permission_tests_also_run_for_root)")
 
 
 # -- URIs ---------------------------------------------------------------------------------------
@@ -392,6 +393,11 @@ def test_unreadable_image_in_a_folder_is_skipped(
     unreadable(make_jpeg(locked / "x.jpg", (64, 48)))
     with pytest.raises(SourceError, match=r"no usable image among the 1 .*permission denied"):
         open_source(str(locked))
+
+
+@only_for_root_with_setpriv
+def test_the_permission_tests_also_run_for_root() -> None:
+    rerun_without_root_override(__file__, "unreadable")
 
 
 def test_empty_folder_or_missing_image_is_a_source_error(tmp_path: Path) -> None:
