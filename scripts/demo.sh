@@ -13,12 +13,13 @@ HOME_DIR=${EDGE_SDK_HOME:-$HOME/.cache/edge-sdk}
 CLIP=$HOME_DIR/demo/photos-720p.avi
 [[ -x .venv/bin/edge-classify ]] || { echo "demo.sh: run 'bash scripts/setup.sh' first" >&2; exit 2; }
 
-.venv/bin/edge-classify models build squeezenet1.1 --images "$EDGE_SDK_SHARED/data/imagenet-sample"
+# Its report and the clip's go to stderr: stdout is the JSON lines alone (demo.sh | jq works).
+.venv/bin/edge-classify models build squeezenet1.1 --images "$EDGE_SDK_SHARED/data/imagenet-sample" >&2
 if [[ ! -s $CLIP ]]; then
   mkdir -p "$(dirname "$CLIP")"
   # 20 s at 30 fps, each photo held for a second, so the label visibly follows the picture.
   PYTHONPATH=tests .venv/bin/python -c 'import sys; from support.media import make_video
 make_video(sys.argv[1], frames=600, fps=30, photos=20, stamp=False, hold=30)' "$CLIP"
-  echo "made $CLIP"
+  echo "made $CLIP" >&2
 fi
 exec .venv/bin/edge-classify --source "$CLIP" --no-display --json --max-frames 300 "$@"
