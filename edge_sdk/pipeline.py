@@ -136,7 +136,25 @@ def choose_reduce(
     return 1
 
 
-class DownscaledSource:
+class WrappedSource:
+    """Base of the pipeline's source wrappers: `close` and every attribute it does not define
+    (`fps`, `live`, `skipped`, ...) are the wrapped source's."""
+
+    def __init__(self, source: FrameSource) -> None:
+        self.inner = source
+        self.uri = source.uri
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes not found here.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+class DownscaledSource(WrappedSource):
     """Wraps a source of decoded frames so each frame comes out 1/`factor` the size.
 
     For sources that cannot decode at reduced size (H.264 files and streams, raw cameras),
@@ -152,9 +170,8 @@ class DownscaledSource:
     def __init__(self, source: FrameSource, factor: int) -> None:
         if factor < 1:
             raise ValueError(f"factor must be >= 1, got {factor}")
-        self.inner = source
+        super().__init__(source)
         self.factor = factor
-        self.uri = source.uri
 
     @property
     def size(self) -> tuple[int, int]:
@@ -172,28 +189,16 @@ class DownscaledSource:
                            interpolation=cv2.INTER_AREA)
         return dataclasses.replace(frame, image=np.asarray(image, dtype=np.uint8))
 
-    def close(self) -> None:
-        self.inner.close()
 
-    def __getattr__(self, name: str) -> Any:
-        # Only called for attributes not found here: fps, live, skipped, ...
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-
-class CheckedSource:
+class CheckedSource(WrappedSource):
     """Wraps a source that is not one of edge-sdk's own (a plugin's, or an object given to the
     pipeline) so that `read` returning something else than a Frame or None, or a Frame whose
     image is not H x W x 3 uint8, is a SourceError, which ends the run with one line, instead of
     an AttributeError deep in the capture thread or an inference failure blamed on the model.
 
-    Other attributes (`fps`, `live`, `reduce`, ...) are the wrapped source's.
+    Other attributes (`fps`, `live`, `reduce`, ...) are the wrapped source's, and setting one
+    sets it there.
     """
-
-    def __init__(self, source: FrameSource) -> None:
-        self.inner = source
-        self.uri = source.uri
 
     def read(self) -> Frame | None:
         frame = self.inner.read()
@@ -216,14 +221,6 @@ class CheckedSource:
                 f"whose image is {what}; it must be an H x W x 3 uint8 BGR array"
             )
         return frame
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # `Pipeline._apply_reduce` sets `reduce` on the source: it must reach the real one.
