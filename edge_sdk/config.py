@@ -287,8 +287,8 @@ def _check_source(source: SourceConfig, where: str) -> None:
 
 
 def _check_model(model: ModelConfig, where: str) -> None:
-    # A name that is neither a zoo model nor a model file's path is a slip (a path that does
-    # not exist yet is left to `missing_files` and `doctor`).
+    # A name that is neither a zoo model nor a model file's path is a slip; whether the file is
+    # there is left to the service's start and `doctor` (it may be copied in after the config).
     from edge_sdk.models import ZOO
 
     name = model.name
