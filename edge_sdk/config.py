@@ -22,6 +22,7 @@ import datetime
 import math
 import os
 import sys
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -421,8 +422,51 @@ def _check_plugin_sinks(tables: Any, where: str) -> dict[str, dict[str, Any]]:
             )
         cls = registry.resolve("sinks", name)
         registry.check_options(cls, options, f"{where}: {table}")
+        _check_option_kinds(cls, options, f"{where}: {table}")
         checked[name] = dict(options)
     return checked
+
+
+#: What a TOML value may be for a parameter annotated with each type (paths are strings).
+_TOML_KINDS: dict[Any, tuple[type, ...]] = {
+    str: (str,), int: (int,), float: (int, float), bool: (bool,), Path: (str,), os.PathLike: (str,),
+}
+
+
+def _option_kinds(hint: Any) -> tuple[type, ...] | None:
+    """The TOML value types a parameter annotated `hint` takes; None when the hint says more than
+    simple types can (then the sink's constructor is the judge)."""
+    if hint is type(None):
+        return ()
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or isinstance(hint, types.UnionType):
+        kinds: tuple[type, ...] = ()
+        for member in typing.get_args(hint):
+            member_kinds = _option_kinds(member)
+            if member_kinds is None:
+                return None
+            kinds += member_kinds
+        return kinds
+    return _TOML_KINDS.get(origin or hint)
+
+
+def _check_option_kinds(cls: type[Any], options: Mapping[str, Any], what: str) -> None:
+    """Refuse a ``[sinks.NAME]`` value its constructor's annotation rules out (``path = 5``), so
+    check-config catches it instead of the service's start."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 - a plugin's annotations may not resolve here; skip the check
+        return
+    for key, value in options.items():
+        kinds = _option_kinds(hints.get(key, Any))
+        if not kinds:
+            continue
+        # bool is an int subclass, but TOML's true is no number here.
+        ok = isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+        if not ok:
+            shown = {k for k in kinds if not (k is int and float in kinds)}  # a float takes an int
+            names = " or ".join(sorted(_type_name(k) for k in shown))
+            raise ConfigError(f"{what} {key} = {as_toml_value(value)} must be {names}")
 
 
 def parse(data: Mapping[str, Any], where: str = "config") -> Config:

@@ -415,3 +415,18 @@ def test_a_broker_host_given_as_a_url_or_with_its_port_is_refused(tmp_path: Path
 def test_a_toml_date_where_a_number_goes_is_shown_as_written(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[pipeline\] max_fps = 1979-05-27 must be a finite number"):
         cfg.load(write(tmp_path, "[pipeline]\nmax_fps = 1979-05-27\n"))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("path = 5", r"\[sinks.video\] path = 5 must be a string"),
+    ("path = 'x.avi'\nfps = '30'", r"\[sinks.video\] fps = \"30\" must be a finite number"),
+    ("path = 'x.avi'\nfps = true", r"\[sinks.video\] fps = true must be a finite number"),
+    ("path = 'x.avi'\ncodec = 3", r"\[sinks.video\] codec = 3 must be a string"),
+])
+def test_sink_table_values_are_checked_against_the_sinks_annotations(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cfg.load(write(tmp_path, f"[sinks.video]\n{text}\n"))
+    config = cfg.load(write(tmp_path, "[sinks.video]\npath = 'x.avi'\nfps = 30\ncodec = 'MJPG'\n"))
+    assert config.sinks["video"] == {"path": "x.avi", "fps": 30, "codec": "MJPG"}
