@@ -296,6 +296,10 @@ def test_looping_video_starts_again(mjpeg_video: Path) -> None:
 def test_missing_or_broken_video_is_a_source_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no such video file"):
         open_source(str(tmp_path / "nope.mp4"))
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    with pytest.raises(SourceError, match=r"pipe.mp4 is not a regular file; give a video file"):
+        open_source(str(fifo))
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"this is not a video" * 100)
     with pytest.raises(SourceError, match=r"cannot read .* as a video"):

@@ -57,8 +57,11 @@ class VideoFileSource(JpegSource):
         check_reduce(reduce)
         self.live = False
         self._path = uri[len("file://") :] if uri.startswith("file://") else uri
-        if not os.path.isfile(self._path):
+        if os.path.isdir(self._path) or not os.path.exists(self._path):
             raise SourceError(f"no such video file: {self._path}; check the path")
+        if not os.path.isfile(self._path):  # a FIFO or a device: FFmpeg would block on it
+            raise SourceError(f"{self._path} is not a regular file; give a video file (or a camera "
+                              "as /dev/videoN)")
         try:
             # FFmpeg says only that it cannot open the file, as it would for a corrupt one.
             open(self._path, "rb").close()
