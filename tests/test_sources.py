@@ -555,6 +555,16 @@ def test_rtsp_unreachable_is_a_source_error() -> None:
         open_source(f"rtsp://127.0.0.1:{free_port()}/live", timeout=2.0)
 
 
+def wait_for_abandoned_opens(timeout: float = 35.0) -> None:
+    """Wait out the opens a stop left behind (`open_stoppably`'s helper threads): an RTSP open
+    holds FFmpeg's options variable while it runs, which a later source asking for another
+    transport would wait for, and which would still be set when a test checks it is not."""
+    for thread in threading.enumerate():
+        if thread.name == "edge-source-open":
+            thread.join(timeout)
+            assert not thread.is_alive(), "an abandoned open did not end"
+
+
 @pytest.mark.parametrize("scheme", ["http", "rtsp"])
 def test_a_stop_cuts_short_an_open_the_camera_never_answers(scheme: str) -> None:
     """A real socket that accepts and stays silent: the open would wait out its 30 s timeout;
@@ -573,8 +583,12 @@ def test_a_stop_cuts_short_an_open_the_camera_never_answers(scheme: str) -> None
                 conn.settimeout(2.0)
                 while conn.recv(4096):  # the request, then the end: the source hung up
                     pass
+        else:  # hang up on FFmpeg, so the open it was left in ends now, not at its timeout
+            conn, _ = silent.accept()
+            conn.close()
         with stoppable_opens(stop), pytest.raises(OpenInterrupted):  # already stopped
             open_source(f"{scheme}://127.0.0.1:{silent.getsockname()[1]}/live")
+    wait_for_abandoned_opens()
 
 
 @pytest.mark.skipif(opencv_has_gstreamer(), reason="this OpenCV has GStreamer")
@@ -986,6 +1000,7 @@ def test_rtsp_stream_ends_when_the_server_goes_away() -> None:
 def test_rtsp_transport_is_chosen_per_source() -> None:
     """Each source gets the transport it asks for, also after a source that asked for another
     (the options variable was once set for the first and kept), and the variable is put back."""
+    wait_for_abandoned_opens()  # an earlier test's, stopped mid-open, may still hold the variable
     with RtspServer(protocols="tcp", codec="mjpeg") as tcp_only, \
             RtspServer(protocols="udp", codec="mjpeg") as udp_only:  # fmt: skip
         for server, transport in [(tcp_only, "tcp"), (udp_only, "udp"), (tcp_only, "tcp")]:
