@@ -10,13 +10,13 @@ import sys
 from typing import Any, TextIO
 
 from edge_sdk.errors import SinkError
-from edge_sdk.protocols import Closing
+from edge_sdk.sinks.closable import ClosableSink
 from edge_sdk.types import Frame, Prediction
 
 log = logging.getLogger(__name__)
 
 
-class JsonlSink(Closing):
+class JsonlSink(ClosableSink):
     """Writes each prediction as one JSON object per line, flushed at once.
 
     Lossless: the pipeline keeps its predictions in order and never drops one silently. Each
@@ -48,7 +48,6 @@ class JsonlSink(Closing):
         stream: TextIO | None = None,
     ) -> None:
         self._pipeline: Any = None
-        self._closed = False
         self._gone = False  # the reader of the stream went away
         self.lines = 0
         self._out: TextIO | None = None
@@ -75,11 +74,6 @@ class JsonlSink(Closing):
         """Remember the pipeline, to stop it when stdout's reader goes away."""
         self._pipeline = pipeline
 
-    @property
-    def closed(self) -> bool:
-        """True once `close` was called; a closed sink refuses `publish` (make a new one)."""
-        return self._closed
-
     def _cannot_write(self, exc: OSError) -> SinkError:
         return SinkError(f"cannot write JSON lines to {self._where}: {exc.strerror or exc}; free space "
                          "on its disk or write them elsewhere")
@@ -91,9 +85,7 @@ class JsonlSink(Closing):
             SinkError: the sink is closed, or the line cannot be written (the message says
                 why and what to do).
         """
-        if self._closed:
-            raise SinkError(f"the JSON lines sink writing to {self._where} is closed; make a new "
-                            "JsonlSink")
+        self._refuse_if_closed(f"the JSON lines sink writing to {self._where}")
         if self._gone:  # the pipeline was asked to stop
             return
         line = json.dumps(prediction.to_dict(), separators=(",", ":")) + "\n"

@@ -37,15 +37,15 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_sdk.checks import check_int, check_number
-from edge_sdk.errors import ConfigError, SinkError
+from edge_sdk.errors import ConfigError
 from edge_sdk.mqtt_discovery import (
     DEFAULT_DISCOVERY_PREFIX,
     OFFLINE,
     ONLINE,
     discovery_messages,
 )
-from edge_sdk.protocols import Closing
 from edge_sdk.secrets import MQTT_PASSWORD_CREDENTIAL, credential_path, read_secret
+from edge_sdk.sinks.closable import ClosableSink
 from edge_sdk.sinks.mqtt_policy import PublishPolicy
 from edge_sdk.sinks.mqtt_reach import why_unreachable
 from edge_sdk.types import Frame, Prediction
@@ -167,7 +167,7 @@ def default_device_id() -> str:
     return socket.gethostname().split(".")[0] or "edge-sdk"
 
 
-class MqttSink(Closing):
+class MqttSink(ClosableSink):
     """Publishes predictions to an MQTT broker without ever losing an accepted one quietly.
 
     All arguments are keyword-only options (the names used by the `[mqtt]` config table).
@@ -401,8 +401,7 @@ class MqttSink(Closing):
         Raises:
             SinkError: the sink is closed (a pipeline closes its sinks when it stops).
         """
-        if self._closed:
-            raise SinkError(f"MQTT: the sink for {self.host}:{self.port} is closed; make a new MqttSink")
+        self._refuse_if_closed(f"MQTT: the sink for {self.host}:{self.port}")
         label = prediction.label.name if prediction.label else None
         if not self.policy.decide(label, time.monotonic()):
             return
@@ -575,11 +574,6 @@ class MqttSink(Closing):
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
-
-    @property
-    def closed(self) -> bool:
-        """True once `close` was called; a closed sink refuses `publish` (make a new one)."""
-        return self._closed
 
     @property
     def queue_depth(self) -> int:

@@ -9,9 +9,8 @@ from typing import Any
 
 import cv2
 
-from edge_sdk.errors import SinkError
-from edge_sdk.protocols import Closing
 from edge_sdk.sinks.annotate import annotate
+from edge_sdk.sinks.closable import ClosableSink
 from edge_sdk.types import Frame, Prediction
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ def _can_connect(path: str) -> bool:
         return False
 
 
-class OverlaySink(Closing):
+class OverlaySink(ClosableSink):
     """Shows annotated frames in an OpenCV window; press q or Esc (or close it) to stop.
 
     When there is no display, or this OpenCV build has no GUI, the sink switches itself off
@@ -75,7 +74,6 @@ class OverlaySink(Closing):
         self.title = title
         self._pipeline: Any = None
         self._window = False
-        self._closed = False
         #: Frames drawn in the window so far.
         self.frames_shown = 0
         self.enabled = enabled
@@ -87,11 +85,6 @@ class OverlaySink(Closing):
     @property
     def wants_frames(self) -> bool:
         return self.enabled
-
-    @property
-    def closed(self) -> bool:
-        """True once `close` was called; a closed sink refuses `publish` (make a new one)."""
-        return self._closed
 
     def _switch_off(self, why: str) -> None:
         self.enabled = False
@@ -108,8 +101,7 @@ class OverlaySink(Closing):
         Raises:
             SinkError: the sink is closed.
         """
-        if self._closed:
-            raise SinkError("the overlay window sink is closed; make a new OverlaySink")
+        self._refuse_if_closed("the overlay window sink")
         if not self.enabled or frame is None:
             return
         fps = None

@@ -12,8 +12,8 @@ import numpy as np
 
 from edge_sdk.checks import check_number
 from edge_sdk.errors import SinkError
-from edge_sdk.protocols import Closing
 from edge_sdk.sinks.annotate import annotate
+from edge_sdk.sinks.closable import ClosableSink
 from edge_sdk.types import Frame, Prediction
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ DEFAULT_FPS = 15.0
 MAX_GAP_S = 10.0
 
 
-class VideoSink(Closing):
+class VideoSink(ClosableSink):
     """Writes each frame it gets, annotated with its prediction, to a video file.
 
     The writer opens on the first frame (its size is the video's size; later frames of another
@@ -84,12 +84,6 @@ class VideoSink(Closing):
         self._paced = False
         self._first_ns = 0
         self._written = 0
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        """True once `close` was called; a closed sink refuses `publish` (make a new one)."""
-        return self._closed
 
     def _check_writable(self) -> None:
         folder = self.path.parent
@@ -144,8 +138,7 @@ class VideoSink(Closing):
         Raises:
             SinkError: the sink is closed, or the file cannot be written (the message says why).
         """
-        if self._closed:
-            raise SinkError(f"the video sink recording to {self.path} is closed; make a new VideoSink")
+        self._refuse_if_closed(f"the video sink recording to {self.path}")
         if frame is None:
             return
         image = frame.image

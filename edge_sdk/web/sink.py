@@ -22,8 +22,8 @@ import numpy as np
 from edge_sdk.checks import check_int, check_number
 from edge_sdk.errors import SinkError
 from edge_sdk.metrics import Metrics, RateMeter
-from edge_sdk.protocols import Closing
 from edge_sdk.sinks.annotate import annotate
+from edge_sdk.sinks.closable import ClosableSink
 from edge_sdk.types import Frame, Image, Prediction
 from edge_sdk.web.access import DEFAULT_BIND, AccessPolicy, BindAddress, read_token
 from edge_sdk.web.latest import LatestValue
@@ -41,7 +41,7 @@ _RATES_EVERY_S = 1.0
 WORKER_NICE = 10
 
 
-class WebSink(Closing):
+class WebSink(ClosableSink):
     """Serves a live view of the pipeline over HTTP; see docs/web.md.
 
     Routes: ``/`` (page), ``/stream.mjpg``, ``/api/prediction``, ``/api/events``, ``/metrics``,
@@ -151,19 +151,13 @@ class WebSink(Closing):
         # publish() will run in a worker thread of the pipeline's own, made for this sink.
         self._renice = True
 
-    @property
-    def closed(self) -> bool:
-        """True once `close` was called; a closed sink refuses `publish` (make a new one)."""
-        return self._closed
-
     def publish(self, prediction: Prediction, frame: Frame | None) -> None:
         """Make `prediction` the latest and, while someone watches, encode its frame.
 
         Raises:
             SinkError: the sink is closed (its server is stopped).
         """
-        if self._closed:
-            raise SinkError(f"the web view at {self.url} is closed; make a new WebSink")
+        self._refuse_if_closed(f"the web view at {self.url}")
         if self._renice:
             self._renice = False
             lower_thread_priority(WORKER_NICE)
