@@ -28,14 +28,7 @@ from typing import Any
 from edge_sdk import registry
 from edge_sdk.errors import ConfigError
 from edge_sdk.protocols import Closing, FrameSource, OpenedSource
-from edge_sdk.sources.base import (
-    BaseSource,
-    JpegSource,
-    Packet,
-    PacketSource,
-    split_network_uri,
-    uses_packets,
-)
+from edge_sdk.sources.base import BaseSource, JpegSource, Packet, PacketSource, uses_packets
 from edge_sdk.types import Frame
 
 __all__ = [
@@ -106,20 +99,16 @@ def route(uri: str) -> str:
 def check_uri(uri: str) -> None:
     """Check a source URI's form as opening it would, without opening anything.
 
-    For a config check: the scheme (as `route`), a network URI's host and port, a CSI
-    camera's number. Whether the camera, file or stream is there is left to opening it.
+    For a config check: the scheme (as `route`), then the source class's own ``check_uri``
+    where it has one (a network URI's host and port, a CSI camera's number; a plugin source
+    may define one too). Whether the camera, file or stream is there is left to opening it.
 
     Raises:
         ConfigError: the URI is malformed; the message says the accepted form.
     """
-    name = route(uri)
-    text = uri.strip()
-    if name in ("http", "https", "rtsp", "rtsps"):
-        split_network_uri(text, f"{name}://host[:port]/path")
-    elif name == "csi":
-        from edge_sdk.sources.csi import csi_number  # the backend modules load only when used
-
-        csi_number(text)
+    check = getattr(source_class(uri), "check_uri", None)
+    if callable(check):
+        check(uri.strip())
 
 
 def source_class(uri: str) -> type[Any]:

@@ -31,6 +31,15 @@ class CsiSource(BaseSource):
     It only picks and wraps the backend; `backend` is the wrapped source.
     """
 
+    @staticmethod
+    def check_uri(uri: str) -> None:
+        """Check the URI's form (``csi://N``) without opening a camera.
+
+        Raises:
+            ConfigError: anything else after ``csi://``.
+        """
+        csi_number(uri)
+
     def __init__(
         self,
         uri: str = "csi://0",

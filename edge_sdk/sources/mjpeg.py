@@ -83,11 +83,8 @@ class MjpegHttpSource(JpegSource):
         self._pending: Packet | None = None
         self._closed = False
         self._sock: socket.socket | None = None
-        forms = "http://host[:port]/path or https://... (http://user:password@host/... to log in)"
-        parts = split_network_uri(uri, forms)
-        if parts.scheme not in ("http", "https"):
-            raise ConfigError(f"bad stream URI {hide_password(uri)!r}; expected {forms}")
-        assert parts.hostname is not None  # split_network_uri checked it
+        parts = self.check_uri(uri)
+        assert parts.hostname is not None  # check_uri checked it
         port = parts.port or (443 if parts.scheme == "https" else 80)
         self._where = f"{parts.scheme}://{host_port(parts.hostname, port)}{parts.path or '/'}"
         try:
@@ -102,6 +99,19 @@ class MjpegHttpSource(JpegSource):
         self._pending = first
         self.full_size = (image.shape[1], image.shape[0])
         self.reduce = reduce
+
+    @staticmethod
+    def check_uri(uri: str) -> SplitResult:
+        """Check the URI's form (scheme, host, port) without connecting; return its parts.
+
+        Raises:
+            ConfigError: a malformed URI; the message gives the accepted form.
+        """
+        forms = "http://host[:port]/path or https://... (http://user:password@host/... to log in)"
+        parts = split_network_uri(uri, forms)
+        if parts.scheme not in ("http", "https"):
+            raise ConfigError(f"bad stream URI {hide_password(uri)!r}; expected {forms}")
+        return parts
 
     # -- connection -------------------------------------------------------------------------
 

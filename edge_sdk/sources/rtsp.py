@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from urllib.parse import SplitResult
 
 import cv2
 
@@ -89,6 +90,15 @@ class RtspSource(OpenCVSource):
     after `timeout` seconds, which ends the stream and lets `Capture` reconnect.
     """
 
+    @staticmethod
+    def check_uri(uri: str) -> SplitResult:
+        """Check the URI's form (host, port) without connecting; return its parts.
+
+        Raises:
+            ConfigError: a malformed URI; the message gives the accepted form.
+        """
+        return split_network_uri(uri, "rtsp://host[:port]/path (rtsp://user:password@host/... to log in)")
+
     def __init__(self, uri: str, *, timeout: float = 5.0, transport: str = "tcp") -> None:
         """Connect.
 
@@ -104,10 +114,8 @@ class RtspSource(OpenCVSource):
             SourceError: the stream cannot be opened; `OpenInterrupted` when a stop came first
                 (inside `edge_sdk.sources.opening.stoppable_opens`).
         """
-        parts = split_network_uri(
-            uri, "rtsp://host[:port]/path (rtsp://user:password@host/... to log in)"
-        )
-        assert parts.hostname is not None  # split_network_uri checked it
+        parts = self.check_uri(uri)
+        assert parts.hostname is not None  # check_uri checked it
         if transport not in _TRANSPORTS:
             raise ConfigError(f"transport must be one of {', '.join(_TRANSPORTS)}, not {transport!r}")
         if timeout <= 0:
