@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from edge_sdk.errors import SourceError
+from edge_sdk.errors import SourceContractError, SourceError
 from edge_sdk.protocols import FrameSource
 from edge_sdk.sources.base import Packet, PacketSource, hide_password, uses_packets
 from edge_sdk.sources.opening import stoppable_opens
@@ -456,7 +456,8 @@ class Capture:
         """After a read gave nothing: reopen a live source (True) or end the capture (False)."""
         if failure is not None:
             self.error = failure
-        if not (self.live and self.reconnect is not None and self._factory):
+        retry = not isinstance(failure, SourceContractError)  # its code would fail again
+        if not (retry and self.live and self.reconnect is not None and self._factory):
             self._finish(source, failure)
             return False
         if not self._reopen(source, failure, attempt):

@@ -24,6 +24,14 @@ class SourceError(EdgeSDKError):
     """A frame source cannot be opened or has failed for good."""
 
 
+class SourceContractError(SourceError):
+    """A source's `read` returned something that is not a Frame (or a Frame with a bad image).
+
+    A bug in the source's code, not a camera or network failure: reopening the source would
+    give the same, so a live source is not reconnected after it.
+    """
+
+
 class SinkError(EdgeSDKError):
     """A sink cannot be set up (bad address, unreachable broker at start-up, ...)."""
 

@@ -62,11 +62,12 @@ import numpy as np
 from edge_sdk.capture import Backoff, Capture
 from edge_sdk.checks import check_int, check_number
 from edge_sdk.classifier import Classifier
-from edge_sdk.errors import BackendError, EdgeSDKError, SourceError
+from edge_sdk.errors import BackendError, EdgeSDKError, SourceContractError, SourceError
 from edge_sdk.metrics import Metrics
 from edge_sdk.postprocess import Smoother, classify, make_smoother
 from edge_sdk.protocols import FrameSource
 from edge_sdk.sinks.worker import BoundedQueue, QueueClosed, SinkFailure, SinkWorker, sink_name
+from edge_sdk.sources import ManagedSource
 from edge_sdk.sources.base import BaseSource, hide_password
 from edge_sdk.types import Frame, Prediction
 
@@ -193,8 +194,9 @@ class DownscaledSource(WrappedSource):
 class CheckedSource(WrappedSource):
     """Wraps a source that is not one of edge-sdk's own (a plugin's, or an object given to the
     pipeline) so that `read` returning something else than a Frame or None, or a Frame whose
-    image is not H x W x 3 uint8, is a SourceError, which ends the run with one line, instead of
-    an AttributeError deep in the capture thread or an inference failure blamed on the model.
+    image is not H x W x 3 uint8, is a SourceContractError, which ends the run with one line
+    (a live source too: reopening it would not help), instead of an AttributeError deep in the
+    capture thread or an inference failure blamed on the model.
 
     Other attributes (`fps`, `live`, `reduce`, ...) are the wrapped source's, and setting one
     sets it there.
@@ -205,8 +207,8 @@ class CheckedSource(WrappedSource):
         if frame is None:
             return frame
         if not isinstance(frame, Frame):
-            raise SourceError(
-                f"{hide_password(str(self.uri))}: {type(self.inner).__name__}.read() returned a "
+            raise SourceContractError(
+                f"{hide_password(str(self.uri))}: {self._author()}.read() returned a "
                 f"{type(frame).__name__}; read() must return an edge_sdk.Frame or None (at the end)"
             )
         image = frame.image
@@ -216,11 +218,16 @@ class CheckedSource(WrappedSource):
             # failure and blames the model.
             what = (f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray)
                     else type(image).__name__)
-            raise SourceError(
-                f"{hide_password(str(self.uri))}: {type(self.inner).__name__}.read() returned a Frame "
+            raise SourceContractError(
+                f"{hide_password(str(self.uri))}: {self._author()}.read() returned a Frame "
                 f"whose image is {what}; it must be an H x W x 3 uint8 BGR array"
             )
         return frame
+
+    def _author(self) -> str:
+        """The class whose read() broke the contract: the plugin's, not the one wrapping it."""
+        inner = self.inner
+        return type(inner.source if isinstance(inner, ManagedSource) else inner).__name__
 
     def __setattr__(self, name: str, value: Any) -> None:
         # `Pipeline._apply_reduce` sets `reduce` on the source: it must reach the real one.

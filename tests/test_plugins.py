@@ -21,7 +21,7 @@ import pytest
 
 from edge_sdk import registry
 from edge_sdk.classifier import Classifier
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, SourceContractError
 from edge_sdk.pipeline import Pipeline
 from edge_sdk.sources import ManagedSource, open_source, route
 
@@ -56,6 +56,23 @@ class CountingSource:
 
     def close(self):
         self.closed = True
+
+
+class BrokenLiveSource:
+    """A live camera whose read() hands back a bare array instead of a Frame (a plugin bug)."""
+
+    live = True
+    opened = []
+
+    def __init__(self, uri):
+        self.uri = uri
+        BrokenLiveSource.opened.append(self)
+
+    def read(self):
+        return np.zeros((48, 64, 3), np.uint8)
+
+    def close(self):
+        pass
 
 
 class CountingRuntime:
@@ -108,6 +125,7 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleTy
     (info / "entry_points.txt").write_text(textwrap.dedent("""\
         [edge_sdk.sources]
         counting = edge_demo_plugin:CountingSource
+        broken = edge_demo_plugin:BrokenLiveSource
 
         [edge_sdk.runtimes]
         counting = edge_demo_plugin:CountingRuntime
@@ -166,6 +184,18 @@ def test_the_pipeline_runs_a_plugin_source_and_a_plugin_runtime(
     with reference:
         first = reference.classify(np.zeros((48, 64, 3), np.uint8))
     assert got[0].top[0].index == first.top[0].index
+
+
+def test_a_live_plugin_source_that_breaks_its_contract_is_not_reopened(
+    plugin: ModuleType, model_home: Path
+) -> None:
+    # Reopening gives the same code the same frames: the run ends at once with the bug named
+    # instead of reconnecting with backoff for as long as the service runs.
+    classifier = Classifier.from_model("squeezenet1.1", runtime="litert", num_threads=1, home=model_home)
+    with classifier, pytest.raises(SourceContractError, match=r"BrokenLiveSource.read\(\) returned a "
+                                                              r"ndarray; read\(\) must return"):
+        Pipeline("broken://cam", classifier, max_frames=5).run()
+    assert len(plugin.BrokenLiveSource.opened) == 1
 
 
 def test_a_service_config_takes_a_plugin_runtime(plugin: ModuleType) -> None:
