@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -207,9 +208,18 @@ def test_port_in_use_is_one_line_sink_error() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(SinkError, match=r"already in use.*choose another port") as info:
-            WebSink(bind=f"127.0.0.1:{port}")
+        with socket.socket() as next_taken:  # the port the hint would name next is taken too
+            try:
+                next_taken.bind(("127.0.0.1", port + 1))
+            except OSError:
+                pass
+            else:
+                next_taken.listen()
+            with pytest.raises(SinkError, match=r"already in use.*choose another port") as info:
+                WebSink(bind=f"127.0.0.1:{port}")
     assert "\n" not in str(info.value)
+    hint = re.search(r"e\.g\. 127\.0\.0\.1:(\d+)$", str(info.value))
+    assert hint is not None and int(hint.group(1)) > port + 1, info.value
 
 
 def test_created_through_the_registry() -> None:

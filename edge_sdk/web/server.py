@@ -164,13 +164,30 @@ class WebServer:
 
 def _bind_error(bind: BindAddress, exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE:
-        return (f"web: {bind} is already in use (another edge-classify?); choose another port, "
-                f"e.g. {BindAddress(bind.host, bind.port + 1)}")
+        free = _free_port_after(bind)
+        example = f", e.g. {BindAddress(bind.host, free)}" if free else ""
+        return f"web: {bind} is already in use (another edge-classify?); choose another port{example}"
     if exc.errno == errno.EADDRNOTAVAIL:
         return f"web: {bind.host} is not an address of this machine; use 0.0.0.0 or 127.0.0.1"
     if exc.errno == errno.EACCES:
         return f"web: no permission to listen on {bind}; use a port above 1023, e.g. 8080"
     return f"web: cannot listen on {bind}: {exc.strerror or exc}"
+
+
+def _free_port_after(bind: BindAddress, tries: int = 20) -> int | None:
+    """The first of the next `tries` ports on the same address that is free now, if any.
+
+    Only a hint for the message: another program may take it before the user retries.
+    """
+    family = socket.AF_INET6 if bind.is_ipv6 else socket.AF_INET
+    for port in range(bind.port + 1, min(bind.port + 1 + tries, 65536)):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((bind.host, port))
+            except OSError:
+                continue
+            return port
+    return None
 
 
 class _Handler(BaseHTTPRequestHandler):
