@@ -539,7 +539,8 @@ def find(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 def missing_files(config: Config) -> list[str]:
-    """Return one line per file the config names that is not there or not readable.
+    """Return one line per file the config names that is not there or not readable, and per
+    secret file (MQTT password, web token) that the service would refuse (empty, not text).
 
     Checked only for the tables that are switched on; the model is checked by `doctor`.
     """
@@ -558,7 +559,31 @@ def missing_files(config: Config) -> list[str]:
             problems.append(f"{what} = {value!r}: no such file; create it or fix the path")
         elif not os.access(path, os.R_OK):
             problems.append(f"{what} = {value!r}: not readable; chmod/chown it for the service user")
+        elif what in _SECRET_READERS:
+            try:
+                _SECRET_READERS[what](path)
+            except ConfigError as exc:
+                problems.append(f"{what} = {value!r}: {exc}")
     return problems
+
+
+def _read_token_file(path: Path) -> None:
+    from edge_sdk.web.access import read_token
+
+    read_token(None, path)
+
+
+def _read_password_file(path: Path) -> None:
+    from edge_sdk.secrets import read_secret
+
+    read_secret(path, "the MQTT password_file")
+
+
+#: How the service reads each secret file, so check-config refuses what the start would.
+_SECRET_READERS: dict[str, Callable[[Path], None]] = {
+    "[mqtt] password_file": _read_password_file,
+    "[web] token_file": _read_token_file,
+}
 
 
 def describe(cls: type[Any]) -> list[tuple[str, Any, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -49,6 +50,14 @@ class Label:
     score: float
 
 
+def _json_number(value: float, digits: int) -> float | None:
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def _from_json_number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class Timings:
     """Per-stage durations of one prediction, in milliseconds.
@@ -64,8 +73,8 @@ class Timings:
     postprocess: float = 0.0
     age: float = 0.0
 
-    def to_dict(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in dataclasses.asdict(self).items()}
+    def to_dict(self) -> dict[str, float | None]:
+        return {k: _json_number(v, 3) for k, v in dataclasses.asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,8 @@ class Prediction:
         """Return the versioned JSON-ready form every sink publishes.
 
         Keys: `v` (schema version), `frame`, `ts_ns`, `model`, `top` (list of
-        `{index, label, score}`), `timings_ms`.
+        `{index, label, score}`), `timings_ms`. A score or timing that is NaN or infinite
+        (which JSON cannot hold) is None, so every sink writes valid JSON.
         """
         return {
             "v": PREDICTION_SCHEMA_VERSION,
@@ -103,7 +113,8 @@ class Prediction:
             "ts_ns": self.timestamp_ns,
             "model": self.model,
             "top": [
-                {"index": lb.index, "label": lb.name, "score": round(lb.score, 5)} for lb in self.top
+                {"index": lb.index, "label": lb.name, "score": _json_number(lb.score, 5)}
+                for lb in self.top
             ],
             "timings_ms": self.timings.to_dict(),
         }
@@ -120,11 +131,12 @@ class Prediction:
         may add timings or fields without bumping ``v``.
         """
         known = {f.name for f in dataclasses.fields(Timings)}
-        timings = {k: float(v) for k, v in data.get("timings_ms", {}).items() if k in known}
+        timings = {k: _from_json_number(v) for k, v in data.get("timings_ms", {}).items() if k in known}
         return cls(
             frame_index=int(data["frame"]),
             timestamp_ns=int(data["ts_ns"]),
-            top=tuple(Label(int(t["index"]), str(t["label"]), float(t["score"])) for t in data["top"]),
+            top=tuple(Label(int(t["index"]), str(t["label"]), _from_json_number(t["score"]))
+                      for t in data["top"]),
             timings=Timings(**timings),
             model=str(data.get("model", "")),
         )

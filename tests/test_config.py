@@ -294,6 +294,18 @@ def test_missing_files_are_reported_for_enabled_tables_only(tmp_path: Path) -> N
     assert cfg.missing_files(off) == []
 
 
+def test_secret_files_the_service_would_refuse_are_reported(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("")
+    (tmp_path / "token").write_text("two words\n")
+    config = cfg.parse({"mqtt": {"enabled": True, "username": "u", "password_file": str(tmp_path / "pw")},
+                        "web": {"enabled": True, "bind": "0.0.0.0:8080",
+                                "token_file": str(tmp_path / "token")}})
+    problems = cfg.missing_files(config)
+    assert len(problems) == 2
+    assert "[mqtt] password_file" in problems[0] and "is empty" in problems[0]
+    assert "[web] token_file" in problems[1] and "may hold only letters, digits" in problems[1]
+
+
 def test_systemd_time_spans() -> None:
     spans = {"30s": 30.0, "1min 30s": 90.0, "500ms": 0.5, "2h": 7200.0, "0": 0.0,
              "30000000": 30.0, "infinity": float("inf"), "": None, "soon": None, "30 s": None}

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -171,7 +172,7 @@ def test_non_loopback_bind_needs_a_token(tmp_path: Path) -> None:
     with WebSink(bind="0.0.0.0:0", token_file=token_file) as guarded:
         assert get(guarded.url)[0] == 401
         assert get(guarded.url, {"Authorization": f"Bearer {TOKEN}"})[0] == 200
-    with pytest.raises(ConfigError, match="cannot read token_file"):
+    with pytest.raises(ConfigError, match=r"token_file '.*missing' does not exist"):
         WebSink(bind="0.0.0.0:0", token_file=tmp_path / "missing")
     with pytest.raises(ConfigError, match="empty"):
         WebSink(bind="0.0.0.0:0", token="  ")
@@ -201,6 +202,139 @@ def test_foreign_host_header_refused_without_token(sink: WebSink) -> None:
     # A page elsewhere that rebinds its own name to 127.0.0.1 still sends its name as Host.
     assert get(sink.url + "api/prediction", {"Host": "evil.example:8080"})[0] == 403
     assert get(sink.url + "api/prediction", {"Host": f"localhost:{sink.address.port}"})[0] == 503
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1:\u00b2", "127.0.0.1:\uff18\uff10\uff18\uff10", "\uff18\uff10"])
+def test_a_port_of_non_ascii_digits_is_refused(text: str) -> None:
+    # str.isdigit takes '²' (which int() then refuses) and fullwidth digits (which it reads).
+    with pytest.raises(ConfigError, match=r"the port must be a number 0-65535|is not ADDR:PORT"):
+        BindAddress.parse(text)
+
+
+def test_an_ipv4_mapped_loopback_address_is_loopback() -> None:
+    assert BindAddress.parse("[::ffff:127.0.0.1]:0").is_loopback
+    with WebSink(bind="[::ffff:127.0.0.1]:0") as s:  # no token needed, as for 127.0.0.1
+        assert s.policy.host_allowed("[::ffff:127.0.0.1]:80")
+
+
+@pytest.mark.parametrize(("content", "match"), [
+    (b"\xff\xfe\n", "is not UTF-8 text"),
+    (b"\n", "is empty"),
+    ("t\u00f6k\n".encode(), "may hold only letters, digits"),
+    (b"a&b#c\n", "may hold only letters, digits"),
+])
+def test_a_token_file_that_cannot_serve_is_one_config_error(
+    tmp_path: Path, content: bytes, match: str
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_bytes(content)
+    with pytest.raises(ConfigError, match=match) as info:
+        WebSink(bind="127.0.0.1:0", token_file=token_file)
+    assert "\n" not in str(info.value)
+
+
+def test_a_device_as_token_file_is_refused_not_read_for_ever() -> None:
+    with pytest.raises(ConfigError, match="'/dev/zero' is not a regular file"):
+        WebSink(bind="127.0.0.1:0", token_file="/dev/zero")
+
+
+def test_a_base64_token_works_unencoded_in_the_query() -> None:
+    token = "Zm9v+YmFy/cXV4=="  # '+' would be a space to a form decoder
+    with WebSink(bind="127.0.0.1:0", token=token) as s:
+        assert get(s.url + "healthz?token=" + token)[0] == 200
+        assert get(s.url + "api/prediction?token=" + token)[0] == 503  # allowed; nothing yet
+        assert get(s.url + "api/prediction?token=" + token.replace("+", "%2B"))[0] == 503
+        assert get(s.url + "api/prediction?token=" + token.replace("+", "%20"))[0] == 401
+
+
+def raw_request(sink: WebSink, data: bytes, source: str = "127.0.0.1") -> bytes:
+    with socket.create_connection((sink.address.host, sink.address.port), timeout=10,
+                                  source_address=(source, 0)) as conn:
+        conn.sendall(data)
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+        return reply
+
+
+@pytest.mark.parametrize("line", [b"GARBAGE", b"GET / HTTP/9.9", b"GET / HTTP/1.1 x", b"GET / HTTP/1.x",
+                                  b"GET /" + b"a" * 70000 + b" HTTP/1.0"])
+def test_a_malformed_request_gets_a_4xx_reply_and_no_traceback(
+    sink: WebSink, line: bytes, capfd: pytest.CaptureFixture[str]
+) -> None:
+    reply = raw_request(sink, line + b"\r\n\r\n")
+    # A request line without a valid version is answered as HTTP/0.9 asks: the body alone.
+    assert re.match(rb"(HTTP/1\.[01] )?(4\d\d|505) ", reply), reply[:200]
+    if reply.startswith(b"HTTP/"):
+        head = reply.partition(b"\r\n\r\n")[0]
+        assert b"text/plain" in head and b"Cache-Control: no-store" in head
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_clients_that_reset_their_connection_leave_no_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with WebSink(bind="127.0.0.1:0", token=TOKEN) as s:
+        for i in range(60):
+            conn = socket.create_connection((s.address.host, s.address.port), timeout=10)
+            # SO_LINGER 0: close() sends a reset instead of a FIN.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.sendall(b"GET /api/prediction HTTP/1.0\r\n\r\n" if i % 2 else b"GET /heal")
+            conn.close()
+        wait_until(lambda: get(s.url + "healthz")[0] == 200)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_head_answers_like_get_without_a_body_or_a_stream(sink: WebSink) -> None:
+    for route, ctype in (("healthz", "application/json"), ("", "text/html"),
+                         ("stream.mjpg", "multipart/x-mixed-replace")):
+        reply = raw_request(sink, f"HEAD /{route} HTTP/1.0\r\n\r\n".encode())
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200") and ctype.encode() in head and body == b"", route
+        assert b"\r\nServer: edge-sdk\r\n" in head  # and not the Python version
+    assert sink.viewers == 0
+
+
+def test_a_client_sending_its_request_slowly_is_cut_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from edge_sdk.web import server
+
+    monkeypatch.setattr(server, "_REQUEST_DEADLINE_S", 1.0)
+    with WebSink(bind="127.0.0.1:0") as s:
+        conn = socket.create_connection((s.address.host, s.address.port), timeout=10)
+        started = time.monotonic()
+        closed_after = None
+        try:
+            for byte in b"GET /healthz HTTP/1.0\r\nX-Slow: " + b"a" * 40:
+                conn.sendall(bytes([byte]))  # each byte well within the per-read timeout
+                time.sleep(0.1)
+        except OSError:
+            closed_after = time.monotonic() - started
+        finally:
+            conn.close()
+        assert closed_after is not None and closed_after < 3.0
+
+
+def test_slow_clients_from_one_address_leave_the_others_served() -> None:
+    from edge_sdk.web.server import _SENDING_PER_CLIENT
+
+    with WebSink(bind="127.0.0.1:0") as s:
+        # 127.0.0.2 is this machine too (all of 127/8 is loopback): another client address.
+        slow = [socket.create_connection((s.address.host, s.address.port), timeout=10,
+                                         source_address=("127.0.0.2", 0))
+                for _ in range(_SENDING_PER_CLIENT)]
+        try:
+            for conn in slow:
+                conn.sendall(b"GET /healthz HTT")
+            wait_until(lambda: raw_request(s, b"GET /healthz HTTP/1.0\r\n\r\n", "127.0.0.2")
+                       .startswith(b"HTTP/1.0 503"), timeout=5)
+            assert get(s.url + "healthz")[0] == 200  # another address is still served
+        finally:
+            for conn in slow:
+                conn.close()
+        wait_until(lambda: raw_request(s, b"GET /healthz HTTP/1.0\r\n\r\n", "127.0.0.2")
+                   .startswith(b"HTTP/1.0 200"), timeout=5)
 
 
 def test_port_in_use_is_one_line_sink_error() -> None:
@@ -502,6 +636,77 @@ def test_page_in_chromium_shows_live_video_and_latest_prediction(
         assert found["edge_sdk_web_jpeg_frames"].samples[0].value >= 2
 
 
+class Publisher:
+    """Publishes a numbered prediction and `picture` to a sink ten times a second, in a thread."""
+
+    def __init__(self, sink: WebSink, picture: np.ndarray, first: int = 0) -> None:
+        self.sink, self.picture, self.next = sink, picture, first
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.sink.publish(prediction(self.next), frame(self.picture, self.next))
+            self.next += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+PAGE_STATUS = "document.getElementById('status').textContent"
+
+
+@pytest.mark.slow
+def test_page_recovers_its_video_and_labels_after_the_server_restarts(picture: np.ndarray) -> None:
+    from support.chromium import Chromium
+
+    port = free_port()
+    first = WebSink(bind=f"127.0.0.1:{port}")
+    publisher = Publisher(first, picture)
+    with Chromium(width=900, height=600) as browser:
+        try:
+            browser.navigate(first.url)
+            browser.wait_for("document.body.classList.contains('playing')")
+            browser.wait_for("Number(document.body.dataset.frame) > 0")
+        finally:
+            publisher.stop()
+            first.close()
+        browser.wait_for(f"{PAGE_STATUS} === 'reconnecting'")
+        assert not browser.evaluate("document.body.classList.contains('playing')")  # not a live frame
+        # The server comes back on the same port, with frames the page has not seen.
+        with WebSink(bind=f"127.0.0.1:{port}") as second:
+            publisher = Publisher(second, 255 - picture, first=1000)
+            try:
+                browser.wait_for(f"{PAGE_STATUS} === 'live'")
+                browser.wait_for("Number(document.body.dataset.frame) >= 1000")
+                wait_until(lambda: second.viewers == 1)  # the video reconnected by itself
+                browser.wait_for("document.body.classList.contains('playing')")
+            finally:
+                publisher.stop()
+
+
+@pytest.mark.slow
+def test_page_retries_after_its_streams_were_refused_with_503(picture: np.ndarray) -> None:
+    from support.chromium import Chromium
+
+    with WebSink(bind="127.0.0.1:0", max_streams=2) as s, Chromium(width=900, height=600) as browser:
+        publisher = Publisher(s, picture)
+        taken = [MjpegViewer(s), MjpegViewer(s)]
+        try:
+            browser.navigate(s.url)
+            # Both of the page's streams got 503; EventSource gives up for good on that.
+            browser.wait_for(f"{PAGE_STATUS} === 'reconnecting'")
+            for viewer in taken:
+                viewer.close()
+            browser.wait_for(f"{PAGE_STATUS} === 'live'", timeout=20)
+            browser.wait_for("Number(document.body.dataset.frame) > 0")
+            browser.wait_for("document.body.classList.contains('playing')", timeout=20)
+        finally:
+            publisher.stop()
+
+
 # -- the command line: edge-classify --source VIDEO --web ADDR:PORT ------------------------------
 
 def free_port() -> int:
@@ -560,3 +765,4 @@ def test_cli_web_option_end_to_end(tmp_path: Path, model_home: Path) -> None:
             proc.wait()
     stderr = proc.stderr.read() if proc.stderr else ""
     assert "Traceback" not in stderr and "sink web" in stderr
+    assert f"web view at {url} (add ?token=TOKEN)" in stderr  # without -v too

@@ -180,7 +180,13 @@ def build_sinks(
         options: dict[str, Any] = {"bind": web}
         if web_token_file is not None:
             options["token_file"] = web_token_file
-        sinks.append(registry.create("sinks", "web", **options))
+        view = registry.create("sinks", "web", **options)
+        sinks.append(view)
+        # The sink logs its address at INFO, which needs -v; with port 0 it is the only way
+        # to learn the port, so say it anyway.
+        if not logging.getLogger("edge_sdk.web.sink").isEnabledFor(logging.INFO):
+            hint = " (add ?token=TOKEN)" if web_token_file is not None else ""
+            click.echo(f"web view at {view.url}{hint}", err=True)
     return sinks
 
 

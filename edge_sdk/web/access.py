@@ -11,10 +11,11 @@ import hmac
 import ipaddress
 import logging
 import os
+import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from edge_sdk.errors import ConfigError
+from edge_sdk.secrets import read_secret
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,19 @@ DEFAULT_BIND = "127.0.0.1:8080"
 
 #: Host names that always mean this machine; other names are refused (bind an IP address).
 _LOCAL_NAMES = {"localhost": "127.0.0.1", "ip6-localhost": "::1"}
+#: ASCII only: str.isalnum would let through letters a URL and a header encode differently.
+_TOKEN_CHARACTERS = re.compile(r"[A-Za-z0-9._~+/=-]+")
+
+
+def _is_loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback, also as an IPv4-mapped IPv6 address (::ffff:127.0.0.1)."""
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def _is_port(text: str) -> bool:
+    # ASCII digits only: str.isdigit also accepts '²' (int() refuses it) and fullwidth digits.
+    return text.isascii() and text.isdigit() and int(text) <= 65535
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,7 @@ class BindAddress:
 
     @property
     def is_loopback(self) -> bool:
-        return ipaddress.ip_address(self.host).is_loopback
+        return _is_loopback(ipaddress.ip_address(self.host))
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if self.is_ipv6 else f"{self.host}:{self.port}"
@@ -59,7 +73,7 @@ class BindAddress:
             "or [::]:8080"
         )
         raw = text.strip()
-        if raw.isdigit():
+        if raw.isascii() and raw.isdigit():
             host, port_text = "127.0.0.1", raw
         elif raw.startswith("["):
             host, sep, rest = raw[1:].partition("]")
@@ -79,7 +93,7 @@ class BindAddress:
                 f"bind address {text!r}: {host!r} is not an IP address; use 127.0.0.1 (this "
                 "machine only), 0.0.0.0 (every interface) or the address of one interface"
             ) from None
-        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        if not _is_port(port_text):
             raise ConfigError(f"bind address {text!r}: the port must be a number 0-65535, e.g. :8080")
         return cls(str(address), int(port_text))
 
@@ -87,29 +101,29 @@ class BindAddress:
 def read_token(token: str | None, token_file: str | os.PathLike[str] | None) -> str | None:
     """Return the token given directly or read from a file's first line (whitespace stripped).
 
+    The token travels in URLs (``?token=``, all an <img> or EventSource can send) and in an
+    HTTP header, so it may hold only characters that mean the same in both: letters, digits
+    and ``- _ . ~ + / =`` (hex, base64 and base64url tokens all qualify).
+
     Raises:
-        ConfigError: both given, the file cannot be read, or the token is empty.
+        ConfigError: both given, the file cannot be read, or the token is empty or holds other
+            characters.
     """
     if token is not None and token_file is not None:
         raise ConfigError("web: give either token or token_file, not both")
     if token_file is not None:
-        path = Path(token_file)
-        try:
-            # The first line: an editor's trailing newline or a comment below it is fine.
-            lines = path.read_text(encoding="utf-8").splitlines()
-            token = lines[0] if lines else ""
-        except OSError as exc:
-            raise ConfigError(
-                f"web: cannot read token_file {str(path)!r} ({exc.strerror or exc}); "
-                "create it with e.g. `openssl rand -hex 24 > FILE`"
-            ) from None
+        # The first line: an editor's trailing newline or a comment below it is fine.
+        token = read_secret(token_file, "web: token_file")
     if token is None:
         return None
     token = token.strip()
     if not token:
         raise ConfigError("web: the token is empty; put a random string in it (openssl rand -hex 24)")
-    if any(c.isspace() for c in token) or not token.isprintable():
-        raise ConfigError("web: the token must be one printable word without spaces")
+    if not _TOKEN_CHARACTERS.fullmatch(token):
+        raise ConfigError(
+            "web: the token may hold only letters, digits and - _ . ~ + / = (it travels in "
+            "URLs); make one with `openssl rand -hex 24`"
+        )
     return token
 
 
@@ -178,6 +192,6 @@ class AccessPolicy:
         if host in _LOCAL_NAMES:
             return True
         try:
-            return ipaddress.ip_address(host).is_loopback
+            return _is_loopback(ipaddress.ip_address(host))
         except ValueError:
             return False

@@ -13,12 +13,13 @@ import json
 import logging
 import select
 import socket
+import sys
 import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from edge_sdk.errors import SinkError
 from edge_sdk.web.access import AccessPolicy, BindAddress
@@ -35,6 +36,13 @@ _KEEPALIVE_S = 15.0
 #: thread for up to `_Handler.timeout` while it sends its request; past the cap a connection
 #: gets an immediate 503, so a flood of slow clients cannot pile up threads on the board.
 _EXTRA_CONNECTIONS = 32
+#: Seconds a client has to send its whole request line and headers. The handler's timeout
+#: bounds each read only, so without this a byte every few seconds would hold a thread for ever.
+_REQUEST_DEADLINE_S = 10.0
+#: Connections one client address may have still sending their request; past it, 503 at once.
+#: A browser has a few at a time (requests, and sockets it opens ahead of need), so slow
+#: clients from one address cannot take every slot while the others stay served.
+_SENDING_PER_CLIENT = 16
 _BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
          b"Content-Length: 5\r\nConnection: close\r\n\r\nbusy\n")
 
@@ -65,9 +73,17 @@ class _Server(ThreadingHTTPServer):
     #: Connections of the open streams, so close() can cut one stuck in a blocked write.
     open_streams: set[socket.socket]
     open_lock: threading.Lock
+    #: Connections still sending their request: socket -> (client address, deadline).
+    sending: dict[socket.socket, tuple[str, float]]
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.connections.acquire(blocking=False):
+        client = str(client_address[0])
+        with self.open_lock:
+            crowded = sum(who == client for who, _ in self.sending.values()) >= _SENDING_PER_CLIENT
+            if not crowded:
+                self.sending[request] = (client, time.monotonic() + _REQUEST_DEADLINE_S)
+        if crowded or not self.connections.acquire(blocking=False):
+            self.request_received(request)
             with contextlib.suppress(OSError):
                 request.sendall(_BUSY)
             self.shutdown_request(request)
@@ -75,6 +91,7 @@ class _Server(ThreadingHTTPServer):
         try:
             super().process_request(request, client_address)
         except BaseException:
+            self.request_received(request)
             self.connections.release()  # no thread was started to release it
             raise
 
@@ -82,7 +99,36 @@ class _Server(ThreadingHTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
+            self.request_received(request)
             self.connections.release()
+
+    def request_received(self, request: socket.socket) -> None:
+        """The connection has sent its request (or is gone): its deadline no longer applies."""
+        with self.open_lock:
+            self.sending.pop(request, None)
+
+    def service_actions(self) -> None:
+        # Called by serve_forever between polls: cut the connections past their deadline, which
+        # ends the blocked read in their handler thread.
+        now = time.monotonic()
+        with self.open_lock:
+            late = [conn for conn, (_, deadline) in self.sending.items() if deadline <= now]
+            for conn in late:
+                del self.sending[conn]
+        for conn in late:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The standard library prints a traceback to stderr; a client that resets or times
+        # out is normal on a network, and anything else is one line in the log.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            log.debug("web: connection from %s ended: %s", client_address[0], exc)
+        else:
+            log.error("web: a request from %s failed: %s: %s", client_address[0],
+                      type(exc).__name__, exc)
+            log.debug("web: the failure", exc_info=True)
 
 
 class _Server6(_Server):
@@ -116,6 +162,7 @@ class WebServer:
         self._server.connections = threading.BoundedSemaphore(max_streams + _EXTRA_CONNECTIONS)
         self._server.open_streams = set()
         self._server.open_lock = threading.Lock()
+        self._server.sending = {}
         host, port = self._server.server_address[:2]
         self.address = BindAddress(str(host), int(port))
         self._thread = threading.Thread(
@@ -174,6 +221,19 @@ def _bind_error(bind: BindAddress, exc: OSError) -> str:
     return f"web: cannot listen on {bind}: {exc.strerror or exc}"
 
 
+def _query_token(query: str) -> str | None:
+    """The ``token`` parameter of a query string, or None.
+
+    Percent-escapes are decoded but ``+`` is kept: base64 tokens hold it, and a browser's
+    encodeURIComponent sends it as %2B anyway.
+    """
+    for part in query.split("&"):
+        key, sep, value = part.partition("=")
+        if sep and unquote(key) == "token":
+            return unquote(value)
+    return None
+
+
 def _free_port_after(bind: BindAddress, tries: int = 20) -> int | None:
     """The first of the next `tries` ports on the same address that is free now, if any.
 
@@ -195,12 +255,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     server: _Server
     server_version = "edge-sdk"
-    #: Seconds a client may take to send its request or to take a chunk of a stream.
+    #: Seconds a read of the request, or a write of a stream's chunk, may block.
     timeout = 10.0
+    # The standard library's error pages (400, 414, 431, 501) as plain text, like ours.
+    error_content_type = "text/plain; charset=utf-8"
+    error_message_format = "%(code)d %(message)s\n"
 
     # -- dispatch ---------------------------------------------------------------------------
 
     def do_GET(self) -> None:
+        self.server.request_received(self.connection)
+        try:
+            self._dispatch()
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            # The viewer went away or stopped reading: normal for a stream, nothing to report.
+            self.close_connection = True
+
+    def do_HEAD(self) -> None:
+        # Uptime checkers probe with HEAD: the same status and headers as GET, no body (and a
+        # stream is not started).
+        self.do_GET()
+
+    def _dispatch(self) -> None:
         url = urlsplit(self.path)
         route = _ROUTES.get(url.path)
         content = self.server.content
@@ -208,23 +284,31 @@ class _Handler(BaseHTTPRequestHandler):
             if not content.policy.host_allowed(self.headers.get("Host")):
                 self._send(HTTPStatus.FORBIDDEN, b"unknown Host\n", "text/plain")
                 return
-            token = parse_qs(url.query).get("token", [None])[0]
-            if not content.policy.allows(self.headers.get("Authorization"), token):
+            if not content.policy.allows(self.headers.get("Authorization"), _query_token(url.query)):
                 self._send(HTTPStatus.UNAUTHORIZED, b"token missing or wrong\n", "text/plain",
                            {"WWW-Authenticate": 'Bearer realm="edge-sdk"'})
                 return
         if route is None:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
             return
-        try:
-            route(self)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            # The viewer went away or stopped reading: normal for a stream, nothing to report.
-            self.close_connection = True
+        route(self)
+
+    def version_string(self) -> str:
+        return self.server_version  # not the Python version too
+
+    def end_headers(self) -> None:
+        # Every response, the standard library's error replies included.
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        # Keeps a ?token= in the page address out of Referer headers.
+        self.send_header("Referrer-Policy", "no-referrer")
+        super().end_headers()
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # The query may hold the token: log only the path.
-        log.debug("web %s %s %s", self.command, urlsplit(self.path).path, code)
+        # The query may hold the token: log only the path. A request line that did not parse
+        # leaves no path (the reply is a 400).
+        path = getattr(self, "path", "")
+        log.debug("web %s %s %s", getattr(self, "command", None) or "-", urlsplit(path).path, code)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("web %s", format % args)
@@ -236,19 +320,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self._common_headers(headers)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _common_headers(self, extra: dict[str, str] | None = None) -> None:
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        # Keeps a ?token= in the page address out of Referer headers.
-        self.send_header("Referrer-Policy", "no-referrer")
-        for key, value in (extra or {}).items():
+        for key, value in (headers or {}).items():
             self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _start_stream(self, ctype: str) -> bool:
+        if self.command == "HEAD":
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", ctype)
+            self.end_headers()
+            return False
         if not self.server.streams.acquire(blocking=False):
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"too many viewers\n", "text/plain",
                        {"Retry-After": "5"})
@@ -257,7 +340,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.open_streams.add(self.connection)
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", ctype)
-        self._common_headers()
         self.end_headers()
         self.wfile.flush()
         return True
