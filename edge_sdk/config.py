@@ -21,6 +21,7 @@ import dataclasses
 import datetime
 import math
 import os
+import stat
 import sys
 import types
 import typing
@@ -35,7 +36,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from edge_sdk import registry
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, file_problem
 from edge_sdk.models.store import PRECISIONS
 from edge_sdk.runtimes import MAX_THREADS
 
@@ -53,12 +54,15 @@ _SECRET_KEYS = {
 
 def opt(default: Any, doc: str, *,
         choices: tuple[Any, ...] | Callable[[], tuple[Any, ...]] = (),
-        minimum: float | None = None, maximum: float | None = None) -> Any:
+        minimum: float | None = None, maximum: float | None = None,
+        smallest: float | None = None) -> Any:
     """Declare one config key: its default, help text, and accepted values or range.
 
     `choices` may be a function, asked when a value is checked (for names plugins add).
+    `smallest` is the least value other than 0 (for rates where 0 means "off": a rate of
+    1e-300 would be a wait of ~forever, which overflows the clocks it is timed with).
     """
-    meta = {"doc": doc, "choices": choices, "min": minimum, "max": maximum}
+    meta = {"doc": doc, "choices": choices, "min": minimum, "max": maximum, "smallest": smallest}
     return field(default=default, metadata=meta)
 
 
@@ -90,7 +94,7 @@ class PipelineConfig:
     """[pipeline]: pacing and smoothing."""
 
     max_fps: float = opt(0.0, "publish at most this many predictions per second; 0: no limit",
-                         minimum=0.0)
+                         minimum=0.0, maximum=1000.0, smallest=0.001)
     max_frames: int = opt(0, "stop after this many predictions; 0: run until stopped", minimum=0)
     smoothing: int = opt(0, "average scores over the last N frames (stops label flicker); 0: off",
                          minimum=0, maximum=1000)
@@ -123,12 +127,13 @@ class MqttConfig:
                              "credential mqtt-password if the service has one")
     keepalive: int = opt(30, "seconds between keep-alive pings", minimum=5, maximum=3600)
     queue_size: int = opt(1000, "predictions held while the broker is away; more are counted "
-                          "as overflow", minimum=1, maximum=1_000_000)
+                          "as overflow", minimum=1, maximum=100_000)
     discovery: bool = opt(True, "announce sensors to Home Assistant (MQTT discovery)")
     discovery_prefix: str = opt("homeassistant", "Home Assistant's discovery prefix")
     reconnect_min: float = opt(1.0, "first reconnect delay in seconds (doubles on each failure)",
-                               minimum=0.01)
-    reconnect_max: float = opt(60.0, "longest reconnect delay in seconds", minimum=0.01)
+                               minimum=0.01, maximum=3600.0)
+    reconnect_max: float = opt(60.0, "longest reconnect delay in seconds", minimum=0.01,
+                               maximum=3600.0)
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,7 @@ class WebConfig:
     quality: int = opt(80, "JPEG quality of the video stream", minimum=1, maximum=100)
     max_width: int = opt(640, "scale streamed frames down to this width; 0: full size", minimum=0)
     stream_fps: float = opt(15.0, "frames per second streamed to viewers; 0: every frame",
-                            minimum=0.0)
+                            minimum=0.0, maximum=1000.0, smallest=0.01)
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,8 @@ class ServiceConfig:
     """[service]: how the service runs under systemd."""
 
     log_level: str = opt("info", "log verbosity", choices=("debug", "info", "warning", "error"))
-    status_every: float = opt(5.0, "seconds between systemd STATUS updates", minimum=0.5)
+    status_every: float = opt(5.0, "seconds between systemd STATUS updates", minimum=0.5,
+                              maximum=3600.0)
     stall_after: float = opt(0.0, "seconds without a prediction before watchdog pings stop; "
                              "0: half of WatchdogSec; must be below WatchdogSec (check_watchdog)",
                              minimum=0.0)
@@ -250,6 +256,9 @@ def _check_value(where: str, key: str, value: Any, tp: Any, meta: Mapping[str, A
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f">= {low}"
         raise ConfigError(f"{where} {key} = {value!r} is out of range; it must be {bounds}")
+    smallest = meta.get("smallest")
+    if smallest is not None and 0 < value < smallest:
+        raise ConfigError(f"{where} {key} = {value!r} is too small; it must be 0 or at least {smallest}")
     return value
 
 
@@ -376,19 +385,30 @@ def check_watchdog(config: Config, watchdog: float | None, what: str) -> None:
         what: Where the timeout comes from, for the message (e.g. "the unit's WatchdogSec").
 
     Raises:
-        ConfigError: stall_after is not below the watchdog timeout.
+        ConfigError: stall_after is not below the watchdog timeout, or [pipeline] max_fps
+            spaces predictions further apart than stall_after.
     """
     from edge_sdk.service.watchdog import effective_stall_after
 
     stall = config.service.stall_after
     try:
-        effective_stall_after(stall or None, watchdog)
+        effective = effective_stall_after(stall or None, watchdog)
     except ValueError:
         raise ConfigError(
             f"{config.path or 'config'}: [service] stall_after = {stall:g} must be below {what} "
             f"({watchdog:g} s); lower stall_after (0: half of WatchdogSec) or raise WatchdogSec "
             "(systemctl edit edge-classify)"
         ) from None
+    max_fps = config.pipeline.max_fps
+    if watchdog and max_fps and 1.0 / max_fps >= effective:
+        # Predictions that far apart stop the pings between any two of them: the watchdog
+        # would restart the service for ever and the log would blame the camera.
+        raise ConfigError(
+            f"{config.path or 'config'}: [pipeline] max_fps = {max_fps:g} leaves {1 / max_fps:g} s "
+            f"between predictions, not less than the {effective:g} s after which the watchdog "
+            f"pings stop ({what} {watchdog:g} s); raise max_fps above {1 / effective:.3g} or "
+            "raise stall_after and WatchdogSec"
+        )
 
 
 def _check_plugin_sinks(tables: Any, where: str) -> dict[str, dict[str, Any]]:
@@ -503,26 +523,39 @@ def parse(data: Mapping[str, Any], where: str = "config") -> Config:
     return config
 
 
+#: A config is a few KiB; this bounds what a wrong path (a log, an image) makes us read.
+_MAX_CONFIG_BYTES = 1024 * 1024
+
+
 def load(path: str | os.PathLike[str]) -> Config:
     """Read and check one TOML config file.
 
     Raises:
         ConfigError: the file is missing, unreadable, not TOML, or has a bad value.
     """
-    where = os.fspath(path)
+    where = os.fspath(path) or repr(os.fspath(path))
     try:
-        raw = Path(path).read_bytes()
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            # A FIFO would block the start for ever, a device such as /dev/zero never end.
+            raise ConfigError(f"config file {where} is not a regular file; give a TOML file")
+        with open(path, "rb") as file:
+            raw = file.read(_MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(
             f"config file {where} does not exist; copy systemd/config.example.toml there"
         ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {where}: {exc.strerror}; check its mode") from None
+        raise ConfigError(f"cannot read config file {where}: {file_problem(exc)}") from None
+    if len(raw) > _MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {where} is over {_MAX_CONFIG_BYTES // 1024} KiB; is it the "
+                          "right file?")
     try:
         # utf-8-sig: Windows editors save a byte-order mark, which TOML does not allow.
         data = tomllib.loads(raw.decode("utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{where} is not valid TOML: {exc}; fix that line") from None
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise ConfigError(f"{where} nests arrays or tables too deeply to be a config") from None
     return parse(data, where)
 
 

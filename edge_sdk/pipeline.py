@@ -323,7 +323,9 @@ class Pipeline:
         iterate: bool | None = None,
     ) -> None:
         if max_fps is not None:
-            max_fps = check_number("max_fps", max_fps, low=0, low_open=True)
+            # Below one per 1000 s the wait between predictions overflows the clocks it is
+            # timed with (1e-300 is a wait of 1e300 s).
+            max_fps = check_number("max_fps", max_fps, low=0.001, high=1000)
         if max_frames is not None:
             check_int("max_frames", max_frames, low=1)
         if stall is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -294,6 +295,29 @@ def test_missing_files_are_reported_for_enabled_tables_only(tmp_path: Path) -> N
     assert cfg.missing_files(off) == []
 
 
+@pytest.mark.parametrize(("table", "key", "value", "match"), [
+    ("pipeline", "max_fps", 1e-300, "is too small; it must be 0 or at least 0.001"),
+    ("web", "stream_fps", 1e-320, "is too small; it must be 0 or at least 0.01"),
+    ("service", "status_every", 1e308, "out of range"),
+    ("mqtt", "reconnect_min", 1e10, "out of range"),
+    ("mqtt", "queue_size", 1_000_000, "out of range"),
+])
+def test_rates_and_delays_that_would_overflow_a_clock_are_refused(
+    table: str, key: str, value: float, match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        cfg.parse({table: {key: value}})
+
+
+def test_max_fps_slower_than_the_watchdog_allows_is_refused() -> None:
+    config = cfg.parse({"pipeline": {"max_fps": 0.05}})  # one prediction per 20 s
+    cfg.check_watchdog(config, None, "no watchdog")
+    with pytest.raises(ConfigError, match=r"max_fps = 0.05 leaves 20 s between predictions, not "
+                                          r"less than the 15 s .* raise max_fps above 0.0667"):
+        cfg.check_watchdog(config, 30.0, "the unit's WatchdogSec")
+    cfg.check_watchdog(cfg.parse({"pipeline": {"max_fps": 0.1}}), 30.0, "the unit's WatchdogSec")
+
+
 def test_secret_files_the_service_would_refuse_are_reported(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("")
     (tmp_path / "token").write_text("two words\n")
@@ -386,13 +410,22 @@ def test_a_byte_order_mark_is_read_past(tmp_path: Path) -> None:
     assert cfg.load(path).pipeline.max_frames == 7
 
 
-def test_an_unreadable_config_is_a_one_line_config_error(tmp_path: Path) -> None:
-    # A folder stands in for an unreadable file: the suite may run as root, who reads any file.
+def test_a_config_path_that_is_no_file_is_a_one_line_config_error(tmp_path: Path) -> None:
     folder = tmp_path / "config.toml"
     folder.mkdir()
-    result = CliRunner().invoke(cli, ["run", "--config", str(folder)])
-    assert result.exit_code == EX_CONFIG, result.output
-    assert result.output.startswith("Error: cannot read config file") and "Usage" not in result.output
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # reading it would block the start for ever
+    for path in (folder, fifo, Path("/dev/zero")):
+        result = CliRunner().invoke(cli, ["run", "--config", str(path)])
+        assert result.exit_code == EX_CONFIG, result.output
+        assert result.output == f"Error: config file {path} is not a regular file; give a TOML file\n"
+
+
+def test_a_config_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nests arrays or tables too deeply"):
+        cfg.load(path)
 
 
 def test_a_secret_file_others_can_read_is_used_with_a_warning(

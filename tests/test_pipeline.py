@@ -276,6 +276,7 @@ def test_bad_sources_and_arguments(tmp_path: Path, classifier: Classifier) -> No
         ({"max_frames": "3"}, TypeError, "max_frames must be an integer"),
         ({"max_frames": 2.5}, TypeError, "max_frames must be an integer"),
         ({"max_fps": float("nan")}, ValueError, "max_fps must be a finite number"),
+        ({"max_fps": 1e-300}, ValueError, r"max_fps must be within \[0.001, 1000\]"),
         ({"drain_timeout": -1}, ValueError, "drain_timeout must be >= 0"),
         ({"stall": "10"}, TypeError, "stall must be a number"),
         ({"on_prediction": 5}, TypeError, "on_prediction must be a function"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import json
 import shutil
 import signal
 import socket
@@ -77,6 +78,8 @@ def test_unit_has_the_service_contract() -> None:
     assert service["LoadCredential"] == f"mqtt-password:{CREDENTIAL_SOURCE}"
     assert "run --config /etc/edge-sdk/config.toml" in service["ExecStart"]
     assert "PrivateDevices" not in service  # it would hide the camera
+    # No start limit: a camera away for minutes must not leave the unit failed for good.
+    assert unit_options()["Unit"]["StartLimitIntervalSec"] == "0"
 
 
 def test_notifier_sends_datagrams_to_a_real_socket(listener: NotifyListener) -> None:
@@ -89,6 +92,30 @@ def test_notifier_sends_datagrams_to_a_real_socket(listener: NotifyListener) -> 
     assert listener.wait_for(lambda f: "STOPPING=1" in f)
     assert listener.fields() == ["READY=1", "STATUS=warming up", "WATCHDOG=1",
                                  "STATUS=12.5 predictions/s second line", "STOPPING=1"]
+    notifier.close()
+
+
+def test_notifier_never_blocks_on_a_socket_nobody_reads(tmp_path: Path) -> None:
+    # A busy PID 1 that does not read: once the kernel's queue is full a blocking send would
+    # hang the watchdog thread, and SIGTERM's handler waiting for its lock.
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unread:
+        unread.bind(str(path))
+        notifier = SystemdNotifier(str(path))
+        started = time.monotonic()
+        results = [notifier.watchdog() for _ in range(200)]
+        assert time.monotonic() - started < 2.0
+        assert results[0] and not results[-1]  # the first went through; later ones were refused
+        notifier.close()
+
+
+def test_a_newline_in_a_status_cannot_add_a_field(listener: NotifyListener) -> None:
+    notifier = SystemdNotifier(listener.path)
+    notifier.ready(status="failed: /tmp/x\nREADY=1\nWATCHDOG_USEC=0")
+    notifier.stopping(status="bye\nX=1")
+    assert listener.wait_for(lambda f: "STOPPING=1" in f)
+    assert listener.fields() == ["READY=1", "STATUS=failed: /tmp/x READY=1 WATCHDOG_USEC=0",
+                                 "STOPPING=1", "STATUS=bye X=1"]
     notifier.close()
 
 
@@ -249,6 +276,60 @@ def test_sigterm_while_the_camera_never_answers_exits_0_at_once(
     finally:
         service.stop()
         camera.close()
+
+
+def test_sighup_reopens_the_json_lines_file_for_log_rotation(tmp_path: Path, model_home: Path) -> None:
+    out = tmp_path / "predictions.jsonl"
+    config = (f'[source]\nuri = "test://?fps=20&size=160x120"\n[model]\nthreads = 1\n'
+              f'[jsonl]\nenabled = true\npath = "{out}"\n')
+    service = ServiceProcess(config, tmp_path, env={"EDGE_SDK_HOME": str(model_home)})
+    try:
+        wait = time.monotonic() + 30
+        while not (out.exists() and out.read_text().count("\n") >= 3):
+            assert time.monotonic() < wait and service.proc.poll() is None, service.log
+            time.sleep(0.05)
+        rotated = out.rename(tmp_path / "predictions.jsonl.1")  # what logrotate does first
+        service.signal(signal.SIGHUP)
+        assert service.wait_for_line("SIGHUP: reopening jsonl"), service.log
+        while not (out.exists() and out.read_text().count("\n") >= 3):
+            assert time.monotonic() < wait + 30 and service.proc.poll() is None, service.log
+            time.sleep(0.05)
+        service.signal(signal.SIGTERM)
+        assert service.wait(10) == 0, service.log
+        # Every line is whole, in one file or the other, and none repeats.
+        frames = [json.loads(line)["frame"] for f in (rotated, out) for line in f.read_text().splitlines()]
+        assert frames == sorted(set(frames)) and len(frames) >= 6
+    finally:
+        service.stop()
+
+
+def test_a_run_whose_only_output_kept_failing_ends_with_status_1(tmp_path: Path, model_home: Path) -> None:
+    config = ('[source]\nuri = "test://?size=160x120&count=5&live=0"\n[model]\nthreads = 1\n'
+              '[jsonl]\nenabled = true\npath = "/dev/full"\n')
+    service = ServiceProcess(config, tmp_path, env={"EDGE_SDK_HOME": str(model_home)})
+    try:
+        assert service.wait(60) == 1, service.log
+        service.stop()
+        summary = [line for line in service.lines if " ERROR " in line and "jsonl" in line]
+        assert summary and "No space left on device" in summary[-1], service.log
+        assert "Traceback" not in service.log
+    finally:
+        service.stop()
+
+
+def test_a_fatal_error_carries_the_journal_priority_and_the_status(
+    tmp_path: Path, listener: NotifyListener
+) -> None:
+    service = ServiceProcess("[source]\nuri = 'test://'\n[mqtt]\nhots = 'x'\n", tmp_path, env={
+        "NOTIFY_SOCKET": listener.path, "JOURNAL_STREAM": "8:1234"})
+    try:
+        assert service.wait(30) == 78
+        service.stop()
+        # `journalctl -p warning` shows the line only with an error's priority.
+        assert service.lines[-1].startswith("<3>Error: ") and "'hots'" in service.lines[-1], service.log
+        assert listener.wait_for(lambda f: any(x.startswith("STATUS=failed: ") for x in f))
+    finally:
+        service.stop()
 
 
 @pytest.mark.slow

@@ -90,7 +90,7 @@ def live_options(f: F) -> F:
                      help="Token the web view requires (needed off loopback)."),
         click.option("--max-frames", type=click.IntRange(min=1), default=None,
                      help="Stop after this many predictions."),
-        click.option("--max-fps", type=FiniteFloatRange(min=0.0, min_open=True), default=None,
+        click.option("--max-fps", type=FiniteFloatRange(min=0.001, max=1000.0), default=None,
                      help="Classify at most this many frames per second."),
         click.option("--every-frame", is_flag=True,
                      help="Classify every frame of a file, dropping none (offline runs)."),

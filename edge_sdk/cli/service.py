@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import click
 from edge_sdk import config as cfg
 from edge_sdk.cli.errors import ConfigProblem
 from edge_sdk.config import Config
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, EdgeSDKError
 
 #: The unit `check-config` checks [service] stall_after against.
 UNIT = "edge-classify.service"
@@ -143,16 +144,22 @@ def run(config_path: Path | None, log_level: str | None, **flags: Any) -> None:
     STATUS and STOPPING (Type=notify). A configuration error exits with status 78 (EX_CONFIG),
     which the unit does not restart on; other failures exit with 1.
     """
+    from edge_sdk.service.notify import SystemdNotifier
     from edge_sdk.service.runner import run_service, setup_logging
 
     try:
         config = apply_overrides(cfg.find(config_path), log_level=log_level, **flags)
         setup_logging(config.service.log_level)
         code = run_service(config)
-    except ConfigError as exc:
-        # Restarting cannot fix a config; other errors (camera, broker) may pass, so they
-        # keep exit status 1 and systemd's Restart=on-failure.
-        raise ConfigProblem(str(exc)) from None
+    except EdgeSDKError as exc:
+        # `systemctl status` shows why, not only the journal.
+        with contextlib.closing(SystemdNotifier()) as notifier:
+            notifier.status(f"failed: {exc}")
+        if isinstance(exc, ConfigError):
+            # Restarting cannot fix a config; other errors (camera, broker) may pass, so they
+            # keep exit status 1 and systemd's Restart=on-failure.
+            raise ConfigProblem(str(exc)) from None
+        raise
     sys.exit(code)
 
 

@@ -50,7 +50,9 @@ class SystemdNotifier:
         data = "\n".join(fields).encode()
         try:
             with self._lock:
-                self._sock.sendto(data, target)
+                # Never block: if systemd is not reading (a busy PID 1), a full socket queue
+                # would hang this thread, and SIGTERM's handler with it, on the lock.
+                self._sock.sendto(data, socket.MSG_DONTWAIT, target)
         except OSError as exc:
             if not self._warned:
                 log.warning("cannot notify systemd at %s: %s", self.address, exc)
@@ -59,22 +61,27 @@ class SystemdNotifier:
         return True
 
     def ready(self, status: str | None = None) -> bool:
-        return self.notify("READY=1", *([f"STATUS={status}"] if status else []))
+        return self.notify("READY=1", *([_status_field(status)] if status else []))
 
     def watchdog(self) -> bool:
         return self.notify("WATCHDOG=1")
 
     def stopping(self, status: str | None = None) -> bool:
-        return self.notify("STOPPING=1", *([f"STATUS={status}"] if status else []))
+        return self.notify("STOPPING=1", *([_status_field(status)] if status else []))
 
     def status(self, text: str) -> bool:
-        # One line: a newline would start a new (bogus) field.
-        return self.notify("STATUS=" + " ".join(text.split()))
+        return self.notify(_status_field(text))
 
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def _status_field(text: str) -> str:
+    # One line: a newline (e.g. from a source URI in an error) would start a new field, such
+    # as a bogus READY=1 or WATCHDOG_USEC=0.
+    return "STATUS=" + " ".join(text.split())
 
 
 def watchdog_seconds() -> float | None:

@@ -25,6 +25,7 @@ from edge_sdk.config import PLUGIN_SINKS, Config, JsonlConfig, MqttConfig, WebCo
 from edge_sdk.errors import ConfigError, EdgeSDKError, SinkError, SourceError
 from edge_sdk.service.notify import SystemdNotifier, watchdog_seconds
 from edge_sdk.service.watchdog import WatchdogSink
+from edge_sdk.sinks.worker import sink_name
 from edge_sdk.sources.opening import stoppable_opens
 
 log = logging.getLogger("edge_sdk.service")
@@ -220,13 +221,13 @@ def run_service(config: Config, *, notifier: SystemdNotifier | None = None) -> i
         if watchdog:
             log.info("systemd watchdog: %.0f s; pings stop after %.1f s without a prediction",
                      watchdog, heartbeat.stall_after)
-        return _run(pipeline, notifier)
+        return _run(pipeline, notifier, made)
     finally:
         classifier.close()
         notifier.close()
 
 
-def _run(pipeline: Any, notifier: SystemdNotifier) -> int:
+def _run(pipeline: Any, notifier: SystemdNotifier, sinks: list[Any]) -> int:
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -236,7 +237,17 @@ def _run(pipeline: Any, notifier: SystemdNotifier) -> int:
             log.info("%s: stopping", signal.Signals(signum).name)
         pipeline.request_stop()
 
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        # What logrotate's postrotate sends: files are reopened, the run goes on. (By default
+        # SIGHUP would kill the service without a word, and systemd counts that as a clean
+        # exit, so Restart=on-failure would not bring it back.)
+        reopening = [sink for sink in sinks if callable(getattr(sink, "reopen", None))]
+        log.info("SIGHUP: reopening %s", ", ".join(sink_name(s) for s in reopening) or "nothing")
+        for sink in reopening:
+            sink.reopen()
+
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     try:
         # The first open runs on this thread: a camera that accepts the connection and never
         # answers must not hold the stop up (see edge_sdk.sources.opening).
@@ -252,7 +263,11 @@ def _run(pipeline: Any, notifier: SystemdNotifier) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    failed = pipeline.failure_summary()
+    if failed is not None:  # e.g. the only output on a full disk: say so at the end too
+        log.error("%s", failed)
     if not stopping.is_set():
-        notifier.stopping(status="source ended")
+        notifier.stopping(status="source ended" if failed is None else f"failed: {failed}")
     log.info("stopped after %d predictions", pipeline.published)
-    return 0
+    # A source that ended while a sink kept failing is no success; a requested stop is.
+    return 1 if failed is not None and not stopping.is_set() else 0

@@ -67,8 +67,8 @@ class WatchdogSink(Closing):
     ) -> None:
         if watchdog is not None and watchdog <= 0:
             raise ValueError(f"watchdog must be > 0 seconds, got {watchdog}")
-        if status_every <= 0:
-            raise ValueError(f"status_every must be > 0 seconds, got {status_every}")
+        if not 0 < status_every <= 86400:  # a longer wait overflows the clock it is timed with
+            raise ValueError(f"status_every must be within (0, 86400] seconds, got {status_every}")
         self.notifier = notifier
         self.watchdog = watchdog
         self.stall_after = effective_stall_after(stall_after, watchdog)

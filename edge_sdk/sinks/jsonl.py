@@ -49,6 +49,7 @@ class JsonlSink(ClosableSink):
     ) -> None:
         self._pipeline: Any = None
         self._gone = False  # the reader of the stream went away
+        self._reopen = False  # set by reopen(), acted on by the next publish
         self.lines = 0
         self._out: TextIO | None = None
         self._file: io.FileIO | None = None
@@ -70,6 +71,17 @@ class JsonlSink(ClosableSink):
         self._where = (str(self.path) if self._file is not None
                        else "standard output" if stream is None else "its stream")
 
+    def reopen(self) -> None:
+        """Write the next lines to a freshly opened file at `path` (appended to, or created).
+
+        For log rotation: once the old file has been renamed, the service's SIGHUP handler
+        calls this, and the line after it goes to a new file under the old name. Safe to call
+        from a signal handler; the reopen itself happens in the next `publish`. A stream is
+        left as it is.
+        """
+        if self.path is not None:
+            self._reopen = True
+
     def attach(self, pipeline: Any) -> None:
         """Remember the pipeline, to stop it when stdout's reader goes away."""
         self._pipeline = pipeline
@@ -89,6 +101,18 @@ class JsonlSink(ClosableSink):
         if self._gone:  # the pipeline was asked to stop
             return
         line = json.dumps(prediction.to_dict(), separators=(",", ":")) + "\n"
+        if self._reopen and self.path is not None:
+            self._reopen = False
+            try:
+                fresh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept until close
+            except OSError as exc:
+                raise SinkError(
+                    f"cannot reopen {self.path} for JSON lines: {exc.strerror}; writing on to the "
+                    "file it had open (check the folder is writable)"
+                ) from None
+            old, self._file = self._file, fresh
+            if old is not None:
+                old.close()
         try:
             if self._file is not None:
                 data = memoryview(line.encode())

@@ -90,7 +90,9 @@ class WebSink(ClosableSink):
             raise TypeError(f"bind must be a string 'ADDR:PORT' (e.g. {DEFAULT_BIND!r}), got {bind!r}")
         check_int("quality", quality, low=1, high=100)
         check_int("max_width", max_width, low=0)
-        stream_fps = check_number("stream_fps", stream_fps, low=0)
+        stream_fps = check_number("stream_fps", stream_fps, low=0, high=1000)
+        if 0 < stream_fps < 0.01:  # its period would overflow the clock it is timed with
+            raise ValueError(f"stream_fps must be 0 (every frame) or at least 0.01, got {stream_fps}")
         check_int("max_streams", max_streams, low=1)
         address = BindAddress.parse(bind)
         self.policy = AccessPolicy(address, read_token(token, token_file), insecure=insecure)
