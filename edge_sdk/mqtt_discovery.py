@@ -15,6 +15,7 @@ MQTT sensor and its shared ``device`` / ``origin`` blocks (https://www.home-assi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -41,11 +42,24 @@ ATTRIBUTES_TEMPLATE = (
 )
 
 _NODE_ID = re.compile(r"[^a-zA-Z0-9_-]")
+#: The topic prefix that leaves node ids as they are (the sink's default).
+DEFAULT_PREFIX = "edge-sdk"
 
 
-def node_id(device_id: str) -> str:
-    """Return `device_id` as Home Assistant accepts it in a discovery topic ([a-zA-Z0-9_-])."""
-    return _NODE_ID.sub("_", device_id)
+def node_id(device_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Return the device's id in discovery topics and unique ids: [a-zA-Z0-9_-] only, and
+    distinct for distinct devices.
+
+    An id that is already of those characters, under the default prefix, is used as it is.
+    Otherwise the characters Home Assistant refuses become "_" and a short hash of prefix and
+    id follows, so "cam 1", "cam.1" and "cam_1", or two non-Latin names of one length, or one
+    id under two prefixes, do not overwrite each other's entities.
+    """
+    node = _NODE_ID.sub("_", device_id)
+    if node == device_id and prefix == DEFAULT_PREFIX:
+        return node
+    digest = hashlib.sha256(f"{prefix}/{device_id}".encode()).hexdigest()[:8]
+    return f"{node}_{digest}"
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ def discovery_messages(
     model: str = "",
     qos: int = 1,
     discovery_prefix: str = DEFAULT_DISCOVERY_PREFIX,
+    prefix: str = DEFAULT_PREFIX,
 ) -> list[DiscoveryMessage]:
     """Build the retained discovery configs of one device.
 
@@ -77,11 +92,12 @@ def discovery_messages(
         model: Model name, shown as the device's model.
         qos: QoS Home Assistant subscribes with.
         discovery_prefix: Home Assistant's discovery prefix.
+        prefix: The device's own topic prefix (part of its node id when not the default).
 
     Returns:
         The messages, each to be published retained.
     """
-    node = node_id(device_id)
+    node = node_id(device_id, prefix)
     device = {
         "identifiers": [f"edge-sdk-{node}"],
         "name": f"edge-sdk {device_id}",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from support.mosquitto import (
     Mosquitto,
@@ -28,6 +30,7 @@ from edge_sdk.mqtt_discovery import (
     LABEL_TEMPLATE,
     SCORE_TEMPLATE,
     discovery_messages,
+    node_id,
 )
 from edge_sdk.sinks.mqtt import MqttSink, check_broker_host
 from edge_sdk.sinks.mqtt_policy import PublishPolicy
@@ -442,9 +445,11 @@ HA_ORIGIN_KEYS = {"name", "sw_version", "support_url"}
 def test_discovery_payloads_use_only_documented_keys() -> None:
     messages = discovery_messages(device_id="pi.kitchen", prediction_topic="p/t",
                                   status_topic="s/t", model="squeezenet1.1")
+    node = node_id("pi.kitchen")
+    assert re.fullmatch(r"pi_kitchen_[0-9a-f]{8}", node)
     assert [m.topic for m in messages] == [
-        "homeassistant/sensor/pi_kitchen/label/config",
-        "homeassistant/sensor/pi_kitchen/score/config",
+        f"homeassistant/sensor/{node}/label/config",
+        f"homeassistant/sensor/{node}/score/config",
     ]
     ids = set()
     for m in messages:
@@ -456,6 +461,14 @@ def test_discovery_payloads_use_only_documented_keys() -> None:
         ids.add(p["unique_id"])
         json.loads(m.encode())
     assert len(ids) == 2
+
+
+def test_discovery_node_ids_differ_for_different_devices() -> None:
+    ids = ["cam 1", "cam.1", "cam_1", "кухня", "ванна", " ", "\u200b"]
+    nodes = [node_id(i) for i in ids] + [node_id("cam_1", "site-b")]
+    assert len(set(nodes)) == len(nodes)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", n) for n in nodes)
+    assert node_id("shelf-cam") == "shelf-cam"  # a plain id stays as it was
 
 
 def test_discovery_templates_render_label_score_and_attributes() -> None:
@@ -499,6 +512,51 @@ def test_policy_holds_a_change_until_min_interval_then_publishes_it() -> None:
     assert not policy.decide("b", 9.0)
     assert policy.decide("b", 10.5)
     assert not policy.decide("b", 30.0)  # no change, no heartbeat
+
+
+def test_policy_publishes_again_a_change_the_sink_could_not_send() -> None:
+    policy = PublishPolicy(on_change=True, hysteresis=1, min_interval=0.0)
+    assert policy.decide("a", 0.0)
+    assert policy.decide("b", 1.0)
+    policy.not_sent()  # the queue was full, or QoS 0 while the broker was away
+    assert policy.decide("b", 2.0)  # the consumer still shows 'a': 'b' is still the change
+    assert not policy.decide("b", 3.0)
+
+
+def test_an_on_change_label_dropped_while_disconnected_is_sent_after_the_reconnect(
+    tmp_path: Path,
+) -> None:
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    sink = MqttSink(host=broker.host, port=broker.port, device_id="cam22", qos=0, discovery=False,
+                    on_change=True, hysteresis=1, min_interval=0.0, reconnect_min=0.1,
+                    reconnect_max=0.2)
+    rec = None
+    try:
+        assert sink.wait_connected(10)
+        rec = Recorder(broker, ["edge-sdk/cam22/prediction"])
+        sink.publish(prediction(0, label="cat"), None)
+        assert rec.wait_for(lambda m: len(m) == 1)
+        rec.close()
+        broker.stop()
+        deadline = time.monotonic() + 5
+        while sink.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sink.publish(prediction(1, label="dog"), None)  # QoS 0, disconnected: dropped
+        assert sink.stats()["dropped"] == 1
+        broker.start()
+        rec = Recorder(broker, ["edge-sdk/cam22/prediction"])
+        assert sink.wait_connected(10)
+        for i in range(2, 5):  # steady 'dog': the consumer must learn it once
+            sink.publish(prediction(i, label="dog"), None)
+        assert rec.wait_for(lambda m: len(m) >= 1)
+        time.sleep(0.3)
+        assert [json.loads(p)["top"][0]["label"] for _, p, _ in rec.messages] == ["dog"]
+    finally:
+        sink.close()
+        if rec is not None:
+            rec.close()
+        broker.stop()
 
 
 def test_policy_interval_heartbeat_alone_and_with_changes() -> None:
@@ -580,11 +638,26 @@ def test_gauges_registered_through_attach(mosquitto: Mosquitto) -> None:
         ({"queue_size": 0}, "queue_size"),
         ({"keyfile": "k.pem"}, "keyfile needs certfile"),
         ({"reconnect_min": 5.0, "reconnect_max": 1.0}, "reconnect_min"),
+        ({"device_id": "a\tb"}, "control characters"),
+        ({"device_id": "x" * 70_000}, "device_id is 70000 characters long; keep it under 256"),
+        ({"prefix": "trail/"}, "prefix 'trail/' has an empty topic level"),
+        ({"discovery_prefix": "ha//x"}, "has an empty topic level"),
+        ({"keepalive": 65536}, "keepalive must be within"),
+        ({"host": "a..b"}, "not a valid host name: each dot-separated part must be 1-63"),
+        ({"host": "x" * 64 + ".lan"}, "not a valid host name"),
     ],
 )
 def test_bad_options_are_value_errors(options: dict[str, Any], error: str) -> None:
+    # Each of these used to pass and then kill paho's network thread, or make the broker drop
+    # every connection, with no word from the sink.
     with pytest.raises(ValueError, match=error):
-        MqttSink(host="127.0.0.1", port=free_port(), **options)
+        MqttSink(**{"host": "127.0.0.1", "port": free_port(), **options})
+
+
+@pytest.mark.parametrize("option", ["tls", "on_change", "discovery"])
+def test_a_flag_given_as_a_string_is_a_type_error(option: str) -> None:
+    with pytest.raises(TypeError, match=f"{option} must be True or False, got 'false'"):
+        MqttSink(host="127.0.0.1", port=free_port(), **{option: "false"})
 
 
 @pytest.mark.parametrize(
@@ -695,6 +768,36 @@ def test_close_delivers_the_queue_to_a_broker_back_during_pahos_backoff(
         sink.close()
         if rec is not None:
             rec.close()
+        broker.stop()
+
+
+def test_close_with_nothing_queued_still_replaces_a_stale_online(tmp_path: Path) -> None:
+    """A broker that crashed and restarted from its last save can hold our retained "online"
+    with no connection of ours left for a last will to follow. If close() comes while the sink
+    sleeps in a reconnect backoff with nothing queued, it still connects to say offline."""
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    sink = MqttSink(host=broker.host, port=broker.port, device_id="cam21", discovery=False,
+                    reconnect_min=5.0, reconnect_max=5.0, close_timeout=1.5)
+    try:
+        assert sink.wait_connected(10)
+        broker.stop()
+        deadline = time.monotonic() + 5
+        while sink.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        broker.start()
+        # What a crash after a save leaves (a clean stop publishes the will instead).
+        stale = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        stale.connect(broker.host, broker.port)
+        stale.loop_start()
+        stale.publish("edge-sdk/cam21/status", b"online", qos=1, retain=True).wait_for_publish(5)
+        stale.disconnect()
+        stale.loop_stop()
+        assert retained(broker, "edge-sdk/cam21/status") == b"online"
+        sink.close()
+        assert retained(broker, "edge-sdk/cam21/status") == b"offline"
+    finally:
+        sink.close()
         broker.stop()
 
 

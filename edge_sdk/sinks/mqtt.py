@@ -80,6 +80,19 @@ def _is_host(host: str) -> bool:
     return bool(host) and not host.startswith(("-", ".")) and all(c.isalnum() or c in "-._" for c in host)
 
 
+def _encodes(host: str) -> bool:
+    """Whether the resolver can take the name: each label 1-63 characters once IDNA-encoded.
+
+    A name that fails here ("a..b", a 64-character label) makes paho's network thread die on
+    an exception it does not catch, and the sink would never connect nor say why.
+    """
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
 def check_broker_host(host: str) -> None:
     """Refuse a broker host that is not a bare host name or IP address.
 
@@ -96,6 +109,11 @@ def check_broker_host(host: str) -> None:
         raise TypeError(f"host must be a string (the broker's host name or address), got {host!r} "
                         f"({type(host).__name__})")
     if _is_host(host):
+        if not _encodes(host):
+            raise ValueError(
+                f"host {host!r} is not a valid host name: each dot-separated part must be 1-63 "
+                "characters (no '..'); check the spelling"
+            )
         return
     if not host.strip():
         raise ValueError("host must be the broker's host name or address, e.g. 'localhost'")
@@ -122,18 +140,30 @@ def _check_text(name: str, value: Any, *, optional: bool = True) -> None:
         raise TypeError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
 
 
+#: Longest topic part accepted: topics are at most 65,535 bytes, and a part this long is a slip.
+_MAX_TOPIC_PART = 256
+
+
 def check_topic_part(name: str, value: str, *, slashes: bool) -> None:
-    """Refuse a topic part MQTT cannot route: empty, a wildcard or NUL (and "/" unless
-    `slashes`). Shared with the service config's checks.
+    """Refuse a topic part MQTT cannot route or brokers refuse: empty, a wildcard, a control
+    character, "/" unless `slashes` (and with it an empty level: a leading, trailing or double
+    "/"), or longer than 256 characters. Shared with the service config's checks.
 
     Raises:
         TypeError: `value` is not a string.
         ValueError: naming the part and what it may not contain.
     """
     _check_text(name, value, optional=False)
-    if not value or any(c in value for c in "+#\0") or (not slashes and "/" in value):
-        allowed = "" if slashes else ", '/'"
-        raise ValueError(f"{name} {value!r} must be non-empty without '+', '#'{allowed}")
+    allowed = "" if slashes else ", '/'"
+    if (not value or any(c in value for c in "+#") or (not slashes and "/" in value)
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)):
+        raise ValueError(f"{name} {value!r} must be non-empty without '+', '#'{allowed} or control "
+                         "characters")
+    if slashes and "" in value.split("/"):
+        raise ValueError(f"{name} {value!r} has an empty topic level; drop the leading, trailing or "
+                         "double '/'")
+    if len(value) > _MAX_TOPIC_PART:
+        raise ValueError(f"{name} is {len(value)} characters long; keep it under {_MAX_TOPIC_PART}")
 
 
 def _stop_loop(client: mqtt.Client) -> threading.Thread:
@@ -241,8 +271,11 @@ class MqttSink(ClosableSink):
             check_int("port", port, low=1, high=65535)
         if check_int("qos", qos) not in (0, 1, 2):
             raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
-        check_int("keepalive", keepalive, low=5)
+        check_int("keepalive", keepalive, low=5, high=65535)  # MQTT sends it in 16 bits
         check_int("queue_size", queue_size, low=1)
+        for name, flag in (("on_change", on_change), ("tls", tls), ("discovery", discovery)):
+            if not isinstance(flag, bool):  # "false" would be true
+                raise TypeError(f"{name} must be True or False, got {flag!r} ({type(flag).__name__})")
         check_number("reconnect_min", reconnect_min, low=0, low_open=True)
         check_number("reconnect_max", reconnect_max, low=0, low_open=True)
         if reconnect_min > reconnect_max:
@@ -270,6 +303,7 @@ class MqttSink(ClosableSink):
         self.qos = qos
         self.queue_size = queue_size
         self.close_timeout = float(close_timeout)
+        self.prefix = prefix
         self.prediction_topic = f"{prefix}/{device_id}/prediction"
         self.status_topic = f"{prefix}/{device_id}/status"
         self.discovery = discovery
@@ -412,13 +446,16 @@ class MqttSink(ClosableSink):
                 self._announce()
         if self._queued >= self.queue_size:
             self._count_overflow()
+            self.policy.not_sent()
             return
         payload = json.dumps(prediction.to_dict(), separators=(",", ":"))
         if len(payload) > _MAX_PAYLOAD:  # json.dumps escapes to ASCII: characters are bytes
             self._count_refused(prediction.frame_index, f"{len(payload)} bytes is over MQTT's limit")
+            self.policy.not_sent()
             return
         if self.qos == 0:
-            self._publish_qos0(prediction.frame_index, payload)
+            if not self._publish_qos0(prediction.frame_index, payload):
+                self.policy.not_sent()
             return
         with self._lock:
             self._backlog.append((prediction.frame_index, payload))
@@ -426,20 +463,23 @@ class MqttSink(ClosableSink):
             self.accepted += 1
         self._pump()
 
-    def _publish_qos0(self, frame_index: int, payload: str) -> None:
+    def _publish_qos0(self, frame_index: int, payload: str) -> bool:
+        """Hand a QoS 0 prediction to paho; False if it was dropped (and counted) instead."""
         # Nothing waits for an acknowledgement, so paho's queue needs no window.
         try:
             info = self.client.publish(self.prediction_topic, payload, qos=0)
         except ValueError as exc:  # topic, QoS and size were checked: should not happen
             self._count_refused(frame_index, str(exc))
-            return
+            return False
         if info.rc == mqtt.MQTT_ERR_NO_CONN:
             self.dropped += 1  # QoS 0 is not kept for the reconnect; the disconnect was logged
-        elif info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self._count_refused(frame_index, mqtt.error_string(info.rc))
-        else:
-            self.accepted += 1
-            self.published += 1  # handed to the socket: all QoS 0 ever confirms
+            return False
+        self.accepted += 1
+        self.published += 1  # handed to the socket: all QoS 0 ever confirms
+        return True
 
     def flush(self, timeout: float) -> bool:
         """Wait until every accepted prediction is acknowledged; return whether that happened."""
@@ -458,8 +498,8 @@ class MqttSink(ClosableSink):
         Connected, the queue is flushed on the connection and `offline` follows it: the clean
         disconnect tells the broker to drop the last will, so `offline` is published explicitly.
         Disconnected (the broker away, or back while paho sleeps in a reconnect backoff of up to
-        `reconnect_max`), one last attempt is made on a new connection with the time left: a
-        broker that is there by now gets the queue and `offline`. Whatever is still not
+        `reconnect_max`), one last attempt is made on a new connection with the time left, even
+        with nothing queued: a broker that is there by now gets the queue and `offline`. Whatever is still not
         acknowledged at the end is counted in `dropped` and logged. Neither case waits on paho's
         own thread past `close_timeout` (it is a daemon and ends by itself once it sees the
         disconnect). Safe to call twice.
@@ -488,7 +528,9 @@ class MqttSink(ClosableSink):
                 messages = [*self._sent.values(), *self._backlog]
             old.disconnect()
             _stop_loop(old)  # not waited for: it may sleep out a backoff second or a connect
-            if messages and deadline - time.monotonic() >= _MIN_LAST_ATTEMPT_S:
+            # Also with nothing queued: a broker that restarted while we were away may hold
+            # our retained "online" with no connection of ours left for a last will to follow.
+            if deadline - time.monotonic() >= _MIN_LAST_ATTEMPT_S:
                 delivered, thread = self._last_attempt(messages, deadline)
                 if thread is not None:
                     stopping.append(thread)
@@ -531,7 +573,7 @@ class MqttSink(ClosableSink):
             How many of `messages` the broker acknowledged, and the thread stopping the client.
         """
         log.info("MQTT: closing while disconnected from %s:%d; one last attempt to deliver %d "
-                 "predictions", self.host, self.port, len(messages))
+                 "predictions and publish offline", self.host, self.port, len(messages))
         try:
             client = self._new_client()
         except ConfigError as exc:  # a TLS file removed since the start
@@ -751,6 +793,7 @@ class MqttSink(ClosableSink):
             model=self._model,
             qos=self.qos,
             discovery_prefix=self.discovery_prefix,
+            prefix=self.prefix,
         ):
             self._send_control(msg.topic, msg.encode())
 

@@ -56,6 +56,7 @@ class PublishPolicy:
         self._stable: object = _UNSET
         self._published: object = _UNSET
         self._last_time: float | None = None
+        self._before_last: tuple[object, float | None] = (_UNSET, None)
 
     def decide(self, label: str | None, now: float) -> bool:
         """Feed one prediction's top label (None when nothing passed the threshold).
@@ -93,9 +94,19 @@ class PublishPolicy:
         # frame showing the stable label may move it, or a flicker a heartbeat carried would be
         # "changed back" on the next frame. Before that, a heartbeat's label is the only state
         # there is; counting it keeps the label's becoming stable from repeating it.
+        self._before_last = (self._published, self._last_time)
         if steady:
             self._published = self._stable
         elif self._stable is _UNSET:
             self._published = label
         self._last_time = now
         return True
+
+    def not_sent(self) -> None:
+        """Take back the last True of `decide`: that prediction never reached the consumer.
+
+        For a prediction the sink then had to drop (queue full, QoS 0 while disconnected):
+        the consumer still shows the label before it, so the next frame with the stable label
+        is a change to publish again, not a repeat to skip.
+        """
+        self._published, self._last_time = self._before_last
