@@ -302,7 +302,8 @@ def check_broker(
     tls = q.tls or bool(q.ca_file or q.certfile)
     port = q.port or (8883 if tls else 1883)
     where = f"{q.host}:{port}"
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-sdk-doctor-{os.getpid()}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-sdk-doctor-{os.getpid()}",
+                         protocol=mqtt.MQTTv5 if q.protocol == "5" else mqtt.MQTTv311)
     password_from = ""
     try:
         if q.username:

@@ -13,6 +13,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from support.mosquitto import (
     Mosquitto,
     Recorder,
@@ -50,9 +51,11 @@ def frames_of(rec: Recorder, topic: str) -> list[int]:
     return [m["frame"] for m in rec.json(topic)]
 
 
-def test_predictions_arrive_with_the_documented_schema(mosquitto: Mosquitto) -> None:
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_predictions_arrive_with_the_documented_schema(mosquitto: Mosquitto, protocol: str) -> None:
     rec = Recorder(mosquitto, ["edge-sdk/#"])
-    sink = MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="cam1", discovery=False)
+    sink = MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="cam1", discovery=False,
+                    protocol=protocol)
     try:
         assert sink.wait_connected(5)
         for i in range(200):
@@ -644,6 +647,7 @@ def test_gauges_registered_through_attach(mosquitto: Mosquitto) -> None:
         ({"discovery_prefix": "ha//x"}, "has an empty topic level"),
         ({"keepalive": 65536}, "keepalive must be within"),
         ({"host": "a..b"}, "not a valid host name: each dot-separated part must be 1-63"),
+        ({"protocol": "3"}, "protocol must be one of '5', '3.1.1'"),
         ({"host": "x" * 64 + ".lan"}, "not a valid host name"),
     ],
 )
@@ -657,7 +661,8 @@ def test_bad_options_are_value_errors(options: dict[str, Any], error: str) -> No
 @pytest.mark.parametrize("option", ["tls", "on_change", "discovery"])
 def test_a_flag_given_as_a_string_is_a_type_error(option: str) -> None:
     with pytest.raises(TypeError, match=f"{option} must be True or False, got 'false'"):
-        MqttSink(host="127.0.0.1", port=free_port(), **{option: "false"})
+        options: dict[str, Any] = {option: "false"}  # the point: not a bool
+        MqttSink(host="127.0.0.1", port=free_port(), **options)
 
 
 @pytest.mark.parametrize(
@@ -771,6 +776,58 @@ def test_close_delivers_the_queue_to_a_broker_back_during_pahos_backoff(
         broker.stop()
 
 
+def test_predictions_the_broker_refuses_are_dropped_and_logged_not_published(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL that lets the device write its status but not its predictions. Under MQTT 3.1.1
+    the broker acknowledged each prediction and threw it away, and the sink counted it
+    published; MQTT 5's acknowledgement says "Not authorized"."""
+    acl = tmp_path / "acl"
+    acl.write_text("user cam\ntopic write edge-sdk/cam23/status\ntopic write homeassistant/#\n")
+    broker = Mosquitto(tmp_path, users={"cam": "pw"}, extra=(f"acl_file {acl}",))
+    (tmp_path / "pw").write_text("pw\n")
+    tmp_path.joinpath("pw").chmod(0o600)
+    broker.start()
+    caplog.set_level(logging.ERROR, "edge_sdk.sinks.mqtt")
+    sink = MqttSink(host=broker.host, port=broker.port, device_id="cam23", username="cam",
+                    password_file=str(tmp_path / "pw"))
+    try:
+        assert sink.wait_connected(10)
+        for i in range(5):
+            sink.publish(prediction(i), None)
+        assert sink.flush(10)
+        stats = sink.stats()
+        assert (stats["published"], stats["dropped"]) == (0, 5)
+        assert ("refused a prediction on edge-sdk/cam23/prediction (Not authorized); allow user "
+                "'cam' to publish to edge-sdk/cam23/prediction in the broker's ACL") in caplog.text
+    finally:
+        sink.close()
+        broker.stop()
+
+
+def test_a_message_over_the_brokers_packet_limit_is_refused_before_it_is_sent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Sent anyway, the broker would drop the connection, and the resend after each reconnect too.
+    broker = Mosquitto(tmp_path, extra=("max_packet_size 200",))
+    broker.start()
+    caplog.set_level(logging.WARNING, "edge_sdk.sinks.mqtt")
+    sink = MqttSink(host=broker.host, port=broker.port, device_id="cam24")
+    try:
+        assert sink.wait_connected(10)
+        for i in range(3):
+            sink.publish(prediction(i), None)
+        assert sink.flush(5)
+        time.sleep(0.5)
+        stats = sink.stats()
+        assert (stats["published"], stats["dropped"], sink.connects) == (0, 3, 1)
+        assert "over the broker's maximum packet size of 200" in caplog.text
+        assert "homeassistant/sensor/cam24/label/config not sent" in caplog.text
+    finally:
+        sink.close()
+        broker.stop()
+
+
 def test_close_with_nothing_queued_still_replaces_a_stale_online(tmp_path: Path) -> None:
     """A broker that crashed and restarted from its last save can hold our retained "online"
     with no connection of ours left for a last will to follow. If close() comes while the sink
@@ -787,7 +844,7 @@ def test_close_with_nothing_queued_still_replaces_a_stale_online(tmp_path: Path)
             time.sleep(0.02)
         broker.start()
         # What a crash after a save leaves (a clean stop publishes the will instead).
-        stale = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        stale = mqtt.Client(CallbackAPIVersion.VERSION2)
         stale.connect(broker.host, broker.port)
         stale.loop_start()
         stale.publish("edge-sdk/cam21/status", b"online", qos=1, retain=True).wait_for_publish(5)

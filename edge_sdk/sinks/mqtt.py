@@ -192,6 +192,20 @@ def _published(info: mqtt.MQTTMessageInfo) -> bool:
         return False
 
 
+#: MQTT versions the sink speaks: 5 by default; "3.1.1" for brokers without MQTT 5.
+PROTOCOLS = ("5", "3.1.1")
+
+
+def _refusal_fix(reason: str, topic: str, username: str | None) -> str:
+    """What to do about a broker's refusal of a message, for the log line."""
+    if "authorized" in reason.lower():
+        who = f"user {username!r}" if username else "anonymous clients"
+        return f"allow {who} to publish to {topic} in the broker's ACL"
+    if "large" in reason.lower() or "quota" in reason.lower():
+        return "raise the broker's max_packet_size (or message_size_limit)"
+    return "check the broker's log for why"
+
+
 def default_device_id() -> str:
     """The host name, which is what a user calls the board."""
     return socket.gethostname().split(".")[0] or "edge-sdk"
@@ -265,8 +279,11 @@ class MqttSink(ClosableSink):
         reconnect_min: float = 1.0,
         reconnect_max: float = 60.0,
         close_timeout: float = 1.5,
+        protocol: str = "5",
     ) -> None:
         check_broker_host(host)
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(map(repr, PROTOCOLS))}, got {protocol!r}")
         if port is not None:
             check_int("port", port, low=1, high=65535)
         if check_int("qos", qos) not in (0, 1, 2):
@@ -312,20 +329,25 @@ class MqttSink(ClosableSink):
         self._model = ""
         self._keepalive = keepalive
         self._tls_files = (ca_file, certfile, keyfile)
+        self.protocol = protocol
+        # The broker's Maximum Packet Size (MQTT 5 CONNACK), when it sets one.
+        self._max_packet: int | None = None
+        self._control_refused: set[str] = set()
 
-        # Counters. `_pending` maps the mid of each unacknowledged QoS>0 message to its kind, and
-        # `_sent` the mid of each such prediction to (frame index, payload), for `close` to send
-        # again on a new connection; `_early` holds mids whose acknowledgement overtook our
-        # bookkeeping (see `_track`). A QoS>0 prediction waits in `_backlog` (frame index,
+        # Counters. `_pending` maps the mid of each unacknowledged QoS>0 message to its kind and
+        # topic ("" for a prediction), and `_sent` the mid of each such prediction to (frame
+        # index, payload), for `close` to send again on a new connection; `_early` holds mids
+        # whose acknowledgement overtook our bookkeeping (see `_track`), with the broker's
+        # reason if it refused the message. A QoS>0 prediction waits in `_backlog` (frame index,
         # payload) until `_pump` hands it to paho; `_queued` counts it from acceptance to
         # acknowledgement, `_in_paho` from the hand-over. `_pumping` lets one thread at a time
         # hand over, so the order holds. `_settled` is set once `close` has counted what is left:
         # later acknowledgements of the old connection then count for nothing.
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
-        self._pending: dict[int, str] = {}
+        self._pending: dict[int, tuple[str, str]] = {}
         self._sent: dict[int, tuple[int, str]] = {}
-        self._early: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._early: collections.OrderedDict[int, str | None] = collections.OrderedDict()
         self._backlog: collections.deque[tuple[int, str]] = collections.deque()
         self._queued = 0
         self._in_paho = 0
@@ -360,9 +382,10 @@ class MqttSink(ClosableSink):
         client.on_publish = self._on_publish
         client.on_log = self._on_log
         self.client = client
-        client.connect_async(host, self.port, keepalive)
+        self._connect_async(client, keepalive)
         client.loop_start()
-        log.info("MQTT: publishing to %s on %s:%d (QoS %d)", self.prediction_topic, host, self.port, qos)
+        log.info("MQTT: publishing to %s on %s:%d (QoS %d, MQTT %s)", self.prediction_topic, host,
+                 self.port, qos, protocol)
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -384,18 +407,27 @@ class MqttSink(ClosableSink):
         Raises:
             ConfigError: the TLS files are missing or not PEM.
         """
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"edge-sdk-{self.device_id}",
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
-        )
+        # MQTT 5, because only its acknowledgements say when the broker refused a message (an
+        # ACL that denies the topic): under 3.1.1 the broker acknowledges and drops it.
+        if self.protocol == "5":
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-sdk-{self.device_id}",
+                                 protocol=mqtt.MQTTv5)
+        else:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-sdk-{self.device_id}",
+                                 clean_session=True, protocol=mqtt.MQTTv311)
         client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
         if self.username:
             client.username_pw_set(self.username, self._password)
         if self.tls:
             self._set_tls(client, *self._tls_files)
         return client
+
+    def _connect_async(self, client: mqtt.Client, keepalive: int) -> None:
+        # A clean start every time, as 3.1.1's clean session: the sink keeps its own queue.
+        if self.protocol == "5":
+            client.connect_async(self.host, self.port, keepalive, clean_start=True)
+        else:
+            client.connect_async(self.host, self.port, keepalive)
 
     @staticmethod
     def _set_tls(
@@ -449,8 +481,9 @@ class MqttSink(ClosableSink):
             self.policy.not_sent()
             return
         payload = json.dumps(prediction.to_dict(), separators=(",", ":"))
-        if len(payload) > _MAX_PAYLOAD:  # json.dumps escapes to ASCII: characters are bytes
-            self._count_refused(prediction.frame_index, f"{len(payload)} bytes is over MQTT's limit")
+        too_big = self._too_big(self.prediction_topic, len(payload))
+        if too_big:  # json.dumps escapes to ASCII: characters are bytes
+            self._count_refused(prediction.frame_index, too_big)
             self.policy.not_sent()
             return
         if self.qos == 0:
@@ -462,6 +495,21 @@ class MqttSink(ClosableSink):
             self._queued += 1
             self.accepted += 1
         self._pump()
+
+    def _too_big(self, topic: str, size: int) -> str:
+        """Why a message of `size` bytes cannot go to `topic` ("" if it can).
+
+        Sent anyway, a message over the broker's Maximum Packet Size makes it drop the
+        connection, and the resend after the reconnect does the same, for ever.
+        """
+        if size > _MAX_PAYLOAD:
+            return f"{size} bytes is over MQTT's limit"
+        # Fixed header, topic, packet id and an empty property length: within 16 bytes.
+        packet = size + len(topic.encode()) + 16
+        if self._max_packet is not None and packet > self._max_packet:
+            return (f"{packet} bytes is over the broker's maximum packet size of {self._max_packet}; "
+                    "raise max_packet_size in the broker's config")
+        return ""
 
     def _publish_qos0(self, frame_index: int, payload: str) -> bool:
         """Hand a QoS 0 prediction to paho; False if it was dropped (and counted) instead."""
@@ -591,7 +639,7 @@ class MqttSink(ClosableSink):
         # A refusal (a broker still starting) is retried at once; the deadline bounds it all.
         client.reconnect_delay_set(0.1, 0.4)  # type: ignore[arg-type]
         client.connect_timeout = max(_MIN_LAST_ATTEMPT_S, deadline - time.monotonic())
-        client.connect_async(self.host, self.port, self._keepalive)
+        self._connect_async(client, self._keepalive)
         client.loop_start()
         acknowledged = 0
         try:
@@ -687,29 +735,55 @@ class MqttSink(ClosableSink):
         self._track(info.mid, _PREDICTION, (frame_index, payload))
         return True
 
-    def _track(self, mid: int, kind: str, prediction: tuple[int, str] | None = None) -> None:
+    def _track(self, mid: int, kind: str, prediction: tuple[int, str] | None = None,
+               topic: str = "") -> None:
         # paho may deliver the acknowledgement on its thread before client.publish() has returned
         # to us; such a mid is waiting in `_early`. Holding our lock around client.publish()
         # instead would deadlock: paho calls on_publish while holding its own lock.
+        refused = None
         with self._lock:
             if mid in self._early:
-                del self._early[mid]
-                self._acknowledged(kind)
+                refused = self._early.pop(mid)
+                self._acknowledged(kind, refused)
             else:
-                self._pending[mid] = kind
+                self._pending[mid] = (kind, topic)
                 if prediction is not None:
                     self._sent[mid] = prediction
+        if refused:
+            self._report_refusal(kind, topic or self.prediction_topic, refused)
 
-    def _acknowledged(self, kind: str) -> None:
+    def _acknowledged(self, kind: str, refused: str | None = None) -> None:
+        """Count an acknowledgement; `refused` is the broker's reason when it refused the
+        message (MQTT 5 only), which makes a prediction dropped, not published."""
         # Called with the lock held.
         if self._settled:
             return
         if kind == _PREDICTION:
-            self.published += 1
+            if refused:
+                self.dropped += 1
+            else:
+                self.published += 1
             self._in_paho -= 1
             self._queued -= 1
         if not self._pending and not self._queued:
             self._drained.notify_all()
+
+    def _report_refusal(self, kind: str, topic: str, reason: str) -> None:
+        if kind == _PREDICTION:
+            now = time.monotonic()
+            if now - self._refused_logged_at >= _REPEAT_LOG_EVERY:
+                log.error("MQTT: broker %s:%d refused a prediction on %s (%s); %s; %d predictions "
+                          "dropped so far", self.host, self.port, topic, reason,
+                          _refusal_fix(reason, topic, self.username), self.dropped)
+                self._refused_logged_at = now
+        else:
+            self._refused_control(topic, f"{reason}; {_refusal_fix(reason, topic, self.username)}")
+
+    def _refused_control(self, topic: str, why: str) -> None:
+        # Once per topic and run: the status and discovery configs go out on every connect.
+        if topic not in self._control_refused:
+            self._control_refused.add(topic)
+            log.warning("MQTT: %s not sent: %s", topic, why)
 
     def _count_overflow(self) -> None:
         self.overflow += 1
@@ -770,6 +844,7 @@ class MqttSink(ClosableSink):
             return
         self.connects += 1
         self._last_problem = ""
+        self._max_packet = getattr(properties, "MaximumPacketSize", None)
         outage = ""
         if self._disconnected_at is not None:
             outage = f" after {time.monotonic() - self._disconnected_at:.1f} s away"
@@ -798,9 +873,13 @@ class MqttSink(ClosableSink):
             self._send_control(msg.topic, msg.encode())
 
     def _send_control(self, topic: str, payload: bytes) -> None:
+        too_big = self._too_big(topic, len(payload))
+        if too_big:
+            self._refused_control(topic, too_big)
+            return
         info = self.client.publish(topic, payload, qos=1, retain=True)
         if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            self._track(info.mid, _CONTROL)
+            self._track(info.mid, _CONTROL, topic=topic)
         else:  # the next (re)connect sends it again
             log.warning("MQTT: paho refused %s (%s)", topic, mqtt.error_string(info.rc))
 
@@ -829,9 +908,12 @@ class MqttSink(ClosableSink):
                 self._closed_before_connack()
             return
         self._disconnected_at = time.monotonic()
+        hint = ""
+        if "large" in str(reason).lower():  # MQTT 5 "Packet too large": it would recur
+            hint = "; a message was over the broker's size limit (message_size_limit)"
         log.warning(
-            "MQTT: connection to %s:%d lost (%s); %d predictions queued, reconnecting",
-            self.host, self.port, reason, self.queue_depth,
+            "MQTT: connection to %s:%d lost (%s%s); %d predictions queued, reconnecting",
+            self.host, self.port, reason, hint, self.queue_depth,
         )
 
     def _closed_before_connack(self) -> None:
@@ -863,15 +945,18 @@ class MqttSink(ClosableSink):
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
+        refused = str(reason) if getattr(reason, "is_failure", False) else None
         with self._lock:
-            kind = self._pending.pop(mid, None)
+            tracked = self._pending.pop(mid, None)
             self._sent.pop(mid, None)
-            if kind is not None:
-                self._acknowledged(kind)
+            if tracked is not None:
+                self._acknowledged(tracked[0], refused)
             else:
                 # Either an acknowledgement that overtook `_track`, claimed right after, or a
                 # QoS 0 prediction (never tracked); the bound keeps the latter from piling up.
-                self._early[mid] = None
+                self._early[mid] = refused
                 if len(self._early) > _EARLY_LIMIT:
                     self._early.popitem(last=False)
+        if refused and tracked is not None:
+            self._report_refusal(tracked[0], tracked[1] or self.prediction_topic, refused)
         self._pump()

@@ -100,6 +100,7 @@ class Mosquitto:
         persistence: Keep sessions (and the messages queued for them) across a restart, so a
             subscriber with a persistent session misses nothing while the broker is down.
         verbose: Log every packet (kept in `log`, the last LOG_LINES lines); off for soaks.
+        extra: More lines for the config (an acl_file, a max_packet_size, ...).
     """
 
     def __init__(
@@ -111,6 +112,7 @@ class Mosquitto:
         require_certificate: bool = False,
         persistence: bool = False,
         verbose: bool = True,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.folder = folder
         self.port = free_port()
@@ -141,6 +143,7 @@ class Mosquitto:
             lines += [f"cafile {tls.ca_file}", f"certfile {tls.cert_file}", f"keyfile {tls.key_file}"]
             if require_certificate:
                 lines.append("require_certificate true")
+        lines += extra
         self.config = folder / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n")
 
