@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import inspect
 import math
 import os
 import stat
@@ -445,8 +446,24 @@ def _check_plugin_sinks(tables: Any, where: str) -> dict[str, dict[str, Any]]:
         cls = registry.resolve("sinks", name)
         registry.check_options(cls, options, f"{where}: {table}")
         _check_option_kinds(cls, options, f"{where}: {table}")
+        _check_required_options(cls, options, f"{where}: {table}")
         checked[name] = dict(options)
     return checked
+
+
+def _check_required_options(cls: type[Any], options: Mapping[str, Any], what: str) -> None:
+    """Refuse a ``[sinks.NAME]`` table without an option the constructor cannot do without
+    (``[sinks.video]`` with no ``path``), instead of a TypeError at the service's start."""
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: the constructor is the judge
+        return
+    missing = [p.name for p in params
+               if p.default is inspect.Parameter.empty and p.name not in options
+               and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    if missing:
+        raise ConfigError(f"{what} needs {', '.join(missing)}; add "
+                          f"{' and '.join(f'{m} = ...' for m in missing)} to it")
 
 
 #: What a TOML value may be for a parameter annotated with each type (paths are strings).
@@ -585,13 +602,14 @@ def missing_files(config: Config) -> list[str]:
                   for k in ("ca_file", "certfile", "keyfile", "password_file")]
     if config.web.enabled:
         named.append(("[web] token_file", config.web.token_file))
-    problems = []
+    problems = _jsonl_path_problems(config)
     for what, value in named:
         if not value:
             continue
         path = Path(value)
         if not path.is_file():
-            problems.append(f"{what} = {value!r}: no such file; create it or fix the path")
+            kind = "not a file" if path.exists() else "no such file"
+            problems.append(f"{what} = {value!r}: {kind}; create it or fix the path")
         elif not os.access(path, os.R_OK):
             problems.append(f"{what} = {value!r}: not readable; chmod/chown it for the service user")
         elif what in _SECRET_READERS:
@@ -600,6 +618,24 @@ def missing_files(config: Config) -> list[str]:
             except ConfigError as exc:
                 problems.append(f"{what} = {value!r}: {exc}")
     return problems
+
+
+def _jsonl_path_problems(config: Config) -> list[str]:
+    """Whether the service could open its [jsonl] file, said as check-config says problems."""
+    path = config.jsonl.path
+    if not config.jsonl.enabled or path == "-":
+        return []
+    what = f"[jsonl] path = {path!r}"
+    folder = Path(path).parent
+    if not path or "\0" in path:
+        return [f"{what}: not a file name; give a file to append to, or '-' for standard output"]
+    if Path(path).is_dir():
+        return [f"{what}: is a folder; give a file in it, e.g. {str(Path(path) / 'predictions.jsonl')!r}"]
+    if not folder.is_dir():
+        return [f"{what}: the folder {str(folder)!r} does not exist; create it or fix the path"]
+    if not os.access(path if Path(path).exists() else folder, os.W_OK):
+        return [f"{what}: not writable; chmod/chown it (or its folder) for the service user"]
+    return []
 
 
 def _read_token_file(path: Path) -> None:

@@ -247,7 +247,7 @@ def test_run_options_override_the_file_and_are_checked_like_it(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("args", [
-    ["--device-id", "a/b"], ["--mqtt-host", ""], ["--web", "127.0.0.1:abc"],
+    ["--mqtt-host", "b", "--device-id", "a/b"], ["--mqtt-host", ""], ["--web", "127.0.0.1:abc"],
     ["--web", "0.0.0.0:8080"], ["--max-frames", "-3"],
 ])
 def test_run_refuses_bad_options_in_one_line_before_starting(
@@ -328,6 +328,26 @@ def test_secret_files_the_service_would_refuse_are_reported(tmp_path: Path) -> N
     assert len(problems) == 2
     assert "[mqtt] password_file" in problems[0] and "is empty" in problems[0]
     assert "[web] token_file" in problems[1] and "may hold only letters, digits" in problems[1]
+
+
+def test_a_jsonl_file_the_service_could_not_open_is_reported(tmp_path: Path) -> None:
+    for path, problem in ((tmp_path, "is a folder"), (tmp_path / "no" / "x.jsonl", "does not exist"),
+                          ("", "not a file name")):
+        config = cfg.parse({"jsonl": {"enabled": True, "path": str(path)}})
+        (line,) = cfg.missing_files(config)
+        assert line.startswith("[jsonl] path = ") and problem in line, line
+    assert cfg.missing_files(cfg.parse({"jsonl": {"enabled": True, "path": str(tmp_path / "p.jsonl")}})) == []
+
+
+def test_a_plugin_sink_table_without_a_required_option_fails_at_load() -> None:
+    with pytest.raises(ConfigError, match=r"\[sinks.video\] needs path; add path = ... to it"):
+        cfg.parse({"sinks": {"video": {"fps": 10.0}}})
+
+
+def test_mqtt_options_without_mqtt_switched_on_are_refused() -> None:
+    with pytest.raises(ConfigError, match="--mqtt-port needs MQTT switched on; add --mqtt-host"):
+        apply_overrides(cfg.Config(), mqtt_port=1884)
+    assert apply_overrides(cfg.Config(), mqtt_host="b", mqtt_port=1884).mqtt.port == 1884
 
 
 def test_systemd_time_spans() -> None:

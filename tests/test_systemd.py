@@ -67,7 +67,7 @@ def test_unit_has_the_service_contract() -> None:
         "PrivateTmp": "yes", "ProtectHome": "yes", "StateDirectory": "edge-sdk",
         "ConfigurationDirectory": "edge-sdk",
         "LoadCredential": "mqtt-password:/etc/edge-sdk/mqtt-password",
-        "RestartPreventExitStatus": str(EX_CONFIG),
+        "RestartPreventExitStatus": f"2 {EX_CONFIG}",
     }
     for key, value in expected.items():
         assert service.get(key) == value, key
@@ -138,6 +138,17 @@ def test_watchdog_seconds_reads_systemds_variables(monkeypatch: pytest.MonkeyPat
     assert watchdog_seconds() is None
     monkeypatch.delenv("WATCHDOG_USEC")
     assert watchdog_seconds() is None
+
+
+def test_a_watchdog_variable_that_makes_no_sense_is_said_not_silent(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    monkeypatch.setenv("WATCHDOG_USEC", "30s")
+    assert watchdog_seconds() is None
+    assert "WATCHDOG_USEC='30s' is not a number of microseconds" in caplog.text
+    monkeypatch.setenv("WATCHDOG_USEC", "1")  # pings every 0.25 µs would spin a core
+    assert watchdog_seconds() == 1.0
 
 
 def _prediction(i: int) -> Prediction:
@@ -414,7 +425,8 @@ def test_service_serves_the_web_view_from_its_config(tmp_path: Path, model_home:
     # A stall_after the watchdog cannot honour: refused before the model loads.
     ("[service]\nstall_after = 5.0", [], "[service] stall_after = 5 must be below the unit's "
      "WatchdogSec (2 s)"),
-    ("", ["--device-id", "a/b"], "command line: [mqtt] device_id = 'a/b' must not contain"),
+    ("", ["--mqtt-host", "localhost", "--device-id", "a/b"],
+     "command line: [mqtt] device_id = 'a/b' must not contain"),
 ])
 def test_service_refuses_a_bad_config_in_one_line_under_systemd(
     tmp_path: Path, listener: NotifyListener, config: str, args: list[str], expected: str

@@ -190,6 +190,12 @@ def apply_overrides(config: Config, **flags: Any) -> Config:
         changes.setdefault(table, {})[key] = value
         if flag in _ENABLES:
             changes[table]["enabled"] = True
+    if "mqtt" in changes and not changes["mqtt"].get("enabled", config.mqtt.enabled):
+        # --mqtt-port or --device-id alone would change nothing, silently.
+        given = ", ".join(f"--{f.replace('_', '-')}" for f in ("mqtt_port", "device_id")
+                          if flags.get(f) is not None)
+        raise ConfigError(f"command line: {given} needs MQTT switched on; add --mqtt-host HOST "
+                          "or set [mqtt] enabled = true")
     # One replace per table: e.g. --web's bind and enabled must be checked together.
     for table, values in changes.items():
         config = config.replace(table, **values)

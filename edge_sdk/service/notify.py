@@ -92,8 +92,23 @@ def watchdog_seconds() -> float | None:
     """
     usec = os.environ.get("WATCHDOG_USEC", "")
     pid = os.environ.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0:
+    if not usec:
+        return None
+    if not (usec.isascii() and usec.isdigit()):
+        log.warning("WATCHDOG_USEC=%r is not a number of microseconds; running without the "
+                    "systemd watchdog", usec)
+        return None
+    if int(usec) == 0:
         return None
     if pid and pid.isdigit() and int(pid) != os.getpid():
+        log.info("the systemd watchdog is meant for process %s, not this one; not pinging it", pid)
         return None
+    if int(usec) < _MIN_WATCHDOG_USEC:
+        # Below a second the pings (a quarter of it apart) would keep a core busy.
+        log.warning("WATCHDOG_USEC=%s is under a second; pinging as for one second", usec)
+        return _MIN_WATCHDOG_USEC / 1e6
     return int(usec) / 1e6
+
+
+#: The shortest watchdog timeout honoured; systemd's WatchdogSec is whole seconds in practice.
+_MIN_WATCHDOG_USEC = 1_000_000

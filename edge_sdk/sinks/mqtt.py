@@ -316,6 +316,8 @@ class MqttSink(ClosableSink):
         self.host = host
         self.tls = bool(tls or ca_file or certfile)
         self.port = port or (8883 if self.tls else 1883)
+        #: host:port for messages ([host]:port for an IPv6 address).
+        self.address = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         self.device_id = device_id
         self.qos = qos
         self.queue_size = queue_size
@@ -384,8 +386,8 @@ class MqttSink(ClosableSink):
         self.client = client
         self._connect_async(client, keepalive)
         client.loop_start()
-        log.info("MQTT: publishing to %s on %s:%d (QoS %d, MQTT %s)", self.prediction_topic, host,
-                 self.port, qos, protocol)
+        log.info("MQTT: publishing to %s on %s (QoS %d, MQTT %s)", self.prediction_topic,
+                 self.address, qos, protocol)
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -435,7 +437,8 @@ class MqttSink(ClosableSink):
     ) -> None:
         for name, path in (("ca_file", ca_file), ("certfile", certfile), ("keyfile", keyfile)):
             if path and not Path(path).is_file():
-                raise ConfigError(f"mqtt: {name} {path!r} does not exist; give the PEM file's path")
+                what = "is not a file" if Path(path).exists() else "does not exist"
+                raise ConfigError(f"mqtt: {name} {path!r} {what}; give the PEM file's path")
         try:
             client.tls_set(ca_certs=ca_file, certfile=certfile, keyfile=keyfile)
         except (ssl.SSLError, OSError, ValueError) as exc:
@@ -467,7 +470,7 @@ class MqttSink(ClosableSink):
         Raises:
             SinkError: the sink is closed (a pipeline closes its sinks when it stops).
         """
-        self._refuse_if_closed(f"MQTT: the sink for {self.host}:{self.port}")
+        self._refuse_if_closed(f"MQTT: the sink for {self.address}")
         label = prediction.label.name if prediction.label else None
         if not self.policy.decide(label, time.monotonic()):
             return
@@ -598,8 +601,8 @@ class MqttSink(ClosableSink):
         if lost:
             log.warning(
                 "MQTT: closed; %d predictions published, %d overflowed, %d dropped, of which %d "
-                "were not acknowledged by %s:%d before close_timeout (%.1f s)",
-                self.published, self.overflow, self.dropped, lost, self.host, self.port,
+                "were not acknowledged by %s before close_timeout (%.1f s)",
+                self.published, self.overflow, self.dropped, lost, self.address,
                 self.close_timeout,
             )
         else:
@@ -620,8 +623,8 @@ class MqttSink(ClosableSink):
         Returns:
             How many of `messages` the broker acknowledged, and the thread stopping the client.
         """
-        log.info("MQTT: closing while disconnected from %s:%d; one last attempt to deliver %d "
-                 "predictions and publish offline", self.host, self.port, len(messages))
+        log.info("MQTT: closing while disconnected from %s; one last attempt to deliver %d "
+                 "predictions and publish offline", self.address, len(messages))
         try:
             client = self._new_client()
         except ConfigError as exc:  # a TLS file removed since the start
@@ -772,8 +775,8 @@ class MqttSink(ClosableSink):
         if kind == _PREDICTION:
             now = time.monotonic()
             if now - self._refused_logged_at >= _REPEAT_LOG_EVERY:
-                log.error("MQTT: broker %s:%d refused a prediction on %s (%s); %s; %d predictions "
-                          "dropped so far", self.host, self.port, topic, reason,
+                log.error("MQTT: broker %s refused a prediction on %s (%s); %s; %d predictions "
+                          "dropped so far", self.address, topic, reason,
                           _refusal_fix(reason, topic, self.username), self.dropped)
                 self._refused_logged_at = now
         else:
@@ -790,9 +793,9 @@ class MqttSink(ClosableSink):
         now = time.monotonic()
         if now - self._overflow_logged_at >= _REPEAT_LOG_EVERY:
             log.warning(
-                "MQTT: queue full (%d predictions waiting for %s:%d); %d predictions overflowed "
+                "MQTT: queue full (%d predictions waiting for %s); %d predictions overflowed "
                 "so far; raise [mqtt] queue_size or check the broker",
-                self.queue_size, self.host, self.port, self.overflow,
+                self.queue_size, self.address, self.overflow,
             )
             self._overflow_logged_at = now
 
@@ -837,7 +840,7 @@ class MqttSink(ClosableSink):
                 "; check username and password_file" if any(a in name for a in _AUTH_REASONS) else ""
             )
             self._problem(
-                f"MQTT: broker {self.host}:{self.port} refused the connection: {name}{hint}; "
+                f"MQTT: broker {self.address} refused the connection: {name}{hint}; "
                 "retrying",
                 logging.ERROR,
             )
@@ -850,8 +853,8 @@ class MqttSink(ClosableSink):
             outage = f" after {time.monotonic() - self._disconnected_at:.1f} s away"
             self._disconnected_at = None
         log.info(
-            "MQTT: connected to %s:%d%s; %d predictions queued",
-            self.host, self.port, outage, self.queue_depth,
+            "MQTT: connected to %s%s; %d predictions queued",
+            self.address, outage, self.queue_depth,
         )
         # Retained messages first, so they precede the backlog paho resends after this callback;
         # `connected` turns true once they are queued, so flush() after it covers them.
@@ -891,7 +894,7 @@ class MqttSink(ClosableSink):
             self._unreachable = why_unreachable(self.host, self.port, tls=self.tls)
         why = f": {self._unreachable}" if self._unreachable else ""
         self._problem(
-            f"MQTT: cannot reach broker {self.host}:{self.port}{why}; retrying with backoff",
+            f"MQTT: cannot reach broker {self.address}{why}; retrying with backoff",
             logging.WARNING,
         )
 
@@ -909,11 +912,15 @@ class MqttSink(ClosableSink):
             return
         self._disconnected_at = time.monotonic()
         hint = ""
-        if "large" in str(reason).lower():  # MQTT 5 "Packet too large": it would recur
+        why = str(reason).lower()
+        if "large" in why:  # MQTT 5 "Packet too large": it would recur
             hint = "; a message was over the broker's size limit (message_size_limit)"
+        elif "taken over" in why:  # MQTT 5 "Session taken over": two boards, one id
+            hint = (f"; another client connected with this client id (edge-sdk-{self.device_id}): "
+                    "give each board its own [mqtt] device_id")
         log.warning(
-            "MQTT: connection to %s:%d lost (%s%s); %d predictions queued, reconnecting",
-            self.host, self.port, reason, hint, self.queue_depth,
+            "MQTT: connection to %s lost (%s%s); %d predictions queued, reconnecting",
+            self.address, reason, hint, self.queue_depth,
         )
 
     def _closed_before_connack(self) -> None:
@@ -926,14 +933,16 @@ class MqttSink(ClosableSink):
         why, self._socket_error = self._socket_error or "no reason given", ""
         if self.tls and "alert" in why.lower():
             self._problem(
-                f"MQTT: broker {self.host}:{self.port} refused the TLS connection ({why}); "
+                f"MQTT: broker {self.address} refused the TLS connection ({why}); "
                 "check certfile and keyfile (the client certificate it wants); retrying",
                 logging.ERROR,
             )
         else:
+            # Also what a server that never answers looks like once paho gives up waiting: it
+            # may not be an MQTT broker at all.
             self._problem(
-                f"MQTT: broker {self.host}:{self.port} closed the connection before accepting it "
-                f"({why}); retrying",
+                f"MQTT: {self.address} did not accept the connection ({why}); check it is "
+                "an MQTT broker and [mqtt] port and tls (a TLS port needs tls = true); retrying",
                 logging.WARNING,
             )
 
