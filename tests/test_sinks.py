@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -84,6 +86,19 @@ def test_jsonl_file_round_trips(tmp_path: Path) -> None:
     # A newer sender may add keys without bumping "v": a reader of this version ignores them.
     newer = {**first, "camera": "porch", "timings_ms": {**first["timings_ms"], "decode": 1.5}}
     assert Prediction.from_dict(newer) == Prediction.from_dict(first)
+
+
+def test_a_score_or_timing_that_is_not_finite_is_written_as_null(tmp_path: Path) -> None:
+    # NaN and Infinity are not JSON: a strict reader (a browser's JSON.parse) would refuse the line.
+    odd = Prediction(0, 1, (Label(1, "tabby", float("nan")),), Timings(inference=float("inf")))
+    path = tmp_path / "odd.jsonl"
+    with JsonlSink(path=path) as sink:
+        sink.publish(odd, None)
+    line = path.read_text()
+    data = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in {line}"))
+    assert data["top"][0]["score"] is None and data["timings_ms"]["inference"] is None
+    back = Prediction.from_dict(data)
+    assert math.isnan(back.top[0].score) and math.isnan(back.timings.inference)
 
 
 def test_jsonl_stdout_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -215,6 +230,22 @@ def test_video_sink_writes_a_playable_file(tmp_path: Path, name: str) -> None:
     assert len(frames) == 9
     assert frames[0].shape == (240, 320, 3)
     assert abs(fps - 10.0) < 0.5
+
+
+def test_a_second_recording_to_the_same_file_keeps_the_first(tmp_path: Path) -> None:
+    # A service restarted by systemd records to the same path again.
+    path = tmp_path / "clip.avi"
+    for run in range(2):
+        sink = VideoSink(path=path, fps=10.0)
+        for i in range(3 + run):
+            sink.publish(prediction(i), photo_frame(i))
+        sink.close()
+    (kept,) = [p for p in tmp_path.iterdir() if p.name.startswith("clip.") and p != path]
+    assert re.fullmatch(r"clip\.\d{8}-\d{6}\.avi", kept.name)
+    assert (count_frames(kept), count_frames(path)) == (3, 4)
+    sink = VideoSink(path=path, fps=10.0)
+    sink.close()  # no frame: nothing opened, nothing moved
+    assert path.exists() and len(list(tmp_path.iterdir())) == 2
 
 
 def count_frames(path: Path) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,8 @@ class VideoSink(ClosableSink):
 
     Args:
         path: Output file; the extension picks the codec (.avi: MJPEG, .mp4/.mov: MPEG-4 part 2,
-            .mkv: MJPEG). Its folder must exist.
+            .mkv: MJPEG). Its folder must exist. An earlier recording there is kept, renamed
+            with its time (``clip.20261201-213000.mp4``), when the first frame comes.
         fps: Frame rate stored in the file; default: the source's, else 15.
         codec: FourCC to use instead of the extension's.
 
@@ -111,8 +114,34 @@ class VideoSink(ClosableSink):
         # Bounded, so a clock jump or a long reconnect cannot make one call write for minutes.
         return max(1, min(due - self._written, int(MAX_GAP_S * fps)))
 
+    def _keep_previous(self) -> None:
+        """Move an earlier recording at `path` aside (named by its time) instead of overwriting it.
+
+        A service restarted by systemd, or the same command run again, would otherwise replace
+        the file, and a run killed before its first frame would leave a file with no video.
+        """
+        try:
+            info = self.path.stat()
+        except OSError:
+            return
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+            return
+        when = time.strftime("%Y%m%d-%H%M%S", time.localtime(info.st_mtime))
+        kept = self.path.with_name(f"{self.path.stem}.{when}{self.path.suffix}")
+        for n in range(1, 1000):
+            if not kept.exists():
+                break
+            kept = self.path.with_name(f"{self.path.stem}.{when}-{n}{self.path.suffix}")
+        try:
+            self.path.rename(kept)
+        except OSError as exc:
+            log.warning("cannot keep the earlier recording %s (%s); overwriting it", self.path, exc)
+            return
+        log.info("kept the earlier recording as %s", kept)
+
     def _open(self, width: int, height: int) -> cv2.VideoWriter:
         fps = self.fps or DEFAULT_FPS
+        self._keep_previous()
         writer = cv2.VideoWriter(
             str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*self.codec), fps,
             (width, height),
