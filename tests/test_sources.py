@@ -372,6 +372,31 @@ def test_corrupt_image_in_a_folder_is_skipped(tmp_path: Path, caplog: pytest.Log
     assert f"skipping {tmp_path / 'b.jpg'}: it does not decode" in caplog.text
 
 
+def test_a_folder_removed_mid_run_is_one_source_error(tmp_path: Path) -> None:
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for i in range(50):
+        make_jpeg(folder / f"{i:03d}.jpg", (32, 24))
+    with open_source(str(folder)) as source:
+        assert source.read() is not None
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()
+        with pytest.raises(SourceError, match=f"the folder {folder} is gone"):
+            source.read()
+
+
+def test_a_looping_folder_whose_images_all_vanished_ends_instead_of_spinning(tmp_path: Path) -> None:
+    for i in range(3):
+        make_jpeg(tmp_path / f"{i}.jpg", (32, 24))
+    with open_source(str(tmp_path), loop=True) as source:
+        assert source.read() is not None
+        for i in range(3):
+            (tmp_path / f"{i}.jpg").unlink()
+        with pytest.raises(SourceError, match="none of its 3 images can be read any more"):
+            source.read()
+
+
 def test_unreadable_image_is_a_source_error(tmp_path: Path) -> None:
     image = unreadable(make_jpeg(tmp_path / "cat.jpg", (64, 48)))
     with pytest.raises(SourceError, match=r"cannot read .*cat\.jpg: permission denied; give the user "

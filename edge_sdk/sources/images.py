@@ -139,6 +139,7 @@ class ImageSource(JpegSource):
             log.warning("skipping %s: %s", name, why)
 
     def read_packet(self) -> Packet | None:
+        failed = 0  # reads failed in a row
         while not self._closed:
             position = self._next
             if position >= len(self._files):
@@ -150,10 +151,24 @@ class ImageSource(JpegSource):
             try:
                 data = np.fromfile(name, dtype=np.uint8)
             except OSError as exc:
+                self._gone_for_good(name, exc, failed := failed + 1)
                 self._skip(name, file_problem(exc))
                 continue
             return Packet(data, self._next - 1, now_ns())
         return None
+
+    def _gone_for_good(self, name: str, exc: OSError, failed: int) -> None:
+        """Raise once the images are gone rather than skipped one by one: the folder removed
+        (or unmounted), or every file failing in a row, which a looping source would otherwise
+        go round for ever."""
+        folder = os.path.dirname(name) or "."
+        if not self._single and not os.path.isdir(folder):
+            raise SourceError(f"{self.uri}: the folder {folder} is gone; check the disk or the path")
+        if failed >= len(self._files):
+            raise SourceError(
+                f"{self.uri}: none of its {len(self._files)} images can be read any more "
+                f"({name}: {file_problem(exc)})"
+            )
 
     def decode(self, packet: Packet) -> Frame | None:
         # OpenCV's own line ("PNG input buffer is incomplete") would precede the warning below.
