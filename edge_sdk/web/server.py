@@ -33,7 +33,7 @@ _WAKE_S = 0.25
 #: A comment line on idle event streams, so proxies keep them open and dead clients are noticed.
 _KEEPALIVE_S = 15.0
 #: Connections served at once beyond the streams (page, API, metrics, probes). Each holds a
-#: thread for up to `_Handler.timeout` while it sends its request; past the cap a connection
+#: thread for up to `_REQUEST_DEADLINE_S` while it sends its request; past the cap a connection
 #: gets an immediate 503, so a flood of slow clients cannot pile up threads on the board.
 _EXTRA_CONNECTIONS = 32
 #: Seconds a client has to send its whole request line and headers. The handler's timeout
