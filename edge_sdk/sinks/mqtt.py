@@ -442,8 +442,11 @@ class MqttSink(ClosableSink):
         try:
             client.tls_set(ca_certs=ca_file, certfile=certfile, keyfile=keyfile)
         except (ssl.SSLError, OSError, ValueError) as exc:
+            # OpenSSL's "PEM lib" says nothing of the usual cause: a certfile without its key.
+            keyless = "; set keyfile unless certfile holds the key too" if certfile and not keyfile else ""
             raise ConfigError(
-                f"mqtt: cannot load the TLS files ({exc}); check ca_file, certfile and keyfile are PEM"
+                f"mqtt: cannot load the TLS files ({exc}); check ca_file, certfile and keyfile are "
+                f"PEM{keyless}"
             ) from None
 
     # -- Sink -------------------------------------------------------------------------------
