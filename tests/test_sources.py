@@ -181,6 +181,12 @@ def test_malformed_uri_error_hides_the_password() -> None:
     with pytest.raises(ConfigError) as err:
         open_source("rtsp://admin:s3cret@cam:abc/live")
     assert "s3cret" not in str(err.value) and "rtsp://admin:***@cam:abc/live" in str(err.value)
+    # A password holding "/" ends urllib's host part early; neither it nor a piece of it shows.
+    for uri in ("http://admin:se/cret@127.0.0.1:8080/video", "rtsp://admin:pa/ss99@cam/live"):
+        with pytest.raises(ConfigError) as err:
+            open_source(uri)
+        assert "cret" not in str(err.value) and "ss99" not in str(err.value), err.value
+        assert "://admin:***@" in str(err.value) and "percent-encode" in str(err.value)
 
 
 def test_synthetic_options_are_checked_like_the_query() -> None:
@@ -370,6 +376,22 @@ def test_corrupt_image_in_a_folder_is_skipped(tmp_path: Path, caplog: pytest.Log
         frames = read_all(source)
     assert [f.index for f in frames] == [0, 2]
     assert f"skipping {tmp_path / 'b.jpg'}: it does not decode" in caplog.text
+
+
+def test_an_image_opencv_cannot_shrink_is_decoded_whole_and_a_pixel_bomb_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_jpeg(tmp_path / "a.jpg", (640, 480))
+    cv2.imwrite(str(tmp_path / "b.png"), np.full((3, 3, 3), 200, np.uint8))  # 1/4 of 3 px is 0
+    # A JPEG whose header claims 65000 x 65000 pixels, over OpenCV's limit.
+    data = bytearray(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (65000).to_bytes(2, "big") * 2  # height, width
+    (tmp_path / "c.jpg").write_bytes(bytes(data))
+    with open_source(str(tmp_path), reduce=4) as source:
+        frames = read_all(source)
+    assert [f.image.shape[:2] for f in frames] == [(120, 160), (3, 3)]
+    assert f"skipping {tmp_path / 'c.jpg'}: it does not decode" in caplog.text
 
 
 def test_a_folder_removed_mid_run_is_one_source_error(tmp_path: Path) -> None:

@@ -43,6 +43,37 @@ def check_reduce(reduce: int) -> int:
     return reduce
 
 
+#: Most pixels a decoded frame may have (8192 x 8192, 200 MB as BGR): above it a JPEG or PNG
+#: header is taken for a broken or hostile file, not decoded.
+MAX_DECODED_PIXELS = 8192 * 8192
+
+# JPEG start-of-frame markers (baseline, progressive, ...): all of C0-CF but DHT, JPG and DAC.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _header_size(buf: npt.NDArray[np.uint8]) -> tuple[int, int] | None:
+    """(width, height) a JPEG or PNG header claims, None when it cannot tell cheaply.
+
+    Walks the JPEG segments up to the frame header (within the first few hundred bytes of a
+    camera frame), or reads a PNG's IHDR; a few microseconds against a millisecond of decode.
+    """
+    head = buf[:65536].tobytes()
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    i = 2
+    while i + 9 <= len(head) and head[i] == 0xFF:
+        marker = head[i + 1]
+        if marker in _SOF_MARKERS:
+            return int.from_bytes(head[i + 7 : i + 9], "big"), int.from_bytes(head[i + 5 : i + 7], "big")
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
+    return None
+
+
 def decode_jpeg(data: npt.NDArray[np.uint8] | bytes, reduce: int = 1) -> Image | None:
     """Decode JPEG (or any OpenCV-readable) bytes to BGR uint8, at 1/`reduce` size.
 
@@ -53,7 +84,15 @@ def decode_jpeg(data: npt.NDArray[np.uint8] | bytes, reduce: int = 1) -> Image |
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data.reshape(-1)
     if buf.size == 0:
         return None
-    image = cv2.imdecode(buf, REDUCE_FLAGS[reduce])
+    size = _header_size(buf)
+    if size is not None and (size[0] // reduce) * (size[1] // reduce) > MAX_DECODED_PIXELS:
+        return None  # a header claiming a huge image would allocate it (OOM on a board)
+    try:
+        image = cv2.imdecode(buf, REDUCE_FLAGS[reduce])
+    except cv2.error:
+        # A tiny PNG asked for at 1/8 size fails OpenCV's resize assertion: it is fine at full
+        # size. A header claiming over 2^30 pixels fails OpenCV's size limit: no image.
+        return decode_jpeg(buf, 1) if reduce > 1 else None
     if image is None:
         return None
     if image.ndim == 2:  # imdecode can still return grey for odd inputs
@@ -214,7 +253,13 @@ def split_network_uri(uri: str, forms: str) -> SplitResult:
         parts = urlsplit(uri)
         _ = parts.port
     except ValueError as exc:
-        raise ConfigError(f"bad source URI {hide_password(uri)!r} ({exc}); expected {forms}") from None
+        # The usual cause with a login: a password holding "/", "?", "#" or "@", which end the
+        # host part early (and the error text would show the password).
+        if "@" in uri:  # urllib's own text may quote a piece of the password
+            why, hint = "", "; percent-encode a / ? # @ in the password (%2F %3F %23 %40)"
+        else:
+            why, hint = f" ({exc})", ""
+        raise ConfigError(f"bad source URI {hide_password(uri)!r}{why}; expected {forms}{hint}") from None
     if not parts.hostname:
         raise ConfigError(f"bad source URI {hide_password(uri)!r} (no host); expected {forms}")
     return parts
@@ -224,9 +269,11 @@ def hide_password(uri: str) -> str:
     """`uri` with the password of ``scheme://user:password@host`` replaced by ``***``.
 
     A regular expression rather than `urlsplit`, so it works on the malformed URIs that end up
-    in error messages.
+    in error messages. The password runs to the last "@": one holding "/", "?" or "#" (not
+    percent-encoded) must not show either. So an "@" later in the path of a URI with a port
+    and no login hides that stretch too, which errs the safe way.
     """
-    return re.sub(r"^([^:/?#]+://[^/?#@:]*:)[^/?#]*@", r"\1***@", uri)
+    return re.sub(r"^([^:/?#]+://[^/?#@:]*:).*@", r"\1***@", uri)
 
 
 def host_port(host: str, port: int | None) -> str:
