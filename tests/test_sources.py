@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -394,6 +395,18 @@ def test_an_image_opencv_cannot_shrink_is_decoded_whole_and_a_pixel_bomb_skipped
     assert f"skipping {tmp_path / 'c.jpg'}: it does not decode" in caplog.text
 
 
+def test_files_named_like_a_glob_open_as_themselves(tmp_path: Path, mjpeg_video: Path) -> None:
+    image = tmp_path / "cam[1].png"
+    cv2.imwrite(str(image), np.full((24, 32, 3), 99, np.uint8))
+    make_jpeg(tmp_path / "cam1.png.jpg", (64, 48))  # what the pattern "cam[1].png" is not
+    with open_source(str(image)) as source:
+        assert [f.image.shape[:2] for f in read_all(source)] == [(24, 32)]
+    video = tmp_path / "what?.avi"
+    shutil.copy(mjpeg_video, video)
+    with open_source(str(video)) as source:
+        assert source.read() is not None
+
+
 def test_a_folder_removed_mid_run_is_one_source_error(tmp_path: Path) -> None:
     folder = tmp_path / "shots"
     folder.mkdir()
@@ -415,8 +428,21 @@ def test_a_looping_folder_whose_images_all_vanished_ends_instead_of_spinning(tmp
         assert source.read() is not None
         for i in range(3):
             (tmp_path / f"{i}.jpg").unlink()
-        with pytest.raises(SourceError, match="none of its 3 images can be read any more"):
+        with pytest.raises(SourceError, match="none of its 3 images can be read or decoded any more"):
             source.read()
+
+
+def test_a_looping_folder_whose_images_all_stopped_decoding_ends_instead_of_spinning(
+    tmp_path: Path,
+) -> None:
+    for i in range(2):
+        make_jpeg(tmp_path / f"{i}.jpg", (32, 24))
+    with open_source(str(tmp_path), loop=True) as source:
+        assert source.read() is not None
+        for i in range(2):
+            (tmp_path / f"{i}.jpg").write_bytes(b"")  # emptied after the open
+        with pytest.raises(SourceError, match="none of its 2 images can be read or decoded any more"):
+            read_all(source)
 
 
 def test_unreadable_image_is_a_source_error(tmp_path: Path) -> None:

@@ -59,6 +59,8 @@ _IMAGE_EXTENSIONS = frozenset(
 
 
 def _is_images(path: str) -> bool:
+    if os.path.isfile(path):  # a file named like a glob ("clip[1].avi") is that file
+        return os.path.splitext(path)[1].lower() in _IMAGE_EXTENSIONS
     return (
         os.path.isdir(path)
         or any(c in path for c in "*?[")

@@ -29,8 +29,9 @@ def is_image_path(path: str) -> bool:
 
 
 def is_glob(path: str) -> bool:
-    """True if `path` is a glob pattern rather than a file name."""
-    return any(c in _GLOB_CHARS for c in path)
+    """True if `path` is a glob pattern rather than a file name (an existing file named like
+    a pattern, "cam[1].png", is a file name)."""
+    return any(c in _GLOB_CHARS for c in path) and not os.path.isfile(path)
 
 
 def list_images(path: str) -> list[str]:
@@ -98,6 +99,8 @@ class ImageSource(JpegSource):
         self._next = 0
         self._closed = False
         self._skipped: set[str] = set()  # files already warned about
+        self._failing = 0  # images failed in a row since the last good one
+        self._last_failure = ""
         first = self._first_usable()
         self.full_size = (first.shape[1], first.shape[0])
         self.reduce = reduce
@@ -139,8 +142,11 @@ class ImageSource(JpegSource):
             log.warning("skipping %s: %s", name, why)
 
     def read_packet(self) -> Packet | None:
-        failed = 0  # reads failed in a row
         while not self._closed:
+            if self._failing >= len(self._files):
+                # Raised here, on the reading thread: `decode` runs on the consumer's.
+                raise SourceError(f"{self.uri}: none of its {len(self._files)} images can be read "
+                                  f"or decoded any more ({self._last_failure})")
             position = self._next
             if position >= len(self._files):
                 if not self._loop:
@@ -151,31 +157,30 @@ class ImageSource(JpegSource):
             try:
                 data = np.fromfile(name, dtype=np.uint8)
             except OSError as exc:
-                self._gone_for_good(name, exc, failed := failed + 1)
-                self._skip(name, file_problem(exc))
+                self._failed(name, file_problem(exc))
+                folder = os.path.dirname(name) or "."
+                if not self._single and not os.path.isdir(folder):
+                    raise SourceError(f"{self.uri}: the folder {folder} is gone; check the disk or "
+                                      "the path") from None
                 continue
             return Packet(data, self._next - 1, now_ns())
         return None
 
-    def _gone_for_good(self, name: str, exc: OSError, failed: int) -> None:
-        """Raise once the images are gone rather than skipped one by one: the folder removed
-        (or unmounted), or every file failing in a row, which a looping source would otherwise
-        go round for ever."""
-        folder = os.path.dirname(name) or "."
-        if not self._single and not os.path.isdir(folder):
-            raise SourceError(f"{self.uri}: the folder {folder} is gone; check the disk or the path")
-        if failed >= len(self._files):
-            raise SourceError(
-                f"{self.uri}: none of its {len(self._files)} images can be read any more "
-                f"({name}: {file_problem(exc)})"
-            )
+    def _failed(self, name: str, why: str) -> None:
+        """Skip `name` and count it: once every image has failed in a row (read or decode),
+        `read_packet` ends the source, which looping would otherwise go round for ever."""
+        self._skip(name, why)
+        self._failing += 1
+        self._last_failure = f"{name}: {why}"
 
     def decode(self, packet: Packet) -> Frame | None:
         # OpenCV's own line ("PNG input buffer is incomplete") would precede the warning below.
         with quiet_opencv():
             frame = super().decode(packet)
         if frame is None:
-            self._skip(self._files[packet.index % len(self._files)], "it does not decode")
+            self._failed(self._files[packet.index % len(self._files)], "it does not decode")
+        else:
+            self._failing = 0
         return frame
 
     def close(self) -> None:
