@@ -586,6 +586,8 @@ def test_http_login_from_the_uri() -> None:
 def test_http_errors_are_one_line_source_errors(server: MjpegServer) -> None:
     with pytest.raises(SourceError, match="HTTP 404"):
         open_source(server.url_for("/nothing"))
+    with pytest.raises(SourceError, match="HTTP 404"):  # sent percent-encoded, not a traceback
+        open_source(server.url_for("/кам ера?name=\U0001f431"))
     with pytest.raises(SourceError, match="not an MJPEG stream"):
         open_source(server.url_for("/snapshot.jpg"))
     with pytest.raises(SourceError, match="cannot connect") as err:

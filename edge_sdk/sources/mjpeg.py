@@ -15,7 +15,7 @@ import select
 import socket
 import ssl
 import time
-from urllib.parse import SplitResult, unquote
+from urllib.parse import SplitResult, quote, unquote
 
 import numpy as np
 
@@ -158,9 +158,12 @@ class MjpegHttpSource(JpegSource):
                     f"TLS with {self._where} failed ({exc}); for a self-signed camera use verify=False"
                 ) from exc
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Percent-encode what HTTP does not allow raw (spaces, non-ASCII); escapes and the
+        # URI's own delimiters stay as given.
+        target = quote(target, safe="/?&=%:@!$'()*+,;~-._")
         lines = [
             f"GET {target} HTTP/1.0",  # 1.0: no chunked transfer encoding to undo
-            f"Host: {host}:{port}",
+            f"Host: {host_port(host, port)}",
             "User-Agent: edge-sdk",
             "Accept: multipart/x-mixed-replace, image/jpeg",
         ]
