@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -393,6 +394,20 @@ def test_an_image_opencv_cannot_shrink_is_decoded_whole_and_a_pixel_bomb_skipped
         frames = read_all(source)
     assert [f.image.shape[:2] for f in frames] == [(120, 160), (3, 3)]
     assert f"skipping {tmp_path / 'c.jpg'}: it does not decode" in caplog.text
+
+
+def test_a_truncated_video_says_it_ended_early(
+    tmp_path: Path, mjpeg_video: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # FFmpeg reads up to the damage and reports a normal end: without a word the run "succeeds".
+    cut = tmp_path / "cut.avi"
+    data = mjpeg_video.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with open_source(str(cut)) as source:
+        frames = read_all(source)
+    assert 0 < len(frames) < FRAMES
+    assert re.search(rf"cut.avi ended after \d+ of its {FRAMES} frames; the file may be truncated",
+                     caplog.text)
 
 
 def test_files_named_like_a_glob_open_as_themselves(tmp_path: Path, mjpeg_video: Path) -> None:

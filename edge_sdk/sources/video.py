@@ -73,6 +73,7 @@ class VideoFileSource(JpegSource):
         self._lock = threading.Lock()
         self._closing = False
         self._index = 0
+        self._warned_short = False
         self._pending: Packet | None = None
         self._cap: cv2.VideoCapture | None = self._open()
         cap = self._cap
@@ -133,8 +134,26 @@ class VideoFileSource(JpegSource):
                 if ok and data is not None:
                     return data
                 if not (self._loop and self._index > 0 and self._rewind()):
+                    self._ended_early()
                     return None
             return None
+
+    def _ended_early(self) -> None:
+        """At the end: say so when the file gave fewer frames than its header promises.
+
+        FFmpeg reads a truncated or damaged file up to the damage and then reports a normal
+        end; without this a run over it would "succeed" with some or none of its frames.
+
+        Raises:
+            SourceError: not a single frame decoded.
+        """
+        if self._index == 0:
+            raise SourceError(f"{self._path}: no frame of it decodes; the file is damaged or truncated")
+        # Container counts can be estimates (from duration x rate): allow a little.
+        if self.frame_count and self._index < 0.95 * self.frame_count - 1 and not self._warned_short:
+            self._warned_short = True
+            log.warning("%s ended after %d of its %d frames; the file may be truncated or damaged",
+                        self._path, self._index, self.frame_count)
 
     def read_packet(self) -> Packet | None:
         if not self.packets:
