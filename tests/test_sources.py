@@ -598,6 +598,35 @@ def test_http_login_from_the_uri() -> None:
             assert source.read() is not None
 
 
+def test_a_server_trickling_its_response_head_is_cut_at_the_timeout() -> None:
+    # Each byte well within the read timeout; the head as a whole must be too.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        stop = threading.Event()
+
+        def trickle() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                for byte in b"HTTP/1.0 200 OK\r\nX-Slow: " + b"a" * 100:
+                    if stop.wait(0.2):
+                        return
+                    with contextlib.suppress(OSError):
+                        conn.sendall(bytes([byte]))
+
+        thread = threading.Thread(target=trickle, daemon=True)
+        thread.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(SourceError, match="took over 1 s to send its HTTP response head"):
+                open_source(f"http://127.0.0.1:{listener.getsockname()[1]}/stream", timeout=1.0)
+            assert time.monotonic() - started < 3.0
+        finally:
+            stop.set()
+            thread.join(5)
+
+
 def test_http_errors_are_one_line_source_errors(server: MjpegServer) -> None:
     with pytest.raises(SourceError, match="HTTP 404"):
         open_source(server.url_for("/nothing"))

@@ -19,6 +19,7 @@ from urllib.parse import SplitResult, quote, unquote
 
 import numpy as np
 
+from edge_sdk.checks import check_number
 from edge_sdk.errors import ConfigError, SourceError
 from edge_sdk.sources.base import (
     JpegSource,
@@ -70,13 +71,11 @@ class MjpegHttpSource(JpegSource):
                 `OpenInterrupted` when a stop came first (inside
                 `edge_sdk.sources.opening.stoppable_opens`).
         """
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0, not {timeout}")
+        self._timeout = check_number("timeout", timeout, low=0, low_open=True, high=3600)
         self.uri = uri
         check_reduce(reduce)
         self.live = True
         self.skipped = 0
-        self._timeout = float(timeout)
         self._buf = bytearray()
         self._index = 0
         self._arrivals: collections.deque[int] = collections.deque(maxlen=30)
@@ -179,9 +178,15 @@ class MjpegHttpSource(JpegSource):
 
     def _read_response_head(self) -> bytes:
         """Read the status line and headers; return the multipart boundary."""
+        # The socket's timeout bounds each read: a server trickling a byte now and then would
+        # otherwise hold the open for ever.
+        deadline = time.monotonic() + self._timeout
         while (end := self._buf.find(b"\r\n\r\n")) < 0:
             if len(self._buf) > _HEADER_LIMIT or not self._fill(block=True):
                 raise SourceError(f"{self._where} did not send an HTTP response; is it a camera?")
+            if time.monotonic() > deadline:
+                raise SourceError(f"{self._where} took over {self._timeout:g} s to send its HTTP "
+                                  "response head; is it a camera?")
         head = bytes(self._buf[:end]).decode("latin-1").split("\r\n")
         del self._buf[: end + 4]
         status = head[0].split(" ", 2)
