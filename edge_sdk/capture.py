@@ -57,6 +57,10 @@ SourceFactory = Callable[[], FrameSource]
 _BLOCKED_JOIN_S = 0.5
 
 
+#: Undecodable JPEG frames in a row after which the source counts as failed.
+_CORRUPT_RUN = 30
+
+
 class LatestFrame(Generic[T]):
     """A hand-over slot between one producer and its consumers.
 
@@ -233,6 +237,10 @@ class Capture:
         self.last_decode_ms = 0.0
         self._skipped_before = 0  # `skipped` of sources already replaced
         self._corrupt = 0
+        self._corrupt_run = 0  # undecodable packets in a row, counted by the consumer
+        # Set by the consumer once `_CORRUPT_RUN` packets in a row did not decode: the capture
+        # thread then treats the source as failed (reopening it, if live).
+        self._undecodable: SourceError | None = None
         self._packets = False
         self._slot: LatestFrame[Any] = LatestFrame(keep_all=keep_all)
         self._stop = threading.Event()
@@ -370,8 +378,18 @@ class Capture:
             self.last_decode_ms += (time.perf_counter() - began) * 1000.0
             if decoded is not None:
                 self.frames_out += 1
+                self._corrupt_run = 0
                 return decoded
             self._corrupt += 1  # a damaged JPEG: wait for the next one
+            self._corrupt_run += 1
+            if self._corrupt_run == _CORRUPT_RUN and self.live:
+                # One damaged frame is noise; a run of them is a camera sending something else
+                # (files and folders skip theirs: ImageSource ends once all fail in a row).
+                self._undecodable = SourceError(
+                    f"{hide_password(source.uri)}: {_CORRUPT_RUN} frames in a row do not decode as "
+                    "JPEG; check the camera's stream settings"
+                )
+                log.warning("%s", self._undecodable)
             if deadline is not None and time.monotonic() >= deadline:
                 return None
 
@@ -408,6 +426,9 @@ class Capture:
                         return
                     self._read_since, self._stalled = time.monotonic(), None
                 try:
+                    undecodable, self._undecodable = self._undecodable, None
+                    if undecodable is not None:
+                        raise undecodable
                     item = self._read(source)
                     failure: BaseException | None = None
                 except Exception as exc:  # noqa: BLE001 - a failing driver must not kill the thread

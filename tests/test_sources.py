@@ -598,6 +598,36 @@ def test_http_login_from_the_uri() -> None:
             assert source.read() is not None
 
 
+class TurningServer(MjpegServer):
+    """An MJPEG camera that sends parts which are not JPEG while `broken` is set."""
+
+    broken = False
+
+    def jpeg(self, n: int) -> bytes:
+        return b"\xff\xd8 not a JPEG at all" if self.broken else super().jpeg(n)
+
+
+def test_a_camera_whose_frames_stop_decoding_is_reconnected(caplog: pytest.LogCaptureFixture) -> None:
+    from edge_sdk.capture import Backoff, Capture
+
+    srv = TurningServer(fps=60, size=(160, 120))
+    with srv:
+        capture = Capture(lambda: open_source(srv.url), reconnect=Backoff(initial=0.05, maximum=0.1))
+        with capture:
+            assert capture.get(timeout=10) is not None
+            srv.broken = True
+            deadline = time.monotonic() + 10
+            while "30 frames in a row do not decode as JPEG" not in caplog.text:
+                assert time.monotonic() < deadline, "the undecodable frames went unnoticed"
+                capture.get(timeout=0.2)
+            srv.broken = False
+            deadline = time.monotonic() + 10
+            while capture.reconnects == 0:  # counted once a reopen succeeds
+                assert time.monotonic() < deadline, "the camera was not reopened"
+                capture.get(timeout=0.2)
+            assert capture.get(timeout=10) is not None
+
+
 def test_a_server_trickling_its_response_head_is_cut_at_the_timeout() -> None:
     # Each byte well within the read timeout; the head as a whole must be too.
     with socket.socket() as listener:
