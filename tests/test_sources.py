@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -1143,6 +1144,34 @@ def test_rtsp_stream_ends_when_the_server_goes_away() -> None:
         lost = time.monotonic()
         read_all(source, limit=200)  # whatever was already on the way, then the end
         assert time.monotonic() - lost < 3.5
+
+
+@pytest.mark.usefixtures("rtsp_server_installed", "no_ffmpeg_options")
+def test_a_frozen_rtsp_camera_is_a_failure_not_a_stale_frame() -> None:
+    """The server process frozen (SIGSTOP): FFmpeg's read gives up at the timeout and hands out
+    a frame it had buffered, seconds old. That must end the read, for Capture to reconnect."""
+    server = RtspServer(codec="h264", size=(160, 120), fps=10)
+    with server, open_source(server.url, timeout=1.0) as source:
+        assert source.read() is not None
+        proc = server._proc  # noqa: SLF001 - the test freezes the camera's own process
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            frozen = time.monotonic()
+            ended = False
+            while not ended and time.monotonic() - frozen < 10:
+                started = time.monotonic()
+                try:  # what was on the way before the freeze, then the stall
+                    frame = source.read()
+                except SourceError as exc:
+                    assert "no fresh frame from" in str(exc) and "for 1 s" in str(exc)
+                    ended = True
+                else:
+                    assert frame is None or time.monotonic() - started < 1.0, "a stale frame"
+                    ended = frame is None
+            assert ended and time.monotonic() - frozen < 3.0
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
 
 
 @pytest.mark.usefixtures("rtsp_server_installed", "no_ffmpeg_options")

@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import SplitResult
 
@@ -15,6 +16,7 @@ from edge_sdk.errors import ConfigError, SourceError
 from edge_sdk.sources.base import host_port, split_network_uri
 from edge_sdk.sources.opencv import OpenCVSource
 from edge_sdk.sources.opening import open_stoppably
+from edge_sdk.types import Frame
 
 _TRANSPORTS = ("tcp", "udp")
 #: The RTSP port when the URI names none.
@@ -143,6 +145,22 @@ class RtspSource(OpenCVSource):
         # FFmpeg's open returns to Python only at its timeout: run it where a stop can leave it.
         cap = open_stoppably(open_stream, what=where, discard=lambda c: c.release())
         super().__init__(uri, cap, live=True)
+        self._timeout = float(timeout)
+        self._where = where
+
+    def read(self) -> Frame | None:
+        """The next frame; a SourceError when it took the whole `timeout` to come.
+
+        A camera that froze makes FFmpeg's read give up at the timeout and hand out the frame
+        it had buffered from before: seconds old, yet it would be stamped as new, and the next
+        read would do the same, so the stall would never be noticed.
+        """
+        started = time.monotonic()
+        frame = super().read()
+        if frame is not None and time.monotonic() - started >= self._timeout:
+            raise SourceError(f"no fresh frame from {self._where} for {self._timeout:g} s (the camera "
+                              "or its network stalled); dropped the stale one")
+        return frame
 
 
 def unreachable(host: str, port: int, timeout: float) -> str:
