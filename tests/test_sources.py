@@ -1153,7 +1153,7 @@ def test_a_frozen_rtsp_camera_is_a_failure_not_a_stale_frame() -> None:
     server = RtspServer(codec="h264", size=(160, 120), fps=10)
     with server, open_source(server.url, timeout=1.0) as source:
         assert source.read() is not None
-        proc = server._proc  # noqa: SLF001 - the test freezes the camera's own process
+        proc = server._proc  # the test freezes the camera's own process
         assert proc is not None
         os.kill(proc.pid, signal.SIGSTOP)
         try:
