@@ -599,6 +599,23 @@ def test_http_login_from_the_uri() -> None:
             assert source.read() is not None
 
 
+class CommentingServer(MjpegServer):
+    """An MJPEG camera whose JPEGs carry a comment holding the boundary text."""
+
+    def jpeg(self, n: int) -> bytes:
+        data = super().jpeg(n)
+        comment = f"camera {self.boundary} {n:04d}".encode()
+        segment = b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment
+        return data[:2] + segment + data[2:]
+
+
+def test_the_boundary_text_inside_a_jpeg_is_no_delimiter() -> None:
+    srv = CommentingServer(fps=30, size=(160, 120), content_length=False, boundary="frame")
+    with srv, open_source(srv.url) as source:
+        frames = [read_frame(source) for _ in range(3)]
+    assert all(f.image.shape == (120, 160, 3) for f in frames)
+
+
 class TurningServer(MjpegServer):
     """An MJPEG camera that sends parts which are not JPEG while `broken` is set."""
 

@@ -268,15 +268,30 @@ class MjpegHttpSource(JpegSource):
             del buf[: body_start + length]
             return body
         # No Content-Length: the body runs to the next delimiter ("\r\n--boundary").
-        end = buf.find(self._boundary, body_start)
-        if end < 0:
+        body_end = self._delimiter(body_start)
+        if body_end < 0:
             return None
-        body_end = end
-        while body_end > body_start and buf[body_end - 1] == ord("-"):
-            body_end -= 1
         body = bytes(buf[body_start:body_end]).rstrip(b"\r\n")
         del buf[:body_end]
         return body
+
+    def _delimiter(self, start: int) -> int:
+        """Where the next delimiter line begins at or after `start` (its dashes), or -1.
+
+        The boundary text alone is no delimiter: a JPEG may hold it (a comment "camera frame
+        0001" with the boundary "frame"). RFC 2046's delimiter is the boundary after "--" at
+        the start of a line.
+        """
+        buf, boundary = self._buf, self._boundary
+        at = start
+        while (found := buf.find(boundary, at)) >= 0:
+            dashes = found
+            while dashes > start and buf[dashes - 1] == ord("-"):
+                dashes -= 1
+            if found - dashes >= 2 and (dashes == 0 or buf[dashes - 1] == ord("\n")):
+                return dashes
+            at = found + 1
+        return -1
 
     def _next_part(self, *, block: bool) -> Packet | None:
         """The next complete part: waits for one if `block`, else only takes a buffered one."""
