@@ -407,6 +407,10 @@ def test_check_config_command(tmp_path: Path) -> None:
     ("[source]\nuri = 'foo://cam'\n", r"\[source\] uri: unknown source scheme 'foo://'"),
     ("[source]\nuri = 'csi://x'\n", r"\[source\] uri: bad CSI camera 'csi://x'; expected csi://N"),
     ("[source]\nuri = ''\n", r"\[source\] uri: empty source"),
+    ("[source]\nuri = 'test://?fps=0'\n", r"\[source\] uri: bad test:// source .*fps must be within"),
+    ("[source]\nuri = 'test://?size=99999x1'\n", r"\[source\] uri: bad test:// source .*at most 8192"),
+    ("[source]\nuri = 'test://?bogus=1'\n", r"\[source\] uri: bad test:// source .*unknown option bogus"),
+    ("[source]\nuri = 'v4l2://x'\n", r"\[source\] uri: bad camera 'v4l2://x'; expected N"),
     ("[model]\nname = 'resnet'\n", r"\[model\] name = 'resnet' is no zoo model; choose one of: squeez"),
 ])
 def test_values_the_service_would_fail_on_are_refused_when_loading(

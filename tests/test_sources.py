@@ -168,7 +168,7 @@ def test_unknown_or_empty_uri_lists_the_schemes(uri: str) -> None:
         ("test://cam?size=320x240", "before the '?'"),
         ("test://?fps=nan", "finite"),
         ("test://?fps=inf", "finite"),
-        ("test://?fps=0.001", "fps must be >= 0.01"),
+        ("test://?fps=0.001", "fps must be within [0.01, 1000]"),
         ("test://?count=1e3", "count must be a whole number"),
         ("test://?size=100000x100000", "at most 8192x8192"),
     ],

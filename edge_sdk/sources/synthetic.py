@@ -94,6 +94,8 @@ MAX_SIDE = 8192
 
 #: Slowest frame rate: one frame every 100 s (a smaller rate only overflows the pacing).
 MIN_FPS = 0.01
+#: Fastest: beyond it pacing means nothing (and 1e308 makes 300-digit frame numbers).
+MAX_FPS = 1000.0
 
 
 def _query(uri: str) -> Mapping[str, str]:
@@ -166,22 +168,7 @@ class SyntheticSource(BaseSource):
             ConfigError: a query value or option is malformed or out of range; the message
                 names the URI and the accepted form.
         """
-        try:
-            query = _query(uri)
-            unknown = sorted(set(query) - {"size", "fps", "count", "live"})
-            if unknown:
-                raise ValueError(f"unknown option {', '.join(unknown)}; use size, fps, count, live")
-            self.size = parse_size(size if size is not None else query.get("size", "640x480"))
-            self.fps = float(_number("fps", query.get("fps", "30") if fps is None else fps, float))
-            self._count = int(_number("count", query.get("count", "0") if count is None else count, int))
-            self.live = bool(live if live is not None else _truthy(query.get("live", "1")))
-            if max(self.size) > MAX_SIDE:
-                width, height = self.size
-                raise ValueError(f"size must be at most {MAX_SIDE}x{MAX_SIDE}, not {width}x{height}")
-            if self.fps < MIN_FPS or self._count < 0:
-                raise ValueError(f"fps must be >= {MIN_FPS:g} and count >= 0")
-        except ValueError as exc:
-            raise ConfigError(f"bad test:// source {uri!r}: {exc}; expected {TEST_FORM}") from None
+        self.size, self.fps, self._count, self.live = self._options(uri, size, fps, count, live)
         self.uri = uri
         width, height = self.size
         ramp = np.linspace(0, 255, width, dtype=np.float32)
@@ -192,6 +179,41 @@ class SyntheticSource(BaseSource):
         self._next = 0
         self._start = time.monotonic()
         self._closed = False
+
+    @staticmethod
+    def check_uri(uri: str) -> None:
+        """Check the URI's options as opening it would (for check-config), making no frames.
+
+        Raises:
+            ConfigError: a query value is malformed or out of range.
+        """
+        SyntheticSource._options(uri, None, None, None, None)
+
+    @staticmethod
+    def _options(
+        uri: str, size: tuple[int, int] | str | None, fps: float | None, count: int | None,
+        live: bool | None,
+    ) -> tuple[tuple[int, int], float, int, bool]:
+        """(size, fps, count, live) from the URI's query, each overridden by its argument."""
+        try:
+            query = _query(uri)
+            unknown = sorted(set(query) - {"size", "fps", "count", "live"})
+            if unknown:
+                raise ValueError(f"unknown option {', '.join(unknown)}; use size, fps, count, live")
+            shape = parse_size(size if size is not None else query.get("size", "640x480"))
+            rate = float(_number("fps", query.get("fps", "30") if fps is None else fps, float))
+            frames = int(_number("count", query.get("count", "0") if count is None else count, int))
+            if live is not None and not isinstance(live, bool):
+                raise ValueError(f"live must be True or False, not {live!r}")
+            paced = bool(live if live is not None else _truthy(query.get("live", "1")))
+            if max(shape) > MAX_SIDE:
+                width, height = shape
+                raise ValueError(f"size must be at most {MAX_SIDE}x{MAX_SIDE}, not {width}x{height}")
+            if not MIN_FPS <= rate <= MAX_FPS or frames < 0:
+                raise ValueError(f"fps must be within [{MIN_FPS:g}, {MAX_FPS:g}] and count >= 0")
+        except ValueError as exc:
+            raise ConfigError(f"bad test:// source {uri!r}: {exc}; expected {TEST_FORM}") from None
+        return shape, rate, frames, paced
 
     def render(self, index: int) -> Image:
         """Return frame `index` as the source would hand it out."""

@@ -57,6 +57,15 @@ class V4L2Source(JpegSource, OpenCVSource):
     1/`reduce` size. A camera whose JPEGs do not decode that way falls back to OpenCV's decode.
     """
 
+    @staticmethod
+    def check_uri(uri: str) -> None:
+        """Check the camera URI's form (N, /dev/videoN, v4l2:///dev/videoN), not the device.
+
+        Raises:
+            ConfigError: a malformed camera URI.
+        """
+        v4l2_device(uri)
+
     def __init__(
         self,
         uri: str,
