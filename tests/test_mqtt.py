@@ -545,12 +545,13 @@ def test_an_on_change_label_dropped_while_disconnected_is_sent_after_the_reconne
         deadline = time.monotonic() + 5
         while sink.connected and time.monotonic() < deadline:
             time.sleep(0.02)
-        sink.publish(prediction(1, label="dog"), None)  # QoS 0, disconnected: dropped
+        for i in range(1, 6):  # QoS 0, disconnected: the change is dropped, and counted once
+            sink.publish(prediction(i, label="dog"), None)
         assert sink.stats()["dropped"] == 1
         broker.start()
         rec = Recorder(broker, ["edge-sdk/cam22/prediction"])
         assert sink.wait_connected(10)
-        for i in range(2, 5):  # steady 'dog': the consumer must learn it once
+        for i in range(6, 9):  # steady 'dog': the consumer must learn it once
             sink.publish(prediction(i, label="dog"), None)
         assert rec.wait_for(lambda m: len(m) >= 1)
         time.sleep(0.3)
@@ -648,6 +649,7 @@ def test_gauges_registered_through_attach(mosquitto: Mosquitto) -> None:
         ({"keepalive": 65536}, "keepalive must be within"),
         ({"host": "a..b"}, "not a valid host name: each dot-separated part must be 1-63"),
         ({"protocol": "3"}, "protocol must be one of '5', '3.1.1'"),
+        ({"prefix": "$SYS"}, "must not start with '\\$': such topics belong to the broker"),
         ({"host": "x" * 64 + ".lan"}, "not a valid host name"),
     ],
 )
@@ -826,6 +828,25 @@ def test_a_message_over_the_brokers_packet_limit_is_refused_before_it_is_sent(
     finally:
         sink.close()
         broker.stop()
+
+
+def test_two_boards_with_one_device_id_are_told_apart_in_the_log(
+    mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mosquitto closes the older of two connections with one client id, with no reason given,
+    each time the other reconnects: the sinks say what is likely going on."""
+    caplog.set_level(logging.WARNING, "edge_sdk.sinks.mqtt")
+    options: dict[str, Any] = {"host": mosquitto.host, "port": mosquitto.port, "discovery": False,
+                               "device_id": "raspberrypi", "reconnect_min": 0.1, "reconnect_max": 0.2}
+    first, second = MqttSink(**options), MqttSink(**options)
+    try:
+        deadline = time.monotonic() + 20
+        while "another client may be using this client id (edge-sdk-raspberrypi)" not in caplog.text:
+            assert time.monotonic() < deadline, caplog.text[-2000:]
+            time.sleep(0.1)
+    finally:
+        first.close()
+        second.close()
 
 
 def test_close_with_nothing_queued_still_replaces_a_stale_online(tmp_path: Path) -> None:

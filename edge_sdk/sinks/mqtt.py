@@ -65,6 +65,10 @@ _PAHO_QUEUE = _WINDOW + 64
 _MAX_PAYLOAD = 268_435_455  # MQTT's limit, which paho enforces by raising ValueError
 # Below this many seconds left, close() makes no last connection attempt: it could not finish.
 _MIN_LAST_ATTEMPT_S = 0.05
+# A connection lost this soon after it was made, _QUICK_DROPS times in a row, suggests a second
+# client with the same client id.
+_QUICK_DROP_S = 3.0
+_QUICK_DROPS = 3
 # URL schemes that say the broker speaks TLS.
 _TLS_SCHEMES = ("mqtts", "ssl", "tls")
 
@@ -159,6 +163,8 @@ def check_topic_part(name: str, value: str, *, slashes: bool) -> None:
             or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)):
         raise ValueError(f"{name} {value!r} must be non-empty without '+', '#'{allowed} or control "
                          "characters")
+    if value.startswith("$"):  # $SYS/...: topics the broker keeps for itself
+        raise ValueError(f"{name} {value!r} must not start with '$': such topics belong to the broker")
     if slashes and "" in value.split("/"):
         raise ValueError(f"{name} {value!r} has an empty topic level; drop the leading, trailing or "
                          "double '/'")
@@ -335,6 +341,8 @@ class MqttSink(ClosableSink):
         # The broker's Maximum Packet Size (MQTT 5 CONNACK), when it sets one.
         self._max_packet: int | None = None
         self._control_refused: set[str] = set()
+        # With on_change: the label of the change that could not be sent, while it waits.
+        self._unsent: str | None = None
 
         # Counters. `_pending` maps the mid of each unacknowledged QoS>0 message to its kind and
         # topic ("" for a prediction), and `_sent` the mid of each such prediction to (frame
@@ -367,6 +375,8 @@ class MqttSink(ClosableSink):
         self._overflow_logged_at = -_REPEAT_LOG_EVERY
         self._refused_logged_at = -_REPEAT_LOG_EVERY
         self._disconnected_at: float | None = None
+        self._connected_at = 0.0
+        self._quick_drops = 0  # connections in a row lost within _QUICK_DROP_S
         # paho's last socket error (a TLS alert, say) and whether the broker answered the current
         # connection attempt: see `_on_disconnect`.
         self._socket_error = ""
@@ -482,25 +492,39 @@ class MqttSink(ClosableSink):
             self._model = prediction.model
             if self.discovery and self.connected:
                 self._announce()
+        blocked = self._queued >= self.queue_size or (self.qos == 0 and not self.connected)
+        if blocked and self._unsent is not None and self._unsent == label:
+            # The change that could not go out a frame ago, offered again: counted once, in
+            # `overflow` or `dropped`, not once per frame of the outage.
+            self.policy.not_sent()
+            return
         if self._queued >= self.queue_size:
             self._count_overflow()
-            self.policy.not_sent()
+            self._not_sent(label)
             return
         payload = json.dumps(prediction.to_dict(), separators=(",", ":"))
         too_big = self._too_big(self.prediction_topic, len(payload))
         if too_big:  # json.dumps escapes to ASCII: characters are bytes
             self._count_refused(prediction.frame_index, too_big)
-            self.policy.not_sent()
+            self._not_sent(label)
             return
+        self._unsent = None
         if self.qos == 0:
             if not self._publish_qos0(prediction.frame_index, payload):
-                self.policy.not_sent()
+                self._not_sent(label)
             return
         with self._lock:
             self._backlog.append((prediction.frame_index, payload))
             self._queued += 1
             self.accepted += 1
         self._pump()
+
+    def _not_sent(self, label: str | None) -> None:
+        """A prediction the policy chose could not go out: with on_change, the consumer still
+        shows the label before it, so the policy offers it again with the next frame."""
+        self.policy.not_sent()
+        if self.policy.on_change:
+            self._unsent = label
 
     def _too_big(self, topic: str, size: int) -> str:
         """Why a message of `size` bytes cannot go to `topic` ("" if it can).
@@ -849,6 +873,7 @@ class MqttSink(ClosableSink):
             )
             return
         self.connects += 1
+        self._connected_at = time.monotonic()
         self._last_problem = ""
         self._max_packet = getattr(properties, "MaximumPacketSize", None)
         outage = ""
@@ -913,13 +938,18 @@ class MqttSink(ClosableSink):
             if not answered:  # a refusal by CONNACK was counted and logged in _on_connect
                 self._closed_before_connack()
             return
-        self._disconnected_at = time.monotonic()
+        now = time.monotonic()
+        connected_for = now - self._connected_at
+        self._disconnected_at = now
+        # Dropped again and again right after connecting: Mosquitto does that, without a
+        # reason, to each of two clients that share a client id, every time the other connects.
+        self._quick_drops = self._quick_drops + 1 if connected_for < _QUICK_DROP_S else 0
         hint = ""
         why = str(reason).lower()
         if "large" in why:  # MQTT 5 "Packet too large": it would recur
             hint = "; a message was over the broker's size limit (message_size_limit)"
-        elif "taken over" in why:  # MQTT 5 "Session taken over": two boards, one id
-            hint = (f"; another client connected with this client id (edge-sdk-{self.device_id}): "
+        elif "taken over" in why or self._quick_drops >= _QUICK_DROPS:
+            hint = (f"; another client may be using this client id (edge-sdk-{self.device_id}): "
                     "give each board its own [mqtt] device_id")
         log.warning(
             "MQTT: connection to %s lost (%s%s); %d predictions queued, reconnecting",
@@ -934,6 +964,8 @@ class MqttSink(ClosableSink):
         if self._disconnected_at is None:
             self._disconnected_at = time.monotonic()
         why, self._socket_error = self._socket_error or "no reason given", ""
+        if "Connection State" in why:  # paho's own state dump: the server never answered
+            why = "no answer to CONNECT"
         if self.tls and "alert" in why.lower():
             self._problem(
                 f"MQTT: broker {self.address} refused the TLS connection ({why}); "

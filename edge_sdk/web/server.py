@@ -43,8 +43,9 @@ _REQUEST_DEADLINE_S = 10.0
 #: A browser has a few at a time (requests, and sockets it opens ahead of need), so slow
 #: clients from one address cannot take every slot while the others stay served.
 _SENDING_PER_CLIENT = 16
-_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-         b"Content-Length: 5\r\nConnection: close\r\n\r\nbusy\n")
+_BUSY_BODY = b"busy: too many connections (from this address, or in all); try again in a few seconds\n"
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 5\r\n"
+         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
 
 
 class ViewContent(Protocol):
