@@ -602,7 +602,7 @@ def missing_files(config: Config) -> list[str]:
                   for k in ("ca_file", "certfile", "keyfile", "password_file")]
     if config.web.enabled:
         named.append(("[web] token_file", config.web.token_file))
-    problems = _jsonl_path_problems(config)
+    problems = _jsonl_path_problems(config) + _video_sink_problems(config)
     for what, value in named:
         if not value:
             continue
@@ -635,6 +635,21 @@ def _jsonl_path_problems(config: Config) -> list[str]:
         return [f"{what}: the folder {str(folder)!r} does not exist; create it or fix the path"]
     if not os.access(path if Path(path).exists() else folder, os.W_OK):
         return [f"{what}: not writable; chmod/chown it (or its folder) for the service user"]
+    return []
+
+
+def _video_sink_problems(config: Config) -> list[str]:
+    """What the built-in video sink would refuse at start: it may be made here, as making it
+    only checks its options, extension and folder (the file opens with the first frame)."""
+    if "video" not in config.sinks:
+        return []
+    from edge_sdk.errors import SinkError
+    from edge_sdk.sinks.video import VideoSink
+
+    try:
+        VideoSink(**config.sinks["video"]).close()
+    except (SinkError, TypeError, ValueError) as exc:
+        return [f"[{PLUGIN_SINKS}.video]: {exc}"]
     return []
 
 

@@ -339,6 +339,16 @@ def test_a_jsonl_file_the_service_could_not_open_is_reported(tmp_path: Path) -> 
     assert cfg.missing_files(cfg.parse({"jsonl": {"enabled": True, "path": str(tmp_path / "p.jsonl")}})) == []
 
 
+def test_a_video_sink_the_service_could_not_start_is_reported(tmp_path: Path) -> None:
+    for options, problem in (({"path": str(tmp_path / "no" / "v.mp4")}, "does not exist"),
+                             ({"path": str(tmp_path / "v.txt")}, "cannot tell the video format"),
+                             ({"path": str(tmp_path / "v.mp4"), "fps": -3.0}, "fps must be")):
+        (line,) = cfg.missing_files(cfg.parse({"sinks": {"video": options}}))
+        assert line.startswith("[sinks.video]: ") and problem in line, line
+    assert cfg.missing_files(cfg.parse({"sinks": {"video": {"path": str(tmp_path / "v.mp4")}}})) == []
+    assert not list(tmp_path.iterdir())  # checked, not recorded
+
+
 def test_a_plugin_sink_table_without_a_required_option_fails_at_load() -> None:
     with pytest.raises(ConfigError, match=r"\[sinks.video\] needs path; add path = ... to it"):
         cfg.parse({"sinks": {"video": {"fps": 10.0}}})
