@@ -151,7 +151,8 @@ _MAX_TOPIC_PART = 256
 def check_topic_part(name: str, value: str, *, slashes: bool) -> None:
     """Refuse a topic part MQTT cannot route or brokers refuse: empty, a wildcard, a control
     character, "/" unless `slashes` (and with it an empty level: a leading, trailing or double
-    "/"), or longer than 256 characters. Shared with the service config's checks.
+    "/", or a "$" first level, which is the broker's), or longer than 256 characters. Shared
+    with the service config's checks.
 
     Raises:
         TypeError: `value` is not a string.
@@ -163,7 +164,7 @@ def check_topic_part(name: str, value: str, *, slashes: bool) -> None:
             or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)):
         raise ValueError(f"{name} {value!r} must be non-empty without '+', '#'{allowed} or control "
                          "characters")
-    if value.startswith("$"):  # $SYS/...: topics the broker keeps for itself
+    if slashes and value.startswith("$"):  # a first level of $SYS/...: the broker's own topics
         raise ValueError(f"{name} {value!r} must not start with '$': such topics belong to the broker")
     if slashes and "" in value.split("/"):
         raise ValueError(f"{name} {value!r} has an empty topic level; drop the leading, trailing or "
