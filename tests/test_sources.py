@@ -595,6 +595,8 @@ def test_http_login_from_the_uri() -> None:
     with MjpegServer(fps=30, size=(320, 240), auth=("ann", "s3cret")) as srv:
         with pytest.raises(SourceError, match="needs a login"):
             open_source(srv.url)
+        with pytest.raises(SourceError, match="refused the login in the URI; check the user name"):
+            open_source(srv.url.replace("http://", "http://ann:wrong@"))
         with open_source(srv.url.replace("http://", "http://ann:s3cret@")) as source:
             assert source.read() is not None
 
@@ -680,6 +682,10 @@ def test_http_errors_are_one_line_source_errors(server: MjpegServer) -> None:
         open_source(server.url_for("/nothing"))
     with pytest.raises(SourceError, match="HTTP 404"):  # sent percent-encoded, not a traceback
         open_source(server.url_for("/кам ера?name=\U0001f431"))
+    with pytest.raises(SourceError, match="HTTP 302 Found; it points to /stream: give that URL"):
+        open_source(server.url_for("/moved"))
+    with pytest.raises(SourceError, match="HTTP 500 .*the camera's server failed; restart the camera"):
+        open_source(server.url_for("/broken"))
     with pytest.raises(SourceError, match="not an MJPEG stream"):
         open_source(server.url_for("/snapshot.jpg"))
     with pytest.raises(SourceError, match="cannot connect") as err:

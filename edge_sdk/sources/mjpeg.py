@@ -41,6 +41,15 @@ _PART_LIMIT = 32 * 1024 * 1024
 _SKIP_LIMIT = 256
 
 
+def _status_fix(code: int, headers: dict[str, str]) -> str:
+    """What to do about an HTTP status other than 200 and 401, for the error message."""
+    if 300 <= code < 400 and headers.get("location"):
+        return f"it points to {headers['location']}: give that URL (redirects are not followed)"
+    if code >= 500:
+        return "the camera's server failed; restart the camera or check its log"
+    return "check the path (the camera's MJPEG stream URL)"
+
+
 class MjpegHttpSource(JpegSource):
     """Frames of a ``multipart/x-mixed-replace`` JPEG stream over HTTP(S).
 
@@ -86,6 +95,7 @@ class MjpegHttpSource(JpegSource):
         assert parts.hostname is not None  # check_uri checked it
         port = parts.port or (443 if parts.scheme == "https" else 80)
         self._where = f"{parts.scheme}://{host_port(parts.hostname, port)}{parts.path or '/'}"
+        self._has_login = parts.username is not None
         try:
             # close() from the waiting thread shuts the socket, which ends a stopped open's recv.
             first, image = open_stoppably(
@@ -193,17 +203,20 @@ class MjpegHttpSource(JpegSource):
         if len(status) < 2 or not status[0].startswith("HTTP/") or not status[1].isdigit():
             raise SourceError(f"{self._where} did not send an HTTP response; is it a camera?")
         code = int(status[1])
+        headers = {}
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
         if code == 401:
+            if self._has_login:
+                raise SourceError(f"{self._where} refused the login in the URI; check the user name "
+                                  "and password (a / ? # @ in them must be percent-encoded)")
             raise SourceError(
                 f"{self._where} needs a login: put it in the URI, http://user:password@host/..."
             )
         if code != 200:
             reason = status[2] if len(status) > 2 else ""
-            raise SourceError(f"{self._where} answered HTTP {code} {reason}; check the path")
-        headers = {}
-        for line in head[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+            raise SourceError(f"{self._where} answered HTTP {code} {reason}; {_status_fix(code, headers)}")
         content_type = headers.get("content-type", "")
         if not content_type.lower().startswith("multipart/"):
             raise SourceError(

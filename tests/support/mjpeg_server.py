@@ -248,6 +248,14 @@ def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 self.wfile.write(data)
                 return
+            if self.path == "/moved":  # where some cameras send a client to their stream
+                self.send_response(302)
+                self.send_header("Location", "/stream")
+                self.end_headers()
+                return
+            if self.path == "/broken":  # a camera whose web server failed
+                self.send_error(500)
+                return
             if self.path != "/stream":
                 self.send_error(404)
                 return
