@@ -684,7 +684,7 @@ def test_http_errors_are_one_line_source_errors(server: MjpegServer) -> None:
         open_source(server.url_for("/кам ера?name=\U0001f431"))
     with pytest.raises(SourceError, match="HTTP 302 Found; it points to /stream: give that URL"):
         open_source(server.url_for("/moved"))
-    with pytest.raises(SourceError, match="HTTP 500 .*the camera's server failed; restart the camera"):
+    with pytest.raises(SourceError, match=r"HTTP 500 .*the camera's server failed; restart the camera"):
         open_source(server.url_for("/broken"))
     with pytest.raises(SourceError, match="not an MJPEG stream"):
         open_source(server.url_for("/snapshot.jpg"))
