@@ -88,6 +88,28 @@ def test_jsonl_file_round_trips(tmp_path: Path) -> None:
     assert Prediction.from_dict(newer) == Prediction.from_dict(first)
 
 
+def test_reopen_writes_on_to_a_new_file_and_keeps_every_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    path = folder / "p.jsonl"
+    with JsonlSink(path=path) as sink:
+        sink.publish(prediction(0), None)
+        rotated = path.rename(folder / "p.jsonl.1")  # logrotate's move, then its SIGHUP
+        sink.reopen()
+        sink.publish(prediction(1), None)
+        # The folder gone: the reopen fails, and the line goes to the file still open.
+        path.rename(folder / "p.jsonl.2")
+        rotated.unlink()
+        moved = folder.rename(tmp_path / "elsewhere")
+        sink.reopen()
+        sink.publish(prediction(2), None)
+    assert "cannot reopen" in caplog.text
+    lines = (moved / "p.jsonl.2").read_text().splitlines()
+    assert [json.loads(line)["frame"] for line in lines] == [1, 2]
+
+
 def test_a_score_or_timing_that_is_not_finite_is_written_as_null(tmp_path: Path) -> None:
     # NaN and Infinity are not JSON: a strict reader (a browser's JSON.parse) would refuse the line.
     odd = Prediction(0, 1, (Label(1, "tabby", float("nan")),), Timings(inference=float("inf")))

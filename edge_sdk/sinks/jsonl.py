@@ -106,13 +106,14 @@ class JsonlSink(ClosableSink):
             try:
                 fresh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept until close
             except OSError as exc:
-                raise SinkError(
-                    f"cannot reopen {self.path} for JSON lines: {exc.strerror}; writing on to the "
-                    "file it had open (check the folder is writable)"
-                ) from None
-            old, self._file = self._file, fresh
-            if old is not None:
-                old.close()
+                # Not raised: this line, and the next, still have the old file to go to.
+                log.error("cannot reopen %s for JSON lines: %s; writing on to the file it had open "
+                          "(check the folder is writable, then send SIGHUP again)", self.path,
+                          exc.strerror)
+            else:
+                old, self._file = self._file, fresh
+                if old is not None:
+                    old.close()
         try:
             if self._file is not None:
                 data = memoryview(line.encode())
