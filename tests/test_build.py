@@ -93,6 +93,39 @@ def test_cli_build_errors(tmp_path: Path, mirror: Path, imagenet: Path) -> None:
     assert result.exit_code != 0 and "no calibration images" in result.output
 
 
+def test_an_unwritable_model_cache_is_one_model_error(
+    tmp_path: Path, mirror: Path, imagenet: Path
+) -> None:
+    home = tmp_path / "home"
+    home.write_text("a file where the cache folder should be")
+    with pytest.raises(ModelError, match=r"cannot write to the model cache .*; set EDGE_SDK_HOME"):
+        build_model("squeezenet1.1", mirror=mirror, images=imagenet, home=home)
+
+
+def test_what_a_killed_build_left_is_swept_by_the_next(
+    model_home: Path, mirror: Path, imagenet: Path
+) -> None:
+    # Only a build holding the cache's lock writes these, so under the lock they are stale.
+    folder = store.built_path("squeezenet1.1", "tflite", "int8", model_home).parent
+    stale_file = folder / ".tmp99999-squeezenet1.1.int8.tflite"
+    stale_file.write_bytes(b"half a model")
+    stale_dir = folder / ".quant-killed"
+    stale_dir.mkdir()
+    (stale_dir / "folded.onnx").write_bytes(b"x")
+    result = build_model("squeezenet1.1", mirror=mirror, images=imagenet, home=model_home)
+    assert not result.built  # up to date: the sweep needs no build
+    assert not stale_file.exists() and not stale_dir.exists()
+
+
+def test_a_model_that_cannot_be_written_leaves_no_temporary_file() -> None:
+    from edge_sdk.build.builder import _write_atomic
+
+    target = Path("/proc/edge-sdk-test.tflite")  # /proc takes no new files, whoever asks
+    with pytest.raises(ModelError, match=r"cannot write /proc/edge-sdk-test.tflite: "):
+        _write_atomic(target, b"model bytes")
+    assert not list(Path("/proc").glob(".tmp*edge-sdk-test*"))
+
+
 def test_int8_needs_images(tmp_path: Path, mirror: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EDGE_SDK_CALIBRATION_IMAGES", raising=False)
     with pytest.raises(ModelError, match="--images DIR"):

@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import io
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any
 
 from edge_sdk import preprocess, registry
 from edge_sdk.build.calibration import calibration_images, calibration_pixels, file_list_digest
-from edge_sdk.errors import BackendUnavailable, ModelError
+from edge_sdk.errors import BackendUnavailable, ModelError, file_problem
 from edge_sdk.models import store
 from edge_sdk.models.card import ModelCard
 from edge_sdk.models.zoo import ZooEntry
@@ -97,13 +98,37 @@ def _up_to_date(path: Path, key: str) -> ModelCard | None:
 
 @contextlib.contextmanager
 def _lock(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".build.lock").open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    """Hold the cache folder's build lock; while held, clear what interrupted builds left.
+
+    Raises:
+        ModelError: the folder cannot be made or written (read-only, a file in its way).
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = (folder / ".build.lock").open("w")
+    except OSError as exc:
+        raise ModelError(
+            f"cannot write to the model cache {folder}: {file_problem(exc)}; set EDGE_SDK_HOME to a "
+            "writable folder"
+        ) from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            _sweep(folder)
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _sweep(folder: Path) -> None:
+    """Remove temporary files and folders of builds that were killed (SIGKILL, power loss, a
+    SIGTERM in the ONNX quantizer): only a build holding the lock writes them, and we hold it."""
+    for leftover in [*folder.glob(".tmp*"), *folder.glob(".quant-*")]:
+        with contextlib.suppress(OSError):
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
 
 
 def _tmp_path(path: Path) -> Path:
@@ -112,9 +137,22 @@ def _tmp_path(path: Path) -> Path:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file, so no reader sees half of it.
+
+    Raises:
+        ModelError: it cannot be written (a full disk, say); the temporary file is removed.
+    """
     tmp = _tmp_path(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise ModelError(f"cannot write {path}: {file_problem(exc)}; free space on its disk or "
+                             "set EDGE_SDK_HOME to another folder") from None
+        raise
 
 
 def _save_card(card: ModelCard, model_path: Path) -> None:
