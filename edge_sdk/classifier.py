@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -166,6 +167,15 @@ class Classifier(Closing):
             raise self._mismatch(
                 f"output has {classes} classes, card lists {len(card.labels)} labels + "
                 f"{card.label_offset} offset"
+            )
+        # A map read as a vector would hand out indices past the labels, and a vector cannot
+        # be averaged over positions.
+        if card.output_kind == "logit_map" and len(spec.shape) != 4:
+            raise self._mismatch(f"output {spec.shape} is no map, yet the card says logit_map")
+        if card.output_kind != "logit_map" and math.prod(spec.shape) != classes:
+            raise self._mismatch(
+                f"output {spec.shape} holds more than one score per class, yet the card says "
+                f"{card.output_kind} (a map is output_kind logit_map)"
             )
 
     # -- the three stages ---------------------------------------------------------------------

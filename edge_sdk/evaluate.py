@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -86,7 +87,8 @@ def _norm_name(name: str) -> str:
 
 def _class_of(text: str, labels: Sequence[str], by_name: dict[str, int], where: str) -> int:
     text = text.strip()
-    if text.lstrip("-").isdigit():
+    # ASCII digits with at most one sign: "--1" or "²" would pass str.isdigit and fail int().
+    if re.fullmatch(r"-?[0-9]+", text):
         index = int(text)
         if not 0 <= index < len(labels):
             raise SourceError(
@@ -113,7 +115,8 @@ def _read_csv(
 ) -> tuple[list[LabelledImage], str | None, bool]:
     table = root / "labels.csv"
     try:
-        with table.open(newline="") as f:
+        # utf-8-sig: Excel's "CSV UTF-8" starts the file with a byte-order mark.
+        with table.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             columns = [c.strip() for c in reader.fieldnames or []]
             rows = [{(k or "").strip(): (v or "") for k, v in row.items()} for row in reader]
@@ -327,7 +330,8 @@ class EvalReport:
                 "threads": info.threads,
                 "top1": acc.top1,
                 "top5": acc.top5,
-                "images_per_second": round(acc.images_per_second, 2),
+                "images_per_second": (round(acc.images_per_second, 2)
+                              if math.isfinite(acc.images_per_second) else None),
             }
 
         out: dict[str, Any] = {
@@ -348,7 +352,9 @@ class EvalReport:
                 "mean_abs_dp": c.mean_abs_dp,
                 "mean_abs_dp_definition": "mean over images of sum over classes |p - p_ref| (L1)",
                 "top1_difference": c.top1_difference,
-                "top1_difference_ci95": list(c.top1_difference_ci95),
+                # None when there is no interval (one image): JSON has no infinity.
+                "top1_difference_ci95": (list(c.top1_difference_ci95)
+                                         if all(map(math.isfinite, c.top1_difference_ci95)) else None),
             }
         return out
 

@@ -101,7 +101,11 @@ def read_image(path: str | os.PathLike[str]) -> Image:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise SourceError(f"cannot read {name}: {file_problem(exc)}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:  # OpenCV's size limit: a header claiming over 2^30 pixels
+        raise SourceError(f"{name} is larger than OpenCV decodes (over 2^30 pixels); downscale "
+                          "it") from None
     if image is None:
         raise SourceError(f"{name} is not an image OpenCV can decode; give a JPEG, PNG, BMP or TIFF file")
     return np.asarray(image, dtype=np.uint8)

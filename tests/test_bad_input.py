@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -221,6 +222,8 @@ CARD = {"name": "x", "labels": ["cat", "dog"], "input_size": [224, 224]}
         ({"label_offset": -1}, r"label_offset must be an integer >= 0"),
         ({"card_version": 99}, r"card_version 99 is newer than this edge-sdk reads \(1\); upgrade"),
         ({"labels": "<drop>"}, r"missing keys \['labels'\]; add them"),
+        ({"notes": None}, r"notes must be an object"),
+        ({"notes": [1, 2]}, r"notes must be an object"),
     ],
 )
 def test_hand_edited_card_values(
@@ -400,6 +403,41 @@ def test_wrong_checksum(tmp_path: Path, mirror: Path, photos: Path) -> None:
         ]
     )
     assert "download it again" in line
+
+
+def test_a_card_that_reads_a_logit_map_as_a_vector_is_refused(tmp_path: Path, model_home: Path) -> None:
+    # The int8 model's output is 13 x 13 x 1000; read as one vector it would hand out class
+    # indices up to 168,999 (an IndexError in the middle of a run).
+    built = store.built_path("squeezenet1.1", "tflite", "int8", model_home)
+    model = tmp_path / "model.tflite"
+    shutil.copy(built, model)
+    card = json.loads(store.card_path(built).read_text())
+    card["output_kind"] = "probabilities"
+    store.card_path(model).write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=r"holds more than one score per class, yet the card says "
+                                         r"probabilities \(a map is output_kind logit_map\)"):
+        Classifier.from_model(model, runtime="litert")
+
+
+def test_label_files_that_are_not_plain_utf8(tmp_path: Path, mirror: Path) -> None:
+    shutil.copy(mirror / ONNX_ENTRY.source, tmp_path)
+    text = (mirror / "imagenet_classes.txt").read_text()
+    (tmp_path / "imagenet_classes.txt").write_bytes(b"\xef\xbb\xbf" + text.encode())  # a BOM
+    labels = store.read_labels(ONNX_ENTRY, tmp_path)
+    assert labels[0] == text.splitlines()[0].strip()  # no "\ufeff" glued to it
+    (tmp_path / "imagenet_classes.txt").write_bytes(b"\xff\xfe" + text.encode("utf-16-le"))
+    with pytest.raises(ModelError, match="is not UTF-8 text; copy it from the model's source again"):
+        store.read_labels(ONNX_ENTRY, tmp_path)
+
+
+def test_an_image_over_opencvs_pixel_limit_is_one_source_error(tmp_path: Path) -> None:
+    data = bytearray(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (65000).to_bytes(2, "big") * 2  # 65000 x 65000 claimed
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(bytes(data))
+    with pytest.raises(SourceError, match="is larger than OpenCV decodes"):
+        read_image(bomb)
 
 
 def test_missing_labels(tmp_path: Path, mirror: Path) -> None:

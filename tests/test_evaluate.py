@@ -70,6 +70,29 @@ def test_csv_without_split_column(csv_folder: Path) -> None:
         load_labelled_folder(csv_folder, LABELS, split="eval")
 
 
+def test_csv_with_a_byte_order_mark_as_excel_saves_it(csv_folder: Path) -> None:
+    table = csv_folder / "labels.csv"
+    table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes())
+    assert [i.class_index for i in load_labelled_folder(csv_folder, LABELS).images] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("index", ["--1", "\u00b2", "1.0"])
+def test_a_class_index_that_is_no_whole_number_is_one_line(csv_folder: Path, index: str) -> None:
+    (csv_folder / "labels.csv").write_text(f"filename,class_index\nn01443537_goldfish.jpg,{index}\n")
+    with pytest.raises(SourceError) as err:
+        load_labelled_folder(csv_folder, LABELS)
+    assert "\n" not in str(err.value)
+
+
+def test_cli_json_for_one_image_has_no_infinite_interval(csv_folder: Path) -> None:
+    args = ["models", "eval", "squeezenet1.1", "--images", str(csv_folder), "--runtime", "onnxruntime",
+            "--precision", "float", "--limit", "1", "--against", "squeezenet1.1", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert report["comparison"]["top1_difference_ci95"] is None  # one image: no interval
+
+
 def test_subfolder_layout(class_folders: Path) -> None:
     folder = load_labelled_folder(class_folders, LABELS)
     assert folder.layout == "sub-folders" and folder.split is None

@@ -75,6 +75,8 @@ class ModelCard:
         # IndexError or garbage scores in the middle of a run.
         if not isinstance(self.name, str):
             raise TypeError(f"name must be a string, got {self.name!r}")
+        if not isinstance(self.notes, dict):  # the store reads build keys out of it
+            raise TypeError(f"notes must be an object ({{...}}), got {self.notes!r}")
         if not self.labels or not all(isinstance(label, str) for label in self.labels):
             raise ValueError("labels must be a non-empty list of class names (strings)")
         if len(self.input_size) != 2 or not all(_is_int(n) and n > 0 for n in self.input_size):

@@ -104,14 +104,19 @@ def read_labels(entry: ZooEntry, mirror: str | os.PathLike[str] | None = None) -
     """Read `entry`'s class names from the mirror, without the leading offset classes."""
     path = mirror_dir(mirror) / entry.labels_file
     try:
-        lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        # utf-8-sig: a byte-order mark would otherwise stick to the first label.
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
+    except UnicodeDecodeError:
+        raise ModelError(f"label file {path} is not UTF-8 text; copy it from the model's source "
+                         "again") from None
     except OSError:
         raise ModelError(
             f"label file {entry.labels_file} is not in the model mirror {path.parent}; copy it there"
         ) from None
     labels = tuple(lines[entry.label_offset :])
     if len(labels) != 1000:
-        raise ModelError(f"{path} holds {len(lines)} labels; expected {1000 + entry.label_offset}")
+        raise ModelError(f"{path} holds {len(lines)} labels; expected {1000 + entry.label_offset}: "
+                         "copy it from the model's source again")
     return labels
 
 
