@@ -426,13 +426,20 @@ def evaluate(
         ConfigError: the two models have different class counts.
     """
     classifiers = [classifier] if reference is None else [classifier, reference]
-    runs = run_models(folder, classifiers, progress)
+    # Before any image is scored: both are known from the cards (a mismatch found after the
+    # run would cost the whole run).
+    if reference is not None and len(reference.card.labels) != len(classifier.card.labels):
+        raise ConfigError(
+            f"the model has {len(classifier.card.labels)} classes and the reference "
+            f"{len(reference.card.labels)}; compare models with the same label list"
+        )
     truth = np.array([item.class_index for item in folder.images], dtype=np.int64)
-    if runs[0].probs.shape[1] <= int(truth.max()):
+    if len(classifier.card.labels) <= int(truth.max()):
         raise SourceError(
             f"{folder.root} has class indices up to {int(truth.max())} but the model has "
-            f"{runs[0].probs.shape[1]} classes; label the images with this model's classes"
+            f"{len(classifier.card.labels)} classes; label the images with this model's classes"
         )
+    runs = run_models(folder, classifiers, progress)
 
     def default_info(clf: Classifier) -> ModelInfo:
         return ModelInfo(clf.card.name, type(clf.runtime).__name__, clf.card.precision)

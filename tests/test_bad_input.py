@@ -148,6 +148,23 @@ def tiny_onnx(path: Path, inputs: int = 1, size: int = 224, classes: int = 1000)
     return path
 
 
+def test_eval_against_a_reference_with_other_classes_fails_before_scoring(
+    tmp_path: Path, mirror: Path, imagenet: Path
+) -> None:
+    from edge_sdk.evaluate import evaluate, load_labelled_folder
+
+    ten = with_card(tiny_onnx(tmp_path / "ten.onnx", classes=10), "squeezenet1.1", mirror,
+                    labels=tuple(f"class {i}" for i in range(10)))
+    with Classifier.from_model(ten, runtime="onnxruntime") as reference, Classifier.from_model(
+        "squeezenet1.1", runtime="onnxruntime", precision="float", mirror=mirror
+    ) as model:
+        folder = load_labelled_folder(imagenet, model.card.labels, limit=2)
+        scored: list[int] = []
+        with pytest.raises(ConfigError, match="the model has 1000 classes and the reference 10"):
+            evaluate(model, folder, reference=reference, progress=lambda done, total: scored.append(done))
+        assert scored == []  # refused before the first image
+
+
 def test_tiny_onnx_model_is_fine(tmp_path: Path, mirror: Path, photos: Path) -> None:
     # The control: the same construction with the expected tensors loads and classifies.
     path = with_card(tiny_onnx(tmp_path / "tiny.onnx"), "squeezenet1.1", mirror)
