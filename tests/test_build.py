@@ -62,6 +62,32 @@ def test_calibration_images_are_the_calibration_split(imagenet: Path) -> None:
     assert {split[p.name] for p in paths} == {"calibration"}
 
 
+@pytest.mark.parametrize(("table", "message"), [
+    (b"\xef\xbb\xbffilename,split\na.jpg,calibration\n", None),  # Excel's byte-order mark
+    (b"name,split\na.jpg,calibration\n", "has no filename column"),
+    (b"filename,split\na.jpg,eval\n", r"has no rows of split 'calibration' \(it has: eval\)"),
+    (b"filename,split\na.jpg, calibration\n", None),  # spaces around a value, as eval allows
+    (b"\xff\xfe\x00f", r"cannot read .*labels.csv .*; write it as UTF-8 CSV"),
+])
+def test_calibration_tables_are_read_or_refused_in_one_line(
+    tmp_path: Path, imagenet: Path, table: bytes, message: str | None
+) -> None:
+    shutil.copy(imagenet / "n01440764_tench.jpg", tmp_path / "a.jpg")
+    (tmp_path / "labels.csv").write_bytes(table)
+    if message is None:
+        assert [p.name for p in calibration_images(tmp_path)] == ["a.jpg"]
+    else:
+        with pytest.raises(ModelError, match=message):
+            calibration_images(tmp_path)
+
+
+def test_calibration_folders_skip_what_is_no_image_file(tmp_path: Path, imagenet: Path) -> None:
+    shutil.copy(imagenet / "n01440764_tench.jpg", tmp_path / "a.jpg")
+    (tmp_path / "folder.jpg").mkdir()
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    assert [p.name for p in calibration_images(tmp_path)] == ["a.jpg"]
+
+
 def test_cli_build_is_cached(model_home: Path, mirror: Path, imagenet: Path) -> None:
     result = CliRunner().invoke(
         cli, ["models", "build", "squeezenet1.1", "--mirror", str(mirror), "--images", str(imagenet)]

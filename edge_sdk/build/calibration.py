@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from edge_sdk.errors import ModelError
+from edge_sdk.errors import ModelError, file_problem
 from edge_sdk.preprocess import read_image, resize_crop
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -37,10 +37,23 @@ def calibration_images(images_dir: Path) -> list[Path]:
         )
     labels = images_dir / "labels.csv"
     if labels.is_file():
-        with labels.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        if rows and "split" in rows[0]:
+        try:
+            # utf-8-sig: Excel's "CSV UTF-8" starts the file with a byte-order mark.
+            with labels.open(newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                columns = [c.strip() for c in reader.fieldnames or []]
+                rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise ModelError(f"cannot read {labels} ({exc}); write it as UTF-8 CSV") from None
+        if "filename" not in columns:
+            raise ModelError(f"{labels} has no filename column; its header must start with "
+                             "filename,class_index")
+        if "split" in columns:
             paths = sorted(images_dir / r["filename"] for r in rows if r["split"] == "calibration")
+            if not paths:
+                splits = ", ".join(sorted({r["split"] for r in rows})) or "none"
+                raise ModelError(f"{labels} has no rows of split 'calibration' (it has: {splits}); "
+                                 "mark the photos to calibrate on")
         else:
             paths = sorted(images_dir / r["filename"] for r in rows if r.get("filename"))
         missing = [p.name for p in paths if not p.is_file()]
@@ -49,9 +62,15 @@ def calibration_images(images_dir: Path) -> list[Path]:
                 f"{labels} lists {len(missing)} missing files (first: {missing[0]}); fix the folder"
             )
     else:
-        paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        try:
+            # Files only: a folder named x.jpg, or a dangling link, is no image.
+            paths = sorted(p for p in images_dir.iterdir()
+                           if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        except OSError as exc:
+            raise ModelError(f"cannot list {images_dir}: {file_problem(exc)}") from None
     if not paths:
-        raise ModelError(f"no calibration images in {images_dir}; give a folder of JPEG/PNG photos")
+        raise ModelError(f"no calibration images in {images_dir}; give a folder of JPEG/PNG photos "
+                         "(or one with a labels.csv naming them)")
     return paths
 
 
@@ -60,7 +79,10 @@ def file_list_digest(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:
         digest.update(path.name.encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        try:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        except OSError as exc:
+            raise ModelError(f"cannot read the calibration image {path}: {file_problem(exc)}") from None
     return digest.hexdigest()
 
 
