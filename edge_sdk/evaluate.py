@@ -110,6 +110,10 @@ def _class_of(text: str, labels: Sequence[str], by_name: dict[str, int], where: 
         ) from None
 
 
+#: Key under which `_read_csv` keeps each row's line number (no CSV column is named so).
+_LINE = "\0line"
+
+
 def _read_csv(
     root: Path, labels: Sequence[str], by_name: dict[str, int], split: str | None
 ) -> tuple[list[LabelledImage], str | None, bool]:
@@ -119,7 +123,11 @@ def _read_csv(
         with table.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             columns = [c.strip() for c in reader.fieldnames or []]
-            rows = [{(k or "").strip(): (v or "") for k, v in row.items()} for row in reader]
+            # Each row with its line in the file, for messages (a quoted field may span lines).
+            rows = []
+            for row in reader:
+                rows.append({(k or "").strip(): (v or "") for k, v in row.items()})
+                rows[-1][_LINE] = str(reader.line_num)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SourceError(f"cannot read {table} ({exc}); write it as UTF-8 CSV") from None
     missing = {"filename", "class_index"} - set(columns)
@@ -141,10 +149,15 @@ def _read_csv(
     elif split is not None:
         raise ConfigError(f"{table} has no 'split' column; leave out --split")
     images = []
-    for line, row in enumerate(rows, start=2):
-        name = row["filename"].strip()
+    seen: dict[str, str] = {}  # file name -> the line that listed it
+    for row in rows:
+        name, line = row["filename"].strip(), row[_LINE]
         if not name:
             continue
+        if name in seen:
+            raise SourceError(f"{table}:{line} lists {name} again (first on line {seen[name]}); "
+                              "keep one row per image")
+        seen[name] = line
         images.append(
             LabelledImage(root / name, _class_of(row["class_index"], labels, by_name, f"{table}:{line}"))
         )

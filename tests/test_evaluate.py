@@ -84,6 +84,24 @@ def test_a_class_index_that_is_no_whole_number_is_one_line(csv_folder: Path, ind
     assert "\n" not in str(err.value)
 
 
+def test_labels_csv_errors_name_the_line_of_the_file(csv_folder: Path) -> None:
+    table = csv_folder / "labels.csv"
+    lines = table.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("n01494475_hammerhead"))
+    lines[at] = lines[at].replace(",4,", ",9999,")  # an eval row after a calibration row
+    table.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SourceError, match=rf"labels.csv:{at + 1}: class index 9999"):
+        load_labelled_folder(csv_folder, LABELS)
+
+
+def test_an_image_listed_twice_is_refused(csv_folder: Path) -> None:
+    (csv_folder / "labels.csv").write_text(
+        "filename,class_index\nn01443537_goldfish.jpg,1\nn01443537_goldfish.jpg,5\n")
+    with pytest.raises(SourceError, match=r"labels.csv:3 lists n01443537_goldfish.jpg again \(first "
+                                          r"on line 2\); keep one row per image"):
+        load_labelled_folder(csv_folder, LABELS)
+
+
 def test_cli_json_for_one_image_has_no_infinite_interval(csv_folder: Path) -> None:
     args = ["models", "eval", "squeezenet1.1", "--images", str(csv_folder), "--runtime", "onnxruntime",
             "--precision", "float", "--limit", "1", "--against", "squeezenet1.1", "--json"]
