@@ -327,6 +327,17 @@ def test_not_an_image(tmp_path: Path, content: bytes) -> None:
     )
 
 
+def test_classify_goes_on_past_a_file_it_cannot_read(tmp_path: Path, photos: Path) -> None:
+    (tmp_path / "notes.jpg").write_text("not an image")
+    result = CliRunner().invoke(cli, ["classify", str(tmp_path / "notes.jpg"), str(photos / "coffee.png"),
+                                      "--json"])
+    assert result.exit_code == 1
+    assert [json.loads(line)["file"] for line in result.stdout.splitlines()] == [str(photos / "coffee.png")]
+    assert "notes.jpg is not an image" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: 1 of 2 images could not be read (first: {tmp_path / 'notes.jpg'})")
+
+
 def test_folders_and_special_files_are_not_images(tmp_path: Path) -> None:
     assert "is a folder; give image files" in run_cli(["classify", str(tmp_path)])
     fifo = tmp_path / "pipe.jpg"
