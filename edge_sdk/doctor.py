@@ -123,6 +123,32 @@ def check_cameras(config: Config, dev: str = "/dev") -> list[Check]:
     return rows
 
 
+def check_web(config: Config) -> list[Check]:
+    """Whether the web view's address can be listened on (the service would fail at start)."""
+    if not config.web.enabled:
+        return [Check("web view", "SKIP", "[web] is not enabled")]
+    import errno
+    import socket
+
+    from edge_sdk.web.access import BindAddress
+
+    bind = BindAddress.parse(config.web.bind)
+    family = socket.AF_INET6 if bind.is_ipv6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind((bind.host, bind.port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return [Check("web view", "WARN", f"{bind} is in use",
+                              "fine if it is this service running; else choose another [web] bind port")]
+            from edge_sdk.web.server import bind_error
+
+            return [Check("web view", "FAIL", f"cannot listen on {bind}",
+                          bind_error(bind, exc).partition("; ")[2] or "check [web] bind")]
+    return [Check("web view", "PASS", f"{bind} is free to listen on")]
+
+
 def check_display(config: Config) -> list[Check]:
     from edge_sdk.sinks.overlay import display_problem
 
@@ -378,7 +404,11 @@ def check_disk(config: Config) -> list[Check]:
         seen.add(usage.free)
         free_mb = usage.free / 2**20
         detail = f"{label} ({probe}): {free_mb:,.0f} MB free"
-        if free_mb < 100:
+        if label == "model cache" and not os.access(probe, os.W_OK):
+            # Running a built model only reads the cache; building one writes it.
+            rows.append(Check("disk", "WARN", f"{detail}, not writable by this user",
+                              "chmod/chown it, or set EDGE_SDK_HOME, before building models"))
+        elif free_mb < 100:
             rows.append(Check("disk", "FAIL", detail, "free some space (journalctl --vacuum-size=50M, "
                               "apt clean) or use a larger SD card"))
         elif free_mb < 500:
@@ -472,6 +502,7 @@ def run_checks(config: Config, *, speed_runs: int = 10) -> list[Check]:
         ("runtimes", lambda: check_runtimes(config)),
         ("model", lambda: check_model(config, runs=speed_runs)),
         ("mqtt broker", lambda: check_broker(config)),
+        ("web view", lambda: check_web(config)),
         ("disk", lambda: check_disk(config)),
         ("cpu temperature", check_temperature),
         ("throttling", check_throttling),

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from support.mosquitto import Mosquitto, make_tls, mosquitto
+from support.privileges import without_root_override
 
 from edge_sdk import config as cfg
 from edge_sdk import doctor
@@ -219,6 +220,39 @@ def test_display_fails_only_when_the_overlay_wants_one(monkeypatch: pytest.Monke
     assert doctor.check_display(cfg.Config())[0].status == "PASS"
     overlay = doctor.check_display(cfg.parse({"overlay": {"enabled": True}}))[0]
     assert overlay.status == "FAIL" and "[overlay] enabled = false" in overlay.fix
+
+
+def test_web_view_address_is_checked_as_the_service_would_listen() -> None:
+    import socket
+
+    assert doctor.check_web(cfg.Config())[0].status == "SKIP"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (row,) = doctor.check_web(cfg.parse({"web": {"enabled": True, "bind": f"127.0.0.1:{port}"}}))
+        assert row.status == "WARN" and "in use" in row.detail and "this service" in row.fix
+    (row,) = doctor.check_web(cfg.parse({"web": {"enabled": True, "bind": f"127.0.0.1:{port}"}}))
+    assert row.status == "PASS"
+    # 192.0.2.1 (TEST-NET-1) is no address of this machine.
+    (row,) = doctor.check_web(cfg.parse({"web": {"enabled": True, "bind": "192.0.2.1:8080",
+                                                 "insecure": True}}))
+    assert row.status == "FAIL" and row.fix == "use 0.0.0.0 or 127.0.0.1"
+
+
+def test_a_model_cache_this_user_cannot_write_is_a_warning(tmp_path: Path) -> None:
+    # Under setpriv when run as root, whom a read-only folder does not stop otherwise.
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o555)
+    script = ("from edge_sdk import config, doctor; "
+              f"rows = doctor.check_disk(config.parse({{'model': {{'home': {str(home)!r}}}}})); "
+              "print(rows[0].status, rows[0].detail)")
+    proc = subprocess.run([*without_root_override(), sys.executable, "-c", script],
+                          capture_output=True, text=True, timeout=60, check=False)
+    home.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("WARN") and "not writable by this user" in proc.stdout
 
 
 def test_temperature_from_thermal_zones(tmp_path: Path) -> None:

@@ -156,7 +156,7 @@ class WebServer:
         try:
             self._server = cls((bind.host, bind.port), _Handler)
         except OSError as exc:
-            raise SinkError(_bind_error(bind, exc)) from None
+            raise SinkError(bind_error(bind, exc)) from None
         self._server.content = content
         self._server.max_streams = max_streams
         self._server.streams = threading.BoundedSemaphore(max_streams)
@@ -210,7 +210,8 @@ class WebServer:
             log.warning("web: %d stream(s) still open at shutdown", self._server.max_streams - held)
 
 
-def _bind_error(bind: BindAddress, exc: OSError) -> str:
+def bind_error(bind: BindAddress, exc: OSError) -> str:
+    """The one-line message for a failed listen on `bind`, with its fix (shared with doctor)."""
     if exc.errno == errno.EADDRINUSE:
         free = _free_port_after(bind)
         example = f", e.g. {BindAddress(bind.host, free)}" if free else ""
