@@ -29,6 +29,7 @@ from edge_sdk import registry
 from edge_sdk.errors import ConfigError
 from edge_sdk.protocols import Closing, FrameSource, OpenedSource
 from edge_sdk.sources.base import BaseSource, JpegSource, Packet, PacketSource, uses_packets
+from edge_sdk.sources.images import is_glob, is_image_path
 from edge_sdk.types import Frame
 
 __all__ = [
@@ -53,19 +54,8 @@ SCHEMES_HELP = (
     "test://"
 )
 
-_IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm"}
-)
-
-
 def _is_images(path: str) -> bool:
-    if os.path.isfile(path):  # a file named like a glob ("clip[1].avi") is that file
-        return os.path.splitext(path)[1].lower() in _IMAGE_EXTENSIONS
-    return (
-        os.path.isdir(path)
-        or any(c in path for c in "*?[")
-        or os.path.splitext(path)[1].lower() in _IMAGE_EXTENSIONS
-    )
+    return os.path.isdir(path) or is_glob(path) or is_image_path(path)
 
 
 def route(uri: str) -> str:
