@@ -128,25 +128,19 @@ def check_web(config: Config) -> list[Check]:
     if not config.web.enabled:
         return [Check("web view", "SKIP", "[web] is not enabled")]
     import errno
-    import socket
 
     from edge_sdk.web.access import BindAddress
+    from edge_sdk.web.server import bind_error, listen_problem
 
     bind = BindAddress.parse(config.web.bind)
-    family = socket.AF_INET6 if bind.is_ipv6 else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
-        try:
-            probe.bind((bind.host, bind.port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return [Check("web view", "WARN", f"{bind} is in use",
-                              "fine if it is this service running; else choose another [web] bind port")]
-            from edge_sdk.web.server import bind_error
-
-            return [Check("web view", "FAIL", f"cannot listen on {bind}",
-                          bind_error(bind, exc).partition("; ")[2] or "check [web] bind")]
-    return [Check("web view", "PASS", f"{bind} is free to listen on")]
+    problem = listen_problem(bind)
+    if problem is None:
+        return [Check("web view", "PASS", f"{bind} is free to listen on")]
+    if problem.errno == errno.EADDRINUSE:
+        return [Check("web view", "WARN", f"{bind} is in use",
+                      "fine if it is this service running; else choose another [web] bind port")]
+    return [Check("web view", "FAIL", f"cannot listen on {bind}",
+                  bind_error(bind, problem).partition("; ")[2] or "check [web] bind")]
 
 
 def check_display(config: Config) -> list[Check]:

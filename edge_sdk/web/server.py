@@ -236,18 +236,26 @@ def _query_token(query: str) -> str | None:
     return None
 
 
+def listen_problem(bind: BindAddress) -> OSError | None:
+    """Why the server could not listen on `bind` now (None: it could), found by binding a
+    socket as the server does (SO_REUSEADDR) and closing it again. Shared with doctor."""
+    family = socket.AF_INET6 if bind.is_ipv6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((bind.host, bind.port))
+        except OSError as exc:
+            return exc
+    return None
+
+
 def _free_port_after(bind: BindAddress, tries: int = 20) -> int | None:
     """The first of the next `tries` ports on the same address that is free now, if any.
 
     Only a hint for the message: another program may take it before the user retries.
     """
-    family = socket.AF_INET6 if bind.is_ipv6 else socket.AF_INET
     for port in range(bind.port + 1, min(bind.port + 1 + tries, 65536)):
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((bind.host, port))
-            except OSError:
-                continue
+        if listen_problem(BindAddress(bind.host, port)) is None:
             return port
     return None
 
