@@ -24,7 +24,6 @@ import math
 import os
 import stat
 import sys
-import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -88,6 +87,10 @@ class SourceConfig:
 
     uri: str = opt("0", "camera index, v4l2:///dev/videoN, csi://0, rtsp://..., http://..., a "
                    "file, a folder, gst://..., or test://")
+    # A table of its own (checked against the source the uri names); a dict has no hash.
+    options: dict[str, Any] = field(default_factory=dict, hash=False, metadata={
+        "doc": "the source's own options, e.g. {size = \"1280x720\", fps = 30} for a camera or "
+               "{transport = \"udp\"} for RTSP (docs/sources.md lists each source's)"})
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,8 @@ TABLES: dict[str, type[Any]] = {
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is dict:
+        return "a table, e.g. {key = value}"
     return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}.get(
         tp, str(tp)
     )
@@ -236,7 +241,9 @@ def _type_name(tp: Any) -> str:
 
 def _check_value(where: str, key: str, value: Any, tp: Any, meta: Mapping[str, Any]) -> Any:
     # TOML's booleans are not integers here: `qos = true` is a mistake, not 1.
-    if tp is bool:
+    if typing.get_origin(tp) is dict:  # its keys are checked against what they configure
+        ok = isinstance(value, dict)
+    elif tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
@@ -291,12 +298,16 @@ def _cross_checks(config: Config, where: str) -> None:
 def _check_source(source: SourceConfig, where: str) -> None:
     # The URI's form (scheme, host, port), as opening it would check it, without opening it: a
     # camera that is not plugged in yet is not a config error, a misspelt scheme is.
-    from edge_sdk.sources import check_uri
+    from edge_sdk.sources import check_options, check_uri
 
     try:
         check_uri(source.uri)
     except ConfigError as exc:
         raise ConfigError(f"{where}: [source] uri: {exc}") from None
+    try:
+        check_options(source.uri, source.options)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: [source] options: {exc}") from None
 
 
 def _check_model(model: ModelConfig, where: str) -> None:
@@ -466,46 +477,13 @@ def _check_required_options(cls: type[Any], options: Mapping[str, Any], what: st
                           f"{' and '.join(f'{m} = ...' for m in missing)} to it")
 
 
-#: What a TOML value may be for a parameter annotated with each type (paths are strings).
-_TOML_KINDS: dict[Any, tuple[type, ...]] = {
-    str: (str,), int: (int,), float: (int, float), bool: (bool,), Path: (str,), os.PathLike: (str,),
-}
-
-
-def _option_kinds(hint: Any) -> tuple[type, ...] | None:
-    """The TOML value types a parameter annotated `hint` takes; None when the hint says more than
-    simple types can (then the sink's constructor is the judge)."""
-    if hint is type(None):
-        return ()
-    origin = typing.get_origin(hint)
-    if origin is typing.Union or isinstance(hint, types.UnionType):
-        kinds: tuple[type, ...] = ()
-        for member in typing.get_args(hint):
-            member_kinds = _option_kinds(member)
-            if member_kinds is None:
-                return None
-            kinds += member_kinds
-        return kinds
-    return _TOML_KINDS.get(origin or hint)
-
-
 def _check_option_kinds(cls: type[Any], options: Mapping[str, Any], what: str) -> None:
-    """Refuse a ``[sinks.NAME]`` value its constructor's annotation rules out (``path = 5``), so
-    check-config catches it instead of the service's start."""
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # noqa: BLE001 - a plugin's annotations may not resolve here; skip the check
-        return
-    for key, value in options.items():
-        kinds = _option_kinds(hints.get(key, Any))
-        if not kinds:
-            continue
-        # bool is an int subclass, but TOML's true is no number here.
-        ok = isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
-        if not ok:
-            shown = {k for k in kinds if not (k is int and float in kinds)}  # a float takes an int
-            names = " or ".join(sorted(_type_name(k) for k in shown))
-            raise ConfigError(f"{what} {key} = {as_toml_value(value)} must be {names}")
+    """Refuse a value the constructor's annotation rules out (``path = 5``), so check-config
+    catches it instead of the service's start."""
+    problem = registry.option_type_problem(cls, options)
+    if problem is not None:
+        key, value, kinds = problem
+        raise ConfigError(f"{what} {key} = {as_toml_value(value)} must be {kinds}")
 
 
 def parse(data: Mapping[str, Any], where: str = "config") -> Config:
@@ -674,7 +652,14 @@ _SECRET_READERS: dict[str, Callable[[Path], None]] = {
 
 def describe(cls: type[Any]) -> list[tuple[str, Any, str]]:
     """Return (key, default, help) for each key of a table's dataclass (for docs and tests)."""
-    return [(f.name, f.default, f.metadata.get("doc", "")) for f in dataclasses.fields(cls)]
+    return [(f.name, default_of(f), f.metadata.get("doc", "")) for f in dataclasses.fields(cls)]
+
+
+def default_of(f: dataclasses.Field[Any]) -> Any:
+    """A config key's default (a table key's is a fresh empty dict)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def as_toml_value(value: Any) -> str:
@@ -700,6 +685,7 @@ __all__ = [
     "SourceConfig",
     "WebConfig",
     "check_watchdog",
+    "default_of",
     "describe",
     "find",
     "load",

@@ -52,7 +52,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -249,6 +249,10 @@ class Pipeline:
         source: A URI (anything `edge_sdk.sources.open_source` accepts: ``0``, a file, a
             folder, ``http://...``, ``test://``, ...) or an open FrameSource. The pipeline
             closes it when it stops.
+        source_options: Options for opening a URI source, as `open_source` takes them
+            (``{"size": "1280x720", "fps": 30}`` for a camera, ``{"transport": "udp"}`` for
+            RTSP; docs/sources.md). They apply to every reconnect too. ``reduce`` is not one of
+            them: give it to the Pipeline (below).
         classifier: The Classifier; used only by the inference thread, not closed here.
         sinks: Where predictions go; each gets its own worker thread and queue. The pipeline
             closes them when it stops.
@@ -310,6 +314,7 @@ class Pipeline:
         classifier: Classifier,
         sinks: Iterable[Any] = (),
         *,
+        source_options: Mapping[str, Any] | None = None,
         max_fps: float | None = None,
         max_frames: int | None = None,
         keep_all: bool | None = None,
@@ -339,6 +344,19 @@ class Pipeline:
         if not isinstance(source, str) and not (hasattr(source, "read") and hasattr(source, "close")):
             raise TypeError(f"source must be a URI or a FrameSource (with read() and close()), got "
                             f"{type(source).__name__}")
+        if source_options is not None and not isinstance(source_options, Mapping):
+            raise TypeError(f"source_options must be a dict of option names to values, got "
+                            f"{type(source_options).__name__}")
+        options = dict(source_options or {})
+        if options and not isinstance(source, str):
+            raise ValueError("source_options apply to a source given as a URI; pass them to the "
+                             "source you opened instead")
+        for key in options:
+            if not isinstance(key, str):
+                raise TypeError(f"source_options keys are option names (str), got {key!r}")
+            if key == "reduce":
+                raise ValueError("give reduce to the Pipeline itself (Pipeline(..., reduce=N)), "
+                                 "not in source_options")
         if not isinstance(classifier, Classifier):
             raise TypeError(f"classifier must be an edge_sdk.Classifier, got {type(classifier).__name__} "
                             "(make one with Classifier.from_model(...))")
@@ -350,6 +368,7 @@ class Pipeline:
         if sinks is None or isinstance(sinks, (str, bytes)) or not isinstance(sinks, Iterable):
             raise TypeError(f"sinks must be a list of sinks, got {type(sinks).__name__}")
         self.source: str | FrameSource = source
+        self.source_options: dict[str, Any] = options
         self.classifier = classifier
         self.sinks: list[Any] = list(sinks)
         if on_prediction is not None:
@@ -463,7 +482,7 @@ class Pipeline:
         # request_stop() (a signal handler, another thread) ends a connect to a camera that
         # never answers instead of waiting out its timeout.
         with stoppable_opens(self._stop_requested):
-            opened = open_source(uri) if uri is not None else self.source
+            opened = open_source(uri, **self.source_options) if uri is not None else self.source
         source = check_source(opened)  # type: ignore[arg-type]
         self._opened = source
         live = bool(getattr(source, "live", False))
@@ -548,7 +567,7 @@ class Pipeline:
             if opened:
                 return opened.pop()
             assert uri is not None
-            return self._apply_reduce(check_source(open_source(uri)), factor)
+            return self._apply_reduce(check_source(open_source(uri, **self.source_options)), factor)
 
         capture = Capture(
             reopen if reconnect is not None else first,

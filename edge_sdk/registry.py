@@ -10,8 +10,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import math
+import numbers
+import os
+import types
+import typing
 from collections.abc import Mapping
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from edge_sdk.errors import BackendUnavailable, ConfigError
@@ -119,8 +125,73 @@ def check_options(cls: type[Any], options: Mapping[str, Any], what: str) -> None
         )
 
 
+#: The plain value types a parameter annotated with each of these takes. A path may be given
+#: as a string (as a TOML file or the command line gives it); numpy scalars count as numbers.
+_PLAIN_KINDS: dict[Any, tuple[type, ...]] = {
+    str: (str,), int: (numbers.Integral,), float: (numbers.Real,), bool: (bool,),
+    Path: (str, os.PathLike), os.PathLike: (str, os.PathLike),
+}
+_KIND_NAMES: dict[type, str] = {
+    str: "a string", numbers.Integral: "an integer", numbers.Real: "a finite number",
+    bool: "true or false",
+}
+
+
+def _plain_kinds(hint: Any) -> tuple[type, ...] | None:
+    """The value types a parameter annotated `hint` takes; None when the hint says more than
+    plain types can (a tuple, a class): then the constructor is the judge."""
+    if hint is type(None):
+        return (type(None),)  # no TOML value is None; a Python caller's may be
+    if typing.get_origin(hint) is typing.Union or isinstance(hint, types.UnionType):
+        kinds: tuple[type, ...] = ()
+        for member in typing.get_args(hint):
+            member_kinds = _plain_kinds(member)
+            if member_kinds is None:
+                return None
+            kinds += member_kinds
+        return kinds
+    return _PLAIN_KINDS.get(typing.get_origin(hint) or hint)
+
+
+def option_type_problem(cls: type[Any], options: Mapping[str, Any]) -> tuple[str, Any, str] | None:
+    """Find the first option whose value the constructor's annotation rules out (``fps="x"``).
+
+    Only plain annotations are judged (str, int, float, bool, paths, and unions of them);
+    for any other, or annotations that do not resolve, the constructor is left to judge.
+
+    Returns:
+        (key, value, what the value must be, e.g. "a finite number"), or None if all pass.
+    """
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 - a plugin's annotations may not resolve here
+        return None
+    for key, value in options.items():
+        kinds = _plain_kinds(hints.get(key, Any))
+        if not kinds:
+            continue
+        # bool is an int subclass, but true is no number here.
+        ok = isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+        if ok and isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+            ok = math.isfinite(value)  # NaN and infinity pass every range check after this
+        if not ok:
+            shown = {k for k in kinds if k in _KIND_NAMES} - (
+                {numbers.Integral} if numbers.Real in kinds else set())
+            return key, value, " or ".join(sorted(_KIND_NAMES[k] for k in shown))
+    return None
+
+
 def create(kind: str, name: str, *args: Any, **options: Any) -> Any:
-    """Resolve `name`, check `options` against its keyword-only parameters, and construct it."""
+    """Resolve `name`, check `options` against its keyword-only parameters, and construct it.
+
+    Raises:
+        ConfigError: unknown name, or an option the class does not take.
+        TypeError: an option value its annotation rules out (``fps="x"``).
+    """
     cls = resolve(kind, name)
     check_options(cls, options, f"the {kind[:-1]} {name!r}")
+    problem = option_type_problem(cls, options)
+    if problem is not None:
+        key, value, kinds = problem
+        raise TypeError(f"the {kind[:-1]} {name!r} option {key} must be {kinds}, not {value!r}")
     return cls(*args, **options)

@@ -54,7 +54,7 @@ def test_example_lists_every_option_with_its_default() -> None:
         for f in dataclasses.fields(cls):
             if (table, f.name) == ("web", "enabled"):
                 continue  # the example switches the loopback web view on
-            assert data[table][f.name] == f.default, f"[{table}] {f.name}"
+            assert data[table][f.name] == cfg.default_of(f), f"[{table}] {f.name}"
             assert f.metadata["doc"], f"[{table}] {f.name} has no help text"
     config = cfg.load(EXAMPLE)
     assert config.web.enabled and not config.mqtt.enabled

@@ -23,6 +23,11 @@ from typing import Any, TypeVar
 
 import click
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
 from edge_sdk.errors import ConfigError, SinkError
 from edge_sdk.models.store import PRECISIONS
 from edge_sdk.runtimes import MAX_THREADS
@@ -38,7 +43,7 @@ STATS_INTERVAL_S = 5.0
 
 #: Option names of the live run, in the order they appear in --help.
 LIVE_OPTIONS = (
-    "camera", "source", "model", "runtime", "threads", "precision", "top_k", "threshold",
+    "camera", "source", "source_option", "model", "runtime", "threads", "precision", "top_k", "threshold",
     "smooth", "display", "json_path", "record", "web", "web_token_file", "max_frames", "max_fps",
     "every_frame", "realtime", "stats", "verbose", "mirror",
 )  # fmt: skip
@@ -54,6 +59,34 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
+class SourceOption(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.2
+    """``KEY=VALUE``, a source option: VALUE is read as a TOML value where it is one (``30``,
+    ``2.5``, ``false``, ``"x"``) and as a plain string otherwise (``1280x720``, ``udp``)."""
+
+    name = "KEY=VALUE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        key, sep, text = str(value).partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            self.fail(f"{value!r} is not KEY=VALUE (e.g. size=1280x720, fps=30, transport=udp)",
+                      param, ctx)
+        try:
+            parsed = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = text.strip()
+        if isinstance(parsed, (dict, list)) or not isinstance(parsed, (str, int, float, bool)):
+            parsed = text.strip()  # a source option is one plain value; dates stay text too
+        return key, parsed
+
+
+SOURCE_OPTION_HELP = ("Option for the source, repeatable: size=1280x720, fps=30, fourcc=YUYV "
+                      "(USB camera), transport=udp, timeout=10 (RTSP), verify=false (HTTPS). "
+                      "See docs/sources.md.")
+
+
 def live_options(f: F) -> F:
     """Add the live-run options to a click command."""
     options = [
@@ -62,6 +95,8 @@ def live_options(f: F) -> F:
         click.option("--source", metavar="URI", default=None,
                      help="Classify a video file, image, folder, http(s)://, rtsp://, gst://, "
                           "csi://N or test:// source."),
+        click.option("--source-option", "source_option", type=SourceOption(), multiple=True,
+                     help=SOURCE_OPTION_HELP),
         click.option("--model", default="squeezenet1.1", show_default=True,
                      help="Zoo name or model file."),
         click.option("--runtime", default="litert", show_default=True,
@@ -233,7 +268,8 @@ def summary_table(snapshot: dict[str, Any]) -> str:
 
 
 def run_live(
-    *, camera: str | None, source: str | None, model: str, runtime: str, threads: int | None,
+    *, camera: str | None, source: str | None, source_option: tuple[tuple[str, Any], ...],
+    model: str, runtime: str, threads: int | None,
     precision: str, top_k: int, threshold: float, smooth: int, display: bool,
     json_path: str | None, record: Path | None, web: str | None, web_token_file: Path | None,
     max_frames: int | None, max_fps: float | None, every_frame: bool, realtime: bool,
@@ -253,6 +289,14 @@ def run_live(
     uri = camera_uri(camera) if camera is not None else str(source)
     if not uri:
         raise ConfigError("--source needs a URI: a file, a folder, http://..., rtsp://..., test://")
+    options = dict(source_option)  # a key given twice keeps its last value
+    if options:
+        from edge_sdk.sources import check_options
+
+        try:
+            check_options(uri, options)
+        except ConfigError as exc:
+            raise ConfigError(f"--source-option: {exc}") from None
 
     from edge_sdk.classifier import Classifier
     from edge_sdk.pipeline import Pipeline
@@ -270,7 +314,7 @@ def run_live(
         raise
     with clf:
         pipeline = Pipeline(
-            uri, clf, sinks, max_fps=max_fps, max_frames=max_frames,
+            uri, clf, sinks, source_options=options, max_fps=max_fps, max_frames=max_frames,
             keep_all=True if every_frame else None, realtime=True if realtime else None,
             smoothing=smooth or None,
         )

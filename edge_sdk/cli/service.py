@@ -6,7 +6,7 @@ import contextlib
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import click
 
 from edge_sdk import config as cfg
 from edge_sdk.cli.errors import ConfigProblem
+from edge_sdk.cli.run import SourceOption
 from edge_sdk.config import Config
 from edge_sdk.errors import ConfigError, EdgeSDKError
 
@@ -31,7 +32,8 @@ _SPAN_PART = re.compile(r"(\d+(?:\.\d+)?)(us|µs|μs|ms|s|min|h|d|w|M|y)")
 def summary(config: Config) -> list[str]:
     """A few lines saying what the config will do."""
     m, lines = config.model, []
-    lines.append(f"source:  {config.source.uri}")
+    given = " ".join(f"{k}={v}" for k, v in config.source.options.items())
+    lines.append(f"source:  {config.source.uri}" + (f" ({given})" if given else ""))
     threads = m.threads or "auto"
     lines.append(f"model:   {m.name} ({m.precision}) on {m.runtime}, {threads} threads, "
                  f"top {m.top_k}")
@@ -126,6 +128,8 @@ def check_config(file: Path) -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path, readable=False), default=None,
               help="Config file (default: $EDGE_SDK_CONFIG, else /etc/edge-sdk/config.toml).")
 @click.option("--source", help="Override [source] uri.")
+@click.option("--source-option", "source_option", type=SourceOption(), multiple=True,
+              help="Set one of [source] options, repeatable: KEY=VALUE, e.g. size=1280x720.")
 @click.option("--model", help="Override [model] name.")
 @click.option("--runtime", help="Override [model] runtime.")
 @click.option("--threads", type=int, help="Override [model] threads.")
@@ -137,7 +141,8 @@ def check_config(file: Path) -> None:
 @click.option("--web", "web_bind", metavar="ADDR:PORT", help="Override [web] bind (and switch it on).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Override [service] log_level.")
-def run(config_path: Path | None, log_level: str | None, **flags: Any) -> None:
+def run(config_path: Path | None, log_level: str | None,
+        source_option: tuple[tuple[str, Any], ...], **flags: Any) -> None:
     """Run the service: the pipeline the config describes, until SIGTERM.
 
     Command-line options override the config file. Under systemd it reports READY, WATCHDOG,
@@ -148,7 +153,8 @@ def run(config_path: Path | None, log_level: str | None, **flags: Any) -> None:
     from edge_sdk.service.runner import run_service, setup_logging
 
     try:
-        config = apply_overrides(cfg.find(config_path), log_level=log_level, **flags)
+        config = apply_overrides(cfg.find(config_path), log_level=log_level,
+                                 source_options=dict(source_option), **flags)
         setup_logging(config.service.log_level)
         code = run_service(config)
     except EdgeSDKError as exc:
@@ -175,14 +181,20 @@ OVERRIDES = {
 _ENABLES = frozenset({"mqtt_host", "web_bind"})
 
 
-def apply_overrides(config: Config, **flags: Any) -> Config:
+def apply_overrides(config: Config, *, source_options: Mapping[str, Any] | None = None,
+                    **flags: Any) -> Config:
     """Apply `run`'s command-line options (None: not given) on top of the config.
+
+    `source_options` (``--source-option``) are merged into [source] options, each key
+    replacing the file's.
 
     Raises:
         ConfigError: an option's value is refused, checked like the file's (one error naming
             the table and key, as `check-config` would).
     """
     changes: dict[str, dict[str, Any]] = {}
+    if source_options:
+        changes["source"] = {"options": {**config.source.options, **source_options}}
     for flag, value in flags.items():
         if value is None:
             continue

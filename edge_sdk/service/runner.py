@@ -171,6 +171,7 @@ def pipeline_options(config: Config) -> dict[str, Any]:
         "keep_all": p.keep_all,
         "realtime": p.realtime,
         "drain_timeout": DRAIN_TIMEOUT,
+        "source_options": dict(config.source.options),
     }
 
 

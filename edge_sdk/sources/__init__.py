@@ -23,6 +23,7 @@ when chosen; other packages add schemes through the ``edge_sdk.sources`` entry-p
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from edge_sdk import registry
@@ -39,6 +40,7 @@ __all__ = [
     "ManagedSource",
     "Packet",
     "PacketSource",
+    "check_options",
     "check_uri",
     "open_source",
     "route",
@@ -114,6 +116,38 @@ def source_options(uri: str) -> list[str]:
     return registry.accepted_options(source_class(uri))
 
 
+#: Source options the Pipeline sets itself (from the model and the sinks), so no caller may.
+PIPELINE_SET = ("reduce",)
+
+
+def check_options(uri: str, options: Mapping[str, Any]) -> None:
+    """Check options meant for the source `uri` names, as a config or the command line gives
+    them to the Pipeline, without opening anything.
+
+    Each name must be one the source takes and the Pipeline does not set itself; each value
+    must be of a type the source's annotation allows (values the annotation leaves open, such
+    as a size tuple or its "WxH" string, are checked when the source opens).
+
+    Raises:
+        ConfigError: an unknown or Pipeline-set option, or a value of the wrong type; the
+            message lists the options this source takes.
+    """
+    name = route(uri)
+    cls = registry.resolve("sources", name)
+    taken = [o for o in registry.accepted_options(cls) if o not in PIPELINE_SET]
+    for key in options:
+        if key in PIPELINE_SET:
+            raise ConfigError(f"{key} is chosen by the pipeline (from the model's input size and "
+                              "the sinks); leave it out")
+        if key not in taken:
+            raise ConfigError(f"the {name} source takes no option {key!r}; it takes: "
+                              f"{', '.join(taken) or 'none'}")
+    problem = registry.option_type_problem(cls, options)
+    if problem is not None:
+        key, value, kinds = problem
+        raise ConfigError(f"{key} = {value!r} must be {kinds} for the {name} source")
+
+
 class ManagedSource(Closing):
     """A plugin source made whole: ``with`` support, and `size`, `fps`, `live` where it has none.
 
@@ -164,6 +198,7 @@ def open_source(uri: str, **options: Any) -> OpenedSource:
 
     Raises:
         ConfigError: malformed URI, unknown scheme, or an option this source does not take.
+        TypeError: an option value of a type the source does not take (``fps="x"``).
         SourceError: the camera, file or stream is not there or cannot be read.
         BackendUnavailable: the backend needs a package that is not installed.
     """

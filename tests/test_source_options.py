@@ -1,0 +1,171 @@
+"""Source options (a camera's size, RTSP's transport, ...) from each way in: the Python API,
+the one-shot CLI, the service config and `run`'s command line; refused ones say what to fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_sdk import config as cfg
+from edge_sdk.capture import Backoff
+from edge_sdk.classifier import Classifier
+from edge_sdk.cli.main import cli
+from edge_sdk.cli.run import SourceOption
+from edge_sdk.errors import ConfigError
+from edge_sdk.pipeline import Pipeline
+from edge_sdk.sources import check_options, open_source
+
+
+@pytest.fixture
+def runner(model_home: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("EDGE_SDK_HOME", str(model_home))
+    return CliRunner()
+
+
+def config_error(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        cfg.load(path)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("size=1280x720", ("size", "1280x720")),
+    ("fps=30", ("fps", 30)),
+    ("timeout=2.5", ("timeout", 2.5)),
+    ("verify=false", ("verify", False)),
+    ("transport = udp", ("transport", "udp")),
+    ('fourcc=""', ("fourcc", "")),
+    ("fourcc=", ("fourcc", "")),
+    ("name=[1, 2]", ("name", "[1, 2]")),  # one plain value: a TOML array stays text
+    ("when=1979-05-27", ("when", "1979-05-27")),
+])
+def test_command_line_values_are_read_as_toml_scalars_or_text(text: str, expected: tuple[str, Any]) -> None:
+    assert SourceOption().convert(text, None, None) == expected
+
+
+def test_open_source_refuses_a_wrong_option_type_with_a_type_error(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"the source 'test' option fps must be a finite number, not 'x'"):
+        open_source("test://", fps="x")
+    with pytest.raises(TypeError, match="option fps must be a finite number, not nan"):
+        open_source("test://", fps=float("nan"))
+    with pytest.raises(TypeError, match="option live must be true or false, not 1"):
+        open_source("test://", live=1)
+    # numpy scalars are numbers, None is what an Optional option's default is.
+    with open_source("test://", fps=np.float32(20), count=np.int64(2), size=None) as source:
+        assert source.fps == 20 and source.size == (640, 480)
+    with pytest.raises(ConfigError, match=r"has no option 'transport'; accepted: size, fps, count, live"):
+        open_source("test://", transport="udp")
+
+
+def test_check_options_names_the_source_and_what_it_takes() -> None:
+    check_options("rtsp://cam.local/stream", {"transport": "udp", "timeout": 10})
+    with pytest.raises(ConfigError, match=r"^the rtsp source takes no option 'size'; it takes: "
+                                          r"timeout, transport$"):
+        check_options("rtsp://cam.local/stream", {"size": "640x480"})
+    with pytest.raises(ConfigError, match="reduce is chosen by the pipeline"):
+        check_options("0", {"reduce": 2})
+    with pytest.raises(ConfigError, match=r"^verify = 'no' must be true or false for the https source$"):
+        check_options("https://cam.local/video", {"verify": "no"})
+
+
+def test_config_source_options(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[source]\nuri = "rtsp://cam.local/stream"\n'
+                    'options = { transport = "udp", timeout = 10 }\n')
+    config = cfg.load(path)
+    assert config.source.options == {"transport": "udp", "timeout": 10}
+    assert hash(config) == hash(config)  # a Config stays usable as a key
+    assert cfg.Config().source.options == {}
+    assert cfg.Config().source.options is not cfg.Config().source.options
+
+    path.write_text('[source]\nuri = "http://cam.local/video"\n[source.options]\nverify = false\n')
+    assert cfg.load(path).source.options == {"verify": False}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('[source]\nuri = "0"\noptions = 3', r"[source] options = 3 must be a table, e.g. {key = value}"),
+    ('[source]\nuri = "0"\noptions = { transport = "udp" }',
+     "[source] options: the v4l2 source takes no option 'transport'; it takes: size, fps, fourcc"),
+    ('[source]\nuri = "test://"\noptions = { fps = "30" }',
+     "[source] options: fps = '30' must be a finite number for the test source"),
+    ('[source]\nuri = "clip.mp4"\noptions = { reduce = 2 }', "[source] options: reduce is chosen by"),
+])
+def test_config_refuses_bad_source_options(tmp_path: Path, text: str, expected: str) -> None:
+    message = config_error(tmp_path, text)
+    assert expected in message and "\n" not in message
+
+
+def test_one_shot_cli_passes_source_options(runner: CliRunner) -> None:
+    # count and live reach the synthetic source: 5 frames, read as a file would be.
+    result = runner.invoke(cli, ["--source", "test://?fps=30", "--source-option", "count=5",
+                                 "--source-option", "live=false", "--source-option", "size=160x120",
+                                 "--every-frame", "--no-display", "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [p["frame"] for p in lines] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(("option", "expected"), [
+    ("transport=udp", "Error: --source-option: the test source takes no option 'transport'; it "
+                      "takes: size, fps, count, live"),
+    ("fps=fast", "Error: --source-option: fps = 'fast' must be a finite number for the test source"),
+    ("reduce=2", "Error: --source-option: reduce is chosen by the pipeline"),
+    ("=3", "is not KEY=VALUE"),
+])
+def test_one_shot_cli_refuses_bad_source_options_in_one_line(
+    runner: CliRunner, option: str, expected: str
+) -> None:
+    result = runner.invoke(cli, ["--source", "test://", "--source-option", option, "--no-display"])
+    assert result.exit_code != 0
+    assert expected in result.output
+    assert "Traceback" not in result.output
+
+
+def test_service_run_reads_options_and_the_command_line_merges_into_them(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    path = tmp_path / "config.toml"
+    path.write_text(f'[source]\nuri = "test://?fps=30"\noptions = {{ count = 3, live = false }}\n'
+                    f'[pipeline]\nkeep_all = true\n[jsonl]\nenabled = true\npath = "{out}"\n')
+    check = runner.invoke(cli, ["check-config", str(path)])
+    assert "source:  test://?fps=30 (count=3 live=False)" in check.output
+    result = runner.invoke(cli, ["run", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 3
+    out.unlink()
+    result = runner.invoke(cli, ["run", "--config", str(path), "--source-option", "count=4"])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 4  # live = false still comes from the file
+    bad = runner.invoke(cli, ["run", "--config", str(path), "--source-option", "fourcc=MJPG"])
+    assert bad.exit_code == 78
+    assert "command line: [source] options: the test source takes no option 'fourcc'" in bad.output
+
+
+def test_pipeline_reopens_the_source_with_its_options(classifier: Classifier) -> None:
+    # A live synthetic source of 3 frames ends, the pipeline reconnects: the reopened source
+    # must get the same options (its size shows it).
+    pipeline = Pipeline("test://?fps=60", classifier, source_options={"size": "96x64", "count": 3},
+                        max_frames=5, reconnect=Backoff(initial=0.05, maximum=0.05))
+    pipeline.run()
+    assert pipeline.error is None
+    assert pipeline.metrics.snapshot()["reconnects"] >= 1
+    assert pipeline.size == (96, 64)
+
+
+def test_pipeline_refuses_source_options_it_cannot_use(classifier: Classifier) -> None:
+    with pytest.raises(TypeError, match="source_options must be a dict"):
+        Pipeline("test://", classifier, source_options=[("fps", 5)])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"give reduce to the Pipeline itself"):
+        Pipeline("test://", classifier, source_options={"reduce": 2})
+    with open_source("test://") as opened, pytest.raises(ValueError, match="source given as a URI"):
+        Pipeline(opened, classifier, source_options={"fps": 5})
+    with pytest.raises(ConfigError, match="has no option 'transport'"):
+        Pipeline("test://", classifier, source_options={"transport": "udp"}).start()
