@@ -59,6 +59,9 @@ def read_secret(path: str | os.PathLike[str], what: str) -> str:
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {name!r}: {file_problem(exc)}") from None
     secret = text.splitlines()[0] if text else ""
+    if not secret and text.strip():
+        raise ConfigError(f"{what} {name!r} has an empty first line; write the secret on its first "
+                          "line (the rest of the file is ignored)")
     if not secret:
         raise ConfigError(f"{what} {name!r} is empty; write the secret on its first line")
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):

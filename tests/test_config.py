@@ -481,6 +481,21 @@ def test_a_secret_file_others_can_read_is_used_with_a_warning(
     ]
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", "is empty; write the secret on its first line"),
+    ("\n\n", "is empty; write the secret on its first line"),
+    ("\ns3cret\n", "has an empty first line; write the secret on its first line (the rest"),
+])
+def test_a_secret_file_without_a_first_line_says_which_fix(tmp_path: Path, text: str, expected: str) -> None:
+    from edge_sdk.secrets import read_secret
+
+    secret = tmp_path / "token.txt"
+    secret.write_text(text)
+    secret.chmod(0o600)
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        read_secret(secret, "the web token_file")
+
+
 @pytest.mark.parametrize("host", ["mqtt://broker.lan:1883", "broker.lan:1883", "[::1]", "a b"])
 def test_a_broker_host_given_as_a_url_or_with_its_port_is_refused(tmp_path: Path, host: str) -> None:
     with pytest.raises(ConfigError, match=r"\[mqtt\] host .* must be the broker's host name or IP "

@@ -893,10 +893,33 @@ def test_close_counts_and_logs_what_it_cannot_deliver_within_close_timeout(
     assert time.monotonic() - started < 0.5 + 0.2
     stats = sink.stats()
     assert stats["dropped"] == 5 and stats["queue_depth"] == 0 and stats["published"] == 0
-    assert "5 dropped, of which 5 were not acknowledged" in caplog.text
+    # It never connected: nothing was sent, which is not the same as unacknowledged.
+    assert "5 dropped, of which 5 were never sent: the broker" in caplog.text
+    assert "was not reached in this run" in caplog.text
     assert sink.closed
     with pytest.raises(SinkError, match="closed; make a new MqttSink"):  # not a silent loss
         sink.publish(prediction(5), None)
+
+
+def test_close_after_the_broker_went_away_says_not_acknowledged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "edge_sdk.mqtt")
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    sink = MqttSink(host=broker.host, port=broker.port, device_id="cam24", qos=1, discovery=False,
+                    reconnect_min=5.0, reconnect_max=5.0, close_timeout=0.5)
+    try:
+        assert sink.wait_connected(5)
+        broker.stop()
+        for i in range(3):
+            sink.publish(prediction(i), None)
+        sink.close()
+        assert sink.stats()["dropped"] == 3
+        assert "3 dropped, of which 3 were not acknowledged by" in caplog.text
+    finally:
+        sink.close()
+        broker.stop()
 
 
 def service_config(broker: Mosquitto, device_id: str) -> str:

@@ -626,7 +626,13 @@ class MqttSink(ClosableSink):
             self._drained.notify_all()
         for thread in stopping:  # paho's thread ends at once after a disconnect on a connection
             thread.join(max(0.1, deadline - time.monotonic()))
-        if lost:
+        if lost and not self.connects:
+            log.warning(
+                "MQTT: closed; %d predictions published, %d overflowed, %d dropped, of which %d "
+                "were never sent: the broker %s was not reached in this run",
+                self.published, self.overflow, self.dropped, lost, self.address,
+            )
+        elif lost:
             log.warning(
                 "MQTT: closed; %d predictions published, %d overflowed, %d dropped, of which %d "
                 "were not acknowledged by %s before close_timeout (%.1f s)",
