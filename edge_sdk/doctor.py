@@ -123,6 +123,58 @@ def check_cameras(config: Config, dev: str = "/dev") -> list[Check]:
     return rows
 
 
+#: Seconds doctor waits for a stream camera's host to take a TCP connection.
+STREAM_CONNECT_S = 2.0
+
+
+def check_source(config: Config) -> list[Check]:
+    """Whether a file, image or stream source is there: the file readable, the folder or glob
+    holding images, the stream's host taking connections. Cameras are `check_cameras`'s; the
+    stream itself (path, login, codec) is checked only when a run opens it."""
+    from edge_sdk.sources import route, source_class
+    from edge_sdk.sources.base import hide_password, host_port
+    from edge_sdk.sources.images import list_images
+    from edge_sdk.sources.rtsp import DEFAULT_PORT, unreachable
+
+    uri = config.source.uri.strip()
+    kind = route(uri)
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    fix = "set [source] uri (or --source) to one that exists"
+    if kind == "image":
+        try:
+            found = list_images(path)
+        except EdgeSDKError as exc:
+            return [Check("source", "FAIL", str(exc), fix)]
+        unreadable = [f for f in found if not os.access(f, os.R_OK)]
+        if len(unreadable) == len(found):
+            return [Check("source", "FAIL", f"none of the {len(found)} images in {path} is readable "
+                          "by you", "chmod/chown them for the user running edge-classify")]
+        detail = f"{len(found)} image{'s' if len(found) != 1 else ''} in {path}"
+        if unreadable:
+            return [Check("source", "WARN", f"{detail}, {len(unreadable)} not readable by you (they "
+                          "are skipped)", "chmod/chown them for the user running edge-classify")]
+        return [Check("source", "PASS", detail)]
+    if kind == "file":
+        if not os.path.isfile(path):
+            what = "is not a file" if os.path.exists(path) else "does not exist"
+            return [Check("source", "FAIL", f"the video file {path} {what}", fix)]
+        if not os.access(path, os.R_OK):
+            return [Check("source", "FAIL", f"the video file {path} is not readable by you",
+                          "chmod/chown it for the user running edge-classify")]
+        return [Check("source", "PASS", f"video file {path}")]
+    if kind in ("rtsp", "rtsps", "http", "https"):
+        parts = source_class(uri).check_uri(uri)
+        default = {"http": 80, "https": 443}.get(kind, DEFAULT_PORT)
+        host, port = str(parts.hostname), parts.port or default
+        reason = unreachable(host, port, STREAM_CONNECT_S)
+        if reason:
+            return [Check("source", "FAIL", f"stream {hide_password(uri)}{reason}",
+                          "check that the camera is on and on this network, and its address and port")]
+        return [Check("source", "PASS", f"{host_port(host, port)} takes connections (the stream "
+                      "itself is checked when a run opens it)")]
+    return []
+
+
 def check_web(config: Config) -> list[Check]:
     """Whether the web view's address can be listened on (the service would fail at start)."""
     if not config.web.enabled:
@@ -492,6 +544,7 @@ def run_checks(config: Config, *, speed_runs: int = 10) -> list[Check]:
     checks: list[tuple[str, Callable[[], list[Check]]]] = [
         ("config", lambda: check_config_files(config)),
         ("camera", lambda: check_cameras(config)),
+        ("source", lambda: check_source(config)),
         ("display", lambda: check_display(config)),
         ("runtimes", lambda: check_runtimes(config)),
         ("model", lambda: check_model(config, runs=speed_runs)),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from support.mosquitto import Mosquitto, make_tls, mosquitto
-from support.privileges import without_root_override
+from support.privileges import only_for_root_with_setpriv, rerun_without_root_override, without_root_override
 
 from edge_sdk import config as cfg
 from edge_sdk import doctor
@@ -212,6 +212,66 @@ def test_cameras_and_the_video_group(tmp_path: Path) -> None:
     assert none.status == "FAIL" and "[source] uri" in none.fix
     fine = doctor.check_cameras(cfg.parse({"source": {"uri": "clip.mp4"}}), dev=str(empty))[0]
     assert fine.status == "PASS"
+
+
+def source_row(uri: str) -> doctor.Check:
+    rows = doctor.check_source(cfg.parse({"source": {"uri": uri}}))
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_file_and_image_sources_are_checked_for_being_there(tmp_path: Path, photos: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not checked for being a video, only for being there")
+    assert source_row(str(clip)).status == "PASS"
+    assert source_row(f"file://{clip}").status == "PASS"
+    missing = source_row(str(tmp_path / "gone.mp4"))
+    assert missing.status == "FAIL" and "does not exist" in missing.detail
+    assert "[source] uri" in missing.fix
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    empty = source_row(str(folder))
+    assert empty.status == "FAIL" and "no images" in empty.detail
+    shutil.copy(photos / "chelsea.png", folder / "a.png")
+    shutil.copy(photos / "coffee.png", folder / "b.png")
+    assert source_row(str(folder)) == doctor.Check("source", "PASS", f"2 images in {folder}")
+    assert source_row(f"{folder}/*.png").status == "PASS"
+    assert source_row(f"{folder}/*.jpg").status == "FAIL"
+    assert doctor.check_source(cfg.parse({"source": {"uri": "0"}})) == []  # check_cameras' job
+    assert doctor.check_source(cfg.parse({"source": {"uri": "test://"}})) == []
+
+
+def test_unreadable_images_in_a_source_folder(tmp_path: Path, photos: Path) -> None:
+    for name in ("a.png", "b.png"):
+        shutil.copy(photos / "chelsea.png", tmp_path / name)
+    (tmp_path / "b.png").chmod(0)
+    if os.access(tmp_path / "b.png", os.R_OK):
+        pytest.skip("root reads a chmod-000 file (see test_the_permission_tests_also_run_for_root)")
+    some = source_row(str(tmp_path))
+    (tmp_path / "a.png").chmod(0)
+    none = source_row(str(tmp_path))
+    assert some.status == "WARN" and "1 not readable by you" in some.detail
+    assert none.status == "FAIL" and "none of the 2 images" in none.detail
+
+
+@only_for_root_with_setpriv
+def test_the_permission_tests_also_run_for_root() -> None:
+    rerun_without_root_override(__file__, "unreadable_images")
+
+
+def test_stream_sources_are_checked_for_a_host_that_answers() -> None:
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        up = source_row(f"rtsp://user:secret@127.0.0.1:{port}/stream")
+        assert up.status == "PASS" and f"127.0.0.1:{port} takes connections" in up.detail
+        assert source_row(f"http://127.0.0.1:{port}/video").status == "PASS"
+    down = source_row(f"rtsp://user:secret@127.0.0.1:{port}/stream")
+    assert down.status == "FAIL" and "cannot connect to" in down.detail
+    assert "secret" not in down.detail and "camera is on" in down.fix
 
 
 def test_display_fails_only_when_the_overlay_wants_one(monkeypatch: pytest.MonkeyPatch) -> None:
