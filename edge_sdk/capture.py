@@ -283,6 +283,13 @@ class Capture:
         return bool(getattr(self.source, "live", False))
 
     @property
+    def source_waiting(self) -> float | None:
+        """When the source last looked for new input while it had none (`time.monotonic()`),
+        or None: a watched folder sets it while it waits for images (see `ImageSource`)."""
+        value = getattr(self._source, "waiting", None)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
     def frames_dropped(self) -> int:
         skipped = int(getattr(self._source, "skipped", 0))
         return self._slot.dropped + self._skipped_before + skipped + self._corrupt

@@ -397,6 +397,7 @@ class Classifier(Closing):
             top=top,
             timings=Timings(preprocess=_ms(t1 - t0), inference=_ms(t2 - t1), postprocess=_ms(t3 - t2)),
             model=self.card.name,
+            file=frame.file if frame is not None else "",
         )
 
     def scores(self, image: Image) -> FloatArray:

@@ -425,6 +425,12 @@ class Pipeline:
         return int(size[0]), int(size[1])
 
     @property
+    def source_waiting(self) -> float | None:
+        """When the source last looked for new input while it had none, or None (see
+        `Capture.source_waiting`): an idle watched folder is not a stalled camera."""
+        return self.capture.source_waiting if self.capture is not None else None
+
+    @property
     def running(self) -> bool:
         return self._state == "running" and not self._done.is_set()
 

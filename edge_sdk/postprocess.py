@@ -147,4 +147,5 @@ def classify(classifier: Classifier, frame: Frame, smoother: Smoother | None = N
             preprocess=(t1 - t0) / 1e6, inference=(t2 - t1) / 1e6, postprocess=(t3 - t2) / 1e6
         ),
         model=classifier.card.name,
+        file=frame.file,
     )

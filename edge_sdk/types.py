@@ -27,12 +27,15 @@ class Frame:
         index: Position in the source's sequence, from 0; gaps mean frames were dropped.
         timestamp_ns: `time.monotonic_ns()` when the frame was captured (or decoded, for files).
         source: The URI the frame came from.
+        file: The image file it was read from (folder and glob sources); "" for cameras,
+            streams and videos.
     """
 
     image: Image
     index: int
     timestamp_ns: int
     source: str = ""
+    file: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class Prediction:
         top: Best classes first.
         timings: Per-stage durations.
         model: Model name (zoo name or file stem).
+        file: The image file the frame was read from (folder and glob sources), else "".
     """
 
     frame_index: int
@@ -94,6 +98,7 @@ class Prediction:
     top: tuple[Label, ...]
     timings: Timings = field(default_factory=Timings)
     model: str = ""
+    file: str = ""
 
     @property
     def label(self) -> Label | None:
@@ -104,10 +109,11 @@ class Prediction:
         """Return the versioned JSON-ready form every sink publishes.
 
         Keys: `v` (schema version), `frame`, `ts_ns`, `model`, `top` (list of
-        `{index, label, score}`), `timings_ms`. A score or timing that is NaN or infinite
-        (which JSON cannot hold) is None, so every sink writes valid JSON.
+        `{index, label, score}`), `timings_ms`, and `file` for a frame read from an image file
+        (left out otherwise, so camera predictions stay as they were). A score or timing that
+        is NaN or infinite (which JSON cannot hold) is None, so every sink writes valid JSON.
         """
-        return {
+        data: dict[str, Any] = {
             "v": PREDICTION_SCHEMA_VERSION,
             "frame": self.frame_index,
             "ts_ns": self.timestamp_ns,
@@ -118,6 +124,9 @@ class Prediction:
             ],
             "timings_ms": self.timings.to_dict(),
         }
+        if self.file:
+            data["file"] = self.file
+        return data
 
     def with_timings(self, **changes: float) -> Prediction:
         """Return a copy whose timings have the given fields replaced."""
@@ -139,6 +148,7 @@ class Prediction:
                       for t in data["top"]),
             timings=Timings(**timings),
             model=str(data.get("model", "")),
+            file=str(data.get("file", "")),
         )
 
 

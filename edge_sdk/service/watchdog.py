@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from edge_sdk.protocols import Closing
 from edge_sdk.service.notify import SystemdNotifier
@@ -82,12 +83,23 @@ class WatchdogSink(Closing):
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._stalled = False
+        self._pipeline: Any = None
         self._thread = threading.Thread(target=self._loop, name="systemd-watchdog", daemon=True)
         self._thread.start()
 
     @property
     def ready(self) -> bool:
         return self._ready.is_set()
+
+    def attach(self, pipeline: Any) -> None:
+        """Remember the pipeline, to ask whether its source is idle by design (a watched folder
+        waiting for images), which counts as healthy as a prediction does."""
+        self._pipeline = pipeline
+
+    def _source_idle(self) -> bool:
+        """The source looked for new input within `stall_after` and found none."""
+        waiting = getattr(self._pipeline, "source_waiting", None)
+        return waiting is not None and time.monotonic() - waiting <= self.stall_after
 
     def publish(self, prediction: Prediction, frame: Frame | None = None) -> None:
         """Record one prediction; the first one makes the service READY."""
@@ -113,6 +125,14 @@ class WatchdogSink(Closing):
         last_status = self._clock()
         last_count = 0
         while not self._stop.wait(self._period()):
+            idle = self._source_idle()
+            if idle:
+                with self._lock:
+                    self._last = self._clock()  # the path up to the source works; it has no input
+                if not self._ready.is_set():
+                    self._ready.set()
+                    self.notifier.ready(status="waiting for input")
+                    log.info("service ready: the source is waiting for input")
             if not self._ready.is_set():
                 continue
             now = self._clock()
@@ -136,4 +156,6 @@ class WatchdogSink(Closing):
                 rate = (count - last_count) / (now - last_status)
                 last_status, last_count = now, count
                 if not self._stalled:
-                    self.notifier.status(f"{rate:.1f} predictions/s, {count} total, last: {label}")
+                    waiting = ", waiting for input" if idle else ""
+                    self.notifier.status(f"{rate:.1f} predictions/s, {count} total, last: "
+                                         f"{label or '-'}{waiting}")

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge_sdk import registry
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, SourceError
 from edge_sdk.protocols import Closing, FrameSource, OpenedSource
 from edge_sdk.sources.base import BaseSource, JpegSource, Packet, PacketSource, uses_packets
 from edge_sdk.sources.images import is_glob, is_image_path
@@ -105,6 +105,26 @@ def check_uri(uri: str) -> None:
         check(uri.strip())
 
 
+def _path_of(uri: str) -> str:
+    text = uri.strip()
+    return text[len("file://"):] if text.lower().startswith("file://") else text
+
+
+def _watched_folder_missing(name: str, uri: str, options: Mapping[str, Any]) -> bool:
+    """True for ``watch`` on a path that is not there: it routes as a video file (no image
+    extension, no folder yet), but it is the folder to watch that is missing.
+
+    Raises:
+        ConfigError: ``watch`` on an existing file that is no image (watch needs a folder).
+    """
+    if name != "file" or not options.get("watch"):
+        return False
+    path = _path_of(uri)
+    if os.path.exists(path):
+        raise ConfigError(f"watch needs a folder or a glob of images, not the file {path}")
+    return True
+
+
 def source_class(uri: str) -> type[Any]:
     """Return the class that would open `uri` (imports its backend module)."""
     return registry.resolve("sources", route(uri))
@@ -133,6 +153,8 @@ def check_options(uri: str, options: Mapping[str, Any]) -> None:
             message lists the options this source takes.
     """
     name = route(uri)
+    if _watched_folder_missing(name, uri, options):
+        return  # a folder not there yet (a late mount): the run says so, and is restarted
     cls = registry.resolve("sources", name)
     taken = [o for o in registry.accepted_options(cls) if o not in PIPELINE_SET]
     for key in options:
@@ -203,6 +225,8 @@ def open_source(uri: str, **options: Any) -> OpenedSource:
         BackendUnavailable: the backend needs a package that is not installed.
     """
     name = route(uri)
+    if _watched_folder_missing(name, uri, options):
+        raise SourceError(f"no such folder: {_path_of(uri)}; create it or fix the path")
     source = registry.create("sources", name, uri.strip(), **options)
     if all(hasattr(source, attr) for attr in _OPENED):
         opened: OpenedSource = source

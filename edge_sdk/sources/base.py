@@ -108,11 +108,13 @@ class Packet:
         data: The encoded bytes, as a 1-D uint8 array.
         index: Position in the source's sequence (counts packets the source skipped, too).
         timestamp_ns: `time.monotonic_ns()` when the packet was received or read.
+        file: The image file it was read from (image sources), else "".
     """
 
     data: npt.NDArray[np.uint8]
     index: int
     timestamp_ns: int
+    file: str = ""
 
 
 @runtime_checkable
@@ -213,7 +215,7 @@ class JpegSource(BaseSource):
         image = decode_jpeg(packet.data, self.reduce)
         if image is None:
             return None
-        return Frame(image, packet.index, packet.timestamp_ns, self.uri)
+        return Frame(image, packet.index, packet.timestamp_ns, self.uri, packet.file)
 
     def read(self) -> Frame | None:
         # Corrupt packets are skipped, not reported as the end of the source.

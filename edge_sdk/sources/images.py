@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import collections
 import glob
 import logging
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
-from edge_sdk.errors import SourceError, file_problem
+from edge_sdk.errors import ConfigError, SourceError, file_problem
 from edge_sdk.sources.base import JpegSource, Packet, check_reduce, decode_jpeg, now_ns
 from edge_sdk.sources.opening import quiet_opencv
 from edge_sdk.types import Frame, Image
@@ -61,17 +64,29 @@ def list_images(path: str) -> list[str]:
     return sorted(found)
 
 
+#: Seconds between two looks for new files in a watched folder. A file is taken once it has
+#: kept its size and modification time over one such interval (a copy or upload has ended).
+WATCH_POLL_S = 0.5
+
+
 class ImageSource(JpegSource):
     """Frames from image files, in name order; the source ends after the last one.
 
     In a folder or glob, files that cannot be read or do not decode are skipped with a warning
     naming the file (once per file, also with `loop`). `size` is the first usable image's;
     later images keep their own size (the classifier resizes each). Images are decoded lazily,
-    so `reduce` makes large JPEGs cheap to read.
+    so `reduce` makes large JPEGs cheap to read. Each frame carries its file's path
+    (`Frame.file`, and so `Prediction.file`).
+
+    With `watch`, a folder (or glob) is a drop box: after the images there at the start, the
+    source waits for new ones and hands out each once, oldest first, and never ends. While it
+    waits, `waiting` holds when it last looked (the service's watchdog takes that for a
+    healthy, idle source).
     """
 
     def __init__(
-        self, uri: str, *, reduce: int = 1, fps: float = 0.0, loop: bool = False
+        self, uri: str, *, reduce: int = 1, fps: float = 0.0, loop: bool = False,
+        watch: bool = False,
     ) -> None:
         """Open the images.
 
@@ -80,10 +95,16 @@ class ImageSource(JpegSource):
             reduce: Decode at 1/N size (1, 2, 4 or 8).
             fps: Rate to report (and to pace to with ``realtime``); 0.0 means unpaced.
             loop: Start again after the last image instead of ending.
+            watch: Keep looking for new images (see the class docstring). The folder may be
+                empty at the start. A file that does not decode is tried again if it changes
+                (an upload that had paused). A restart reads again what is still there: move
+                or delete the images done with.
 
         Raises:
             SourceError: no readable image there; for a single image, also one that cannot be
-                read (permission denied, ...) or decoded.
+                read (permission denied, ...) or decoded. With `watch`: only a folder that is
+                not there.
+            ConfigError: `watch` with a single file, or with `loop`.
             ValueError: bad `reduce` or `fps`.
         """
         if fps < 0:
@@ -94,18 +115,55 @@ class ImageSource(JpegSource):
         self.live = False
         self._loop = loop
         path = uri[len("file://") :] if uri.startswith("file://") else uri
-        self._files = list_images(path)
+        self._path = path
         self._single = not os.path.isdir(path) and not is_glob(path)
+        self._watch = watch
+        #: With `watch`: monotonic time of the latest look for new files while none was there.
+        self.waiting: float | None = None
+        if watch:
+            self._open_watched(path, loop)
+        else:
+            self._files = list_images(path)
         self._next = 0
         self._closed = False
         self._skipped: set[str] = set()  # files already warned about
         self._failing = 0  # images failed in a row since the last good one
         self._last_failure = ""
-        first = self._first_usable()
-        self.full_size = (first.shape[1], first.shape[0])
+        first = self._first_usable() if self._files or not watch else None
+        self.full_size = (first.shape[1], first.shape[0]) if first is not None else (0, 0)
         self.reduce = reduce
 
-    def _first_usable(self) -> Image:
+    def _open_watched(self, path: str, loop: bool) -> None:
+        if loop:
+            raise ConfigError("watch and loop exclude each other: a watched folder hands out each "
+                              "image once; drop one of them")
+        if self._single:
+            raise ConfigError(f"watch needs a folder or a glob, not the single file {path}")
+        if not is_glob(path) and not os.path.isdir(path):
+            raise SourceError(f"no such folder: {path}; create it or fix the path")
+        self._files = sorted(self._scan())
+        self._queue: collections.deque[str] = collections.deque(self._files)
+        self._seen = set(self._files)  # taken already (pruned to what is still there)
+        self._pending: dict[str, tuple[int, int]] = {}  # new file -> (size, mtime) last look
+        self._retry: dict[str, tuple[int, int]] = {}  # did not decode -> (size, mtime) then
+        self._wake = threading.Event()
+        if not self._files:
+            log.info("watching %s: no images yet", path)
+
+    def _scan(self) -> list[str]:
+        """The image files there now (no error for none: a watched folder may be empty)."""
+        if is_glob(self._path):
+            return [p for p in glob.glob(self._path) if os.path.isfile(p) and is_image_path(p)]
+        try:
+            with os.scandir(self._path) as entries:
+                return [e.path for e in entries if is_image_path(e.name) and e.is_file()]
+        except FileNotFoundError:
+            raise SourceError(f"{self.uri}: the folder {self._path} is gone; check the disk or the "
+                              "path") from None
+        except OSError as exc:
+            raise SourceError(f"cannot list the folder {self._path}: {file_problem(exc)}") from None
+
+    def _first_usable(self) -> Image | None:
         unreadable: list[tuple[str, str]] = []  # (file, why)
         for name in self._files:
             try:
@@ -125,6 +183,8 @@ class ImageSource(JpegSource):
                     f"{name} does not decode as an image; give a JPEG, PNG, BMP, WebP or TIFF file"
                 )
             self._skip(name, "it does not decode")
+        if self._watch:  # new images may come; each is tried as it is read
+            return None
         reasons = []
         if unreadable:
             name, problem = unreadable[0]
@@ -142,6 +202,8 @@ class ImageSource(JpegSource):
             log.warning("skipping %s: %s", name, why)
 
     def read_packet(self) -> Packet | None:
+        if self._watch:
+            return self._read_watched()
         while not self._closed:
             if self._failing >= len(self._files):
                 # Raised here, on the reading thread: `decode` runs on the consumer's.
@@ -163,8 +225,55 @@ class ImageSource(JpegSource):
                     raise SourceError(f"{self.uri}: the folder {folder} is gone; check the disk or "
                                       "the path") from None
                 continue
-            return Packet(data, self._next - 1, now_ns())
+            return Packet(data, self._next - 1, now_ns(), name)
         return None
+
+    def _read_watched(self) -> Packet | None:
+        while not self._closed:
+            if not self._queue:
+                self._look_for_new()
+            if not self._queue:
+                self.waiting = time.monotonic()
+                self._wake.wait(WATCH_POLL_S)
+                continue
+            self.waiting = None
+            name = self._queue.popleft()
+            try:
+                data = np.fromfile(name, dtype=np.uint8)
+            except FileNotFoundError:
+                continue  # taken away before its turn: nothing to classify, nothing lost
+            except OSError as exc:
+                self._skip(name, file_problem(exc))
+                continue
+            self._next += 1
+            return Packet(data, self._next - 1, now_ns(), name)
+        return None
+
+    def _look_for_new(self) -> None:
+        """Queue the files that appeared and have stopped changing, oldest first."""
+        now = set(self._scan())
+        self._seen &= now  # forgetting what went away keeps this bounded by the folder
+        self._skipped &= now
+        for name, failed_at in list(self._retry.items()):
+            if name not in now:
+                del self._retry[name]
+            elif _mark(name) != failed_at:  # rewritten since it failed: take it again
+                del self._retry[name]
+                self._seen.discard(name)
+        ready: list[tuple[int, str]] = []
+        pending: dict[str, tuple[int, int]] = {}
+        for name in now - self._seen:
+            mark = _mark(name)
+            if mark is None:
+                continue
+            if self._pending.get(name) == mark:
+                ready.append((mark[1], name))
+            else:
+                pending[name] = mark
+        self._pending = pending
+        for _, name in sorted(ready):
+            self._seen.add(name)
+            self._queue.append(name)
 
     def _failed(self, name: str, why: str) -> None:
         """Skip `name` and count it: once every image has failed in a row (read or decode),
@@ -177,11 +286,27 @@ class ImageSource(JpegSource):
         # OpenCV's own line ("PNG input buffer is incomplete") would precede the warning below.
         with quiet_opencv():
             frame = super().decode(packet)
-        if frame is None:
-            self._failed(self._files[packet.index % len(self._files)], "it does not decode")
+        if frame is None and self._watch:
+            self._skip(packet.file, "it does not decode (it is tried again if it changes)")
+            mark = _mark(packet.file)
+            if mark is not None:
+                self._retry[packet.file] = mark
+        elif frame is None:
+            self._failed(packet.file, "it does not decode")
         else:
             self._failing = 0
         return frame
 
     def close(self) -> None:
         self._closed = True
+        if self._watch:
+            self._wake.set()  # a read waiting for new files returns at once
+
+
+def _mark(name: str) -> tuple[int, int] | None:
+    """(size, modification time in ns) of a file, or None if it is gone."""
+    try:
+        info = os.stat(name)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
