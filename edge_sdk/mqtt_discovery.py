@@ -31,12 +31,18 @@ OFFLINE = "offline"
 DEFAULT_DISCOVERY_PREFIX = "homeassistant"
 
 # Jinja, evaluated by Home Assistant on each prediction message. `top` may be empty when a score
-# threshold filtered every class out: the state is then "none" rather than an error.
+# threshold filtered every class out: the label is then "none" (an answer: nothing above the
+# threshold), the score "None", which Home Assistant's MQTT sensor turns into unknown (a score
+# of 0 would draw a false drop in its history).
 LABEL_TEMPLATE = "{{ value_json.top[0].label if value_json.top else 'none' }}"
-SCORE_TEMPLATE = "{{ (value_json.top[0].score * 100) | round(1) if value_json.top else 0 }}"
+SCORE_TEMPLATE = "{{ (value_json.top[0].score * 100) | round(1) if value_json.top else None }}"
+# Two classes may share a name (ImageNet has two "crane" and two "maillot"): the second keeps
+# its score under "name #index" instead of overwriting the first's.
 ATTRIBUTES_TEMPLATE = (
     "{% set ns = namespace(scores={}) %}"
-    "{% for t in value_json.top %}{% set ns.scores = dict(ns.scores, **{t.label: t.score}) %}"
+    "{% for t in value_json.top %}"
+    "{% set key = t.label if t.label not in ns.scores else t.label ~ ' #' ~ t.index %}"
+    "{% set ns.scores = dict(ns.scores, **{key: t.score}) %}"
     "{% endfor %}"
     "{{ {'scores': ns.scores, 'model': value_json.model, 'frame': value_json.frame} | tojson }}"
 )

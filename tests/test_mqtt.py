@@ -491,7 +491,12 @@ def test_discovery_templates_render_label_score_and_attributes() -> None:
                           "model": "squeezenet1.1", "frame": 7}
     empty = {**value, "top": []}
     assert render(LABEL_TEMPLATE, empty) == "none"
+    assert render(SCORE_TEMPLATE, empty) == "None"  # Home Assistant's MQTT sensor: unknown
     assert json.loads(render(ATTRIBUTES_TEMPLATE, empty))["scores"] == {}
+    cranes = {**value, "top": [{"index": 134, "label": "crane", "score": 0.5},
+                               {"index": 517, "label": "crane", "score": 0.3}]}
+    assert json.loads(render(ATTRIBUTES_TEMPLATE, cranes))["scores"] == {"crane": 0.5,
+                                                                          "crane #517": 0.3}
 
 
 def test_policy_every_prediction_by_default() -> None:
