@@ -223,6 +223,12 @@ def load_labelled_folder(
         )
     if limit is not None:
         images = images[:limit]
+    # Before any image is scored: a typo found at image 700 would cost the whole run.
+    missing = [item.path for item in images if not item.path.is_file()]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise SourceError(f"{root / 'labels.csv'} lists {missing[0].name}{more}, not in {root}; "
+                          "add the files or remove their rows")
     return LabelledFolder(root, layout, tuple(images), used_split, defaulted)
 
 

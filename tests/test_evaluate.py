@@ -70,6 +70,15 @@ def test_csv_without_split_column(csv_folder: Path) -> None:
         load_labelled_folder(csv_folder, LABELS, split="eval")
 
 
+def test_images_labels_csv_lists_but_the_folder_lacks_are_found_before_scoring(csv_folder: Path) -> None:
+    table = csv_folder / "labels.csv"
+    table.write_text(table.read_text() + "gone-1.jpg,5,n0,eval\ngone-2.jpg,6,n0,eval\n")
+    with pytest.raises(SourceError, match=r"labels.csv lists gone-1.jpg and 1 more, not in .*; add the "
+                                          r"files or remove their rows$"):
+        load_labelled_folder(csv_folder, LABELS)
+    assert len(load_labelled_folder(csv_folder, LABELS, limit=2).images) == 2  # not among these
+
+
 def test_csv_with_a_byte_order_mark_as_excel_saves_it(csv_folder: Path) -> None:
     table = csv_folder / "labels.csv"
     table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes())
