@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -659,6 +660,29 @@ PAGE_STATUS = "document.getElementById('status').textContent"
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_page_names_the_file_of_an_image_from_a_watched_folder(
+    tmp_path: Path, classifier: Any, photos: Path
+) -> None:
+    from support.chromium import Chromium
+
+    from edge_sdk.pipeline import Pipeline
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    web = WebSink(bind="127.0.0.1:0", token=TOKEN)
+    pipeline = Pipeline(str(inbox), classifier, [web], source_options={"watch": True})
+    with pipeline, Chromium(width=1100, height=700) as browser:
+        browser.navigate(web.url + "?token=" + TOKEN)
+        browser.wait_for("document.getElementById('status').textContent === 'live'")
+        assert browser.evaluate("document.getElementById('file').hidden") is True
+        shutil.copy(photos / "coffee.png", tmp_path / "espresso shot.png")
+        (tmp_path / "espresso shot.png").rename(inbox / "espresso shot.png")
+        browser.wait_for("document.getElementById('file').textContent === 'espresso shot.png'")
+        assert browser.evaluate("document.getElementById('file').hidden") is False
+        assert browser.evaluate("document.getElementById('file').title") == str(inbox / "espresso shot.png")
+
+
 def test_page_recovers_its_video_and_labels_after_the_server_restarts(picture: np.ndarray) -> None:
     from support.chromium import Chromium
 
