@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -53,6 +54,14 @@ def photo_frame(index: int = 0, size: tuple[int, int] = (320, 240)) -> Frame:
 
 
 # -- annotate ------------------------------------------------------------------------------------
+
+
+def test_the_status_line_names_the_file_of_an_image_from_a_folder() -> None:
+    from edge_sdk.sinks.annotate import status_line
+
+    assert status_line(prediction(), fps=2.0).endswith("|  #0")
+    named = dataclasses.replace(prediction(), file="/srv/inbox/cam1-0815.jpg")
+    assert status_line(named).endswith("|  cam1-0815.jpg")
 
 
 def test_annotate_draws_on_a_copy() -> None:

@@ -6,6 +6,8 @@ Sizes scale with the image height, so a 320x240 stream and a 1080p camera are bo
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 
@@ -17,14 +19,15 @@ _BAR = (60, 180, 75)  # BGR green
 
 
 def status_line(prediction: Prediction, fps: float | None = None) -> str:
-    """The one-line summary drawn at the bottom: rate, latency and frame number."""
+    """The one-line summary drawn at the bottom: rate, latency and frame number (the file's
+    name instead, for an image from a folder)."""
     parts = []
     if fps is not None:
         parts.append(f"{fps:.1f} fps")
     t = prediction.timings
     parts.append(f"infer {t.inference:.1f} ms")
     parts.append(f"age {t.age:.0f} ms")
-    parts.append(f"#{prediction.frame_index}")
+    parts.append(os.path.basename(prediction.file) if prediction.file else f"#{prediction.frame_index}")
     return "  |  ".join(parts)
 
 
