@@ -136,7 +136,7 @@ def test_service_run_reads_options_and_the_command_line_merges_into_them(
     path.write_text(f'[source]\nuri = "test://?fps=30"\noptions = {{ count = 3, live = false }}\n'
                     f'[pipeline]\nkeep_all = true\n[jsonl]\nenabled = true\npath = "{out}"\n')
     check = runner.invoke(cli, ["check-config", str(path)])
-    assert "source:  test://?fps=30 (count=3 live=False)" in check.output
+    assert "source:  test://?fps=30 (count=3 live=false)" in check.output
     result = runner.invoke(cli, ["run", "--config", str(path)])
     assert result.exit_code == 0, result.output
     assert len(out.read_text().splitlines()) == 3

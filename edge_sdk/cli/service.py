@@ -32,7 +32,7 @@ _SPAN_PART = re.compile(r"(\d+(?:\.\d+)?)(us|µs|μs|ms|s|min|h|d|w|M|y)")
 def summary(config: Config) -> list[str]:
     """A few lines saying what the config will do."""
     m, lines = config.model, []
-    given = " ".join(f"{k}={v}" for k, v in config.source.options.items())
+    given = " ".join(f"{k}={cfg.as_toml_value(v)}" for k, v in config.source.options.items())
     lines.append(f"source:  {config.source.uri}" + (f" ({given})" if given else ""))
     threads = m.threads or "auto"
     lines.append(f"model:   {m.name} ({m.precision}) on {m.runtime}, {threads} threads, "
