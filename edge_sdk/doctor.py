@@ -137,9 +137,12 @@ def check_source(config: Config) -> list[Check]:
     from edge_sdk.sources.rtsp import DEFAULT_PORT, unreachable
 
     uri = config.source.uri.strip()
-    kind = route(uri)
+    options = config.source.options
+    kind = route(uri, options)
     path = uri[len("file://"):] if uri.startswith("file://") else uri
     fix = "set [source] uri (or --source) to one that exists"
+    if kind == "image" and options.get("watch"):
+        return [_watched_folder_check(path)]
     if kind == "image":
         try:
             found = list_images(path)
@@ -173,6 +176,25 @@ def check_source(config: Config) -> list[Check]:
         return [Check("source", "PASS", f"{host_port(host, port)} takes connections (the stream "
                       "itself is checked when a run opens it)")]
     return []
+
+
+def _watched_folder_check(path: str) -> Check:
+    """A watched folder may be empty (it waits for images); it must be there to be watched."""
+    from edge_sdk.sources.images import glob_folder, is_glob, is_image_path
+
+    folder = glob_folder(path) if is_glob(path) and not os.path.isdir(path) else path
+    if not os.path.isdir(folder):
+        return Check("source", "FAIL", f"the watched folder {folder} does not exist",
+                     "create it (or mount its disk), or set [source] uri to the folder to watch")
+    if not os.access(folder, os.R_OK | os.X_OK):
+        return Check("source", "FAIL", f"the watched folder {folder} cannot be listed by you",
+                     "chmod/chown it for the user running edge-classify")
+    if folder == path:
+        count = sum(1 for name in os.listdir(folder) if is_image_path(name))
+    else:
+        count = sum(1 for name in glob.glob(path) if is_image_path(name))
+    return Check("source", "PASS", f"watching {path}: {count} image{'s' if count != 1 else ''} "
+                 "there now")
 
 
 def check_web(config: Config) -> list[Check]:

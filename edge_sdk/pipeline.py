@@ -502,6 +502,10 @@ class Pipeline:
             fps = float(getattr(source, "fps", 0.0) or 0.0)
             self.realtime, self.keep_all = fps > 0, not fps > 0
         self.keep_all, self.realtime = bool(self.keep_all), bool(self.realtime)
+        if not self.keep_all and getattr(source, "watch", False) is True:
+            log.warning("watching %s newest first: a burst of images is thinned to keep up; to "
+                        "classify every image, keep all (--every-frame, [pipeline] keep_all = "
+                        "true, Pipeline(keep_all=True))", self._uri())
         self._reduce_factor = self._reduce_for(source, self._frame_width_needed())
         self._opened = self._apply_reduce(source, self._reduce_factor)
 

@@ -241,6 +241,22 @@ def test_file_and_image_sources_are_checked_for_being_there(tmp_path: Path, phot
     assert doctor.check_source(cfg.parse({"source": {"uri": "test://"}})) == []
 
 
+def test_a_watched_folder_may_be_empty_but_must_be_there(tmp_path: Path, photos: Path) -> None:
+    def watched(uri: str) -> doctor.Check:
+        rows = doctor.check_source(cfg.parse({"source": {"uri": uri, "options": {"watch": True}}}))
+        assert len(rows) == 1
+        return rows[0]
+
+    empty = watched(str(tmp_path))
+    assert empty == doctor.Check("source", "PASS", f"watching {tmp_path}: 0 images there now")
+    shutil.copy(photos / "chelsea.png", tmp_path / "a.png")
+    assert watched(f"{tmp_path}/*.png").detail == f"watching {tmp_path}/*.png: 1 image there now"
+    missing = watched(str(tmp_path / "share"))
+    assert missing.status == "FAIL" and "the watched folder" in missing.detail
+    assert "mount its disk" in missing.fix
+    assert watched(str(tmp_path / "gone" / "*.jpg")).status == "FAIL"
+
+
 def test_unreadable_images_in_a_source_folder(tmp_path: Path, photos: Path) -> None:
     for name in ("a.png", "b.png"):
         shutil.copy(photos / "chelsea.png", tmp_path / name)

@@ -4,6 +4,7 @@ the one-shot CLI, the service config and `run`'s command line; refused ones say 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from edge_sdk.capture import Backoff
 from edge_sdk.classifier import Classifier
 from edge_sdk.cli.main import cli
 from edge_sdk.cli.run import SourceOption
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, SourceError
 from edge_sdk.pipeline import Pipeline
 from edge_sdk.sources import check_options, open_source
 
@@ -169,3 +170,94 @@ def test_pipeline_refuses_source_options_it_cannot_use(classifier: Classifier) -
         Pipeline(opened, classifier, source_options={"fps": 5})
     with pytest.raises(ConfigError, match="has no option 'transport'"):
         Pipeline("test://", classifier, source_options={"transport": "udp"}).start()
+
+
+@pytest.mark.parametrize(("uri", "options", "expected"), [
+    ("{tmp}", {"fps": -1}, "fps must be 0 (unpaced) or more, not -1"),
+    ("{tmp}", {"watch": True, "loop": True}, "watch and loop exclude each other"),
+    ("test://", {"fps": 0}, "fps"),
+    ("0", {"size": "big"}, "bad camera size 'big'"),
+    ("0", {"fps": 0}, "fps must be > 0 (or left out for the camera's own rate), not 0"),
+    ("0", {"fourcc": "MJPEG"}, "fourcc must be 4 characters"),
+    ("rtsp://cam.local/s", {"transport": "quic"}, "transport must be one of tcp, udp, not 'quic'"),
+    ("rtsp://cam.local/s", {"timeout": 0}, "timeout must be > 0 seconds, not 0"),
+    ("http://cam.local/v", {"timeout": 7200}, "timeout"),
+])
+def test_option_values_opening_would_refuse_are_refused_by_the_check(
+    tmp_path: Path, uri: str, options: dict[str, Any], expected: str
+) -> None:
+    uri = uri.replace("{tmp}", str(tmp_path))  # a folder of images
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        check_options(uri, options)
+    text = "[source]\nuri = " + json.dumps(uri) + "\noptions = " + toml_table(options) + "\n"
+    message = config_error(tmp_path, text)
+    assert "[source] options:" in message and expected in message
+
+
+def toml_table(options: dict[str, Any]) -> str:
+    return "{ " + ", ".join(f"{k} = {cfg.as_toml_value(v)}" for k, v in options.items()) + " }"
+
+
+def test_watch_on_a_single_file_is_refused_and_a_missing_folder_still_has_its_options_checked(
+    tmp_path: Path
+) -> None:
+    photo = tmp_path / "one.jpg"
+    photo.write_bytes(b"x")
+    with pytest.raises(ConfigError, match="watch needs a folder or a glob of images, not the single file"):
+        check_options(str(photo), {"watch": True})
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    with pytest.raises(ConfigError, match="watch needs a folder or a glob of images, not the file"):
+        check_options(str(clip), {"watch": True})
+    later = str(tmp_path / "mounted-later")
+    check_options(later, {"watch": True})  # a disk mounted after the check: passes
+    with pytest.raises(ConfigError, match="watch = 'yes' must be true or false for the image source"):
+        check_options(later, {"watch": "yes"})
+    with pytest.raises(ConfigError, match="the image source takes no option 'size'"):
+        check_options(later, {"watch": True, "size": "1x1"})
+    with pytest.raises(SourceError, match=r"no such folder: .*mounted-later; create it"):
+        open_source(later, watch=True)
+    with pytest.raises(SourceError, match="no such file or folder"):
+        open_source(later, watch=False)  # not "the file source takes no option 'watch'"
+
+
+def test_the_service_exits_78_on_a_source_option_refused_only_at_open(tmp_path: Path) -> None:
+    """A config built without its checks (what check-config cannot see: a folder that became
+    a file after the check) fails at the open with a ConfigError, which `run` exits 78 on."""
+    from edge_sdk.service.notify import SystemdNotifier
+    from edge_sdk.service.runner import run_service
+
+    photo = tmp_path / "now-a-file"
+    photo.write_bytes(b"x")
+    unchecked = cfg.Config(source=cfg.SourceConfig(uri=str(photo), options={"watch": True}))
+    with pytest.raises(ConfigError, match="watch needs a folder or a glob of images"):
+        run_service(unchecked, notifier=SystemdNotifier(""))
+    negative = cfg.Config(source=cfg.SourceConfig(uri=str(tmp_path), options={"fps": -1}))
+    with pytest.raises(ConfigError, match=r"\[source\] options fps must be >= 0, not -1; fix "):
+        run_service(negative, notifier=SystemdNotifier(""))
+
+
+def test_run_source_leaves_out_file_options_the_new_source_does_not_take(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    path = tmp_path / "config.toml"
+    path.write_text('[source]\nuri = "0"\noptions = { size = "160x120", fourcc = "YUYV" }\n'
+                    f'[pipeline]\nkeep_all = true\n[jsonl]\nenabled = true\npath = "{out}"\n')
+    result = runner.invoke(cli, ["run", "--config", str(path), "--source", "test://?fps=30",
+                                 "--source-option", "count=2", "--source-option", "live=false"])
+    assert result.exit_code == 0, result.output
+    assert "left out the config's [source] options fourcc, which that source does not take" in result.output
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_check_config_notes_that_a_watched_folder_without_keep_all_thins_bursts(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f'[source]\nuri = "{tmp_path}"\noptions = {{ watch = true }}\n')
+    result = runner.invoke(cli, ["check-config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "note:    a burst of images in the watched folder is thinned to the newest" in result.output
+    path.write_text(path.read_text() + "[pipeline]\nkeep_all = true\n")
+    assert "note:" not in runner.invoke(cli, ["check-config", str(path)]).output

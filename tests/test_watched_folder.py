@@ -11,9 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from support.media import make_jpeg
 from support.notify import NotifyListener
+from support.privileges import only_for_root_with_setpriv, rerun_without_root_override
 
 from edge_sdk.classifier import Classifier
 from edge_sdk.errors import ConfigError, SourceError
@@ -129,7 +131,7 @@ def test_a_watched_glob_may_match_nothing_yet(tmp_path: Path) -> None:
 
 def test_watch_is_refused_where_it_cannot_work(tmp_path: Path) -> None:
     photo = make_jpeg(tmp_path / "one.jpg", (160, 120))
-    with pytest.raises(ConfigError, match=r"watch needs a folder or a glob, not the single file"):
+    with pytest.raises(ConfigError, match=r"watch needs a folder or a glob of images, not the single file"):
         open_source(str(photo), watch=True)
     with pytest.raises(ConfigError, match="watch and loop exclude each other"):
         open_source(str(tmp_path), watch=True, loop=True)
@@ -196,3 +198,90 @@ def test_the_service_watchdog_takes_an_idle_watched_folder_for_healthy(
     pings = listener.times("WATCHDOG=1")
     time.sleep(1.0)
     assert listener.times("WATCHDOG=1") == pings
+
+
+def read_until(source: ImageSource, count: int, timeout: float = 10.0) -> list[Frame]:
+    frames, thread = read_in_background(source, count)
+    thread.join(timeout)
+    return frames
+
+
+def test_a_folder_with_glob_characters_in_its_name_is_watched_as_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "cam[1]"
+    folder.mkdir()
+    make_jpeg(folder / "first.jpg", (160, 120))
+    with ImageSource(str(folder), watch=True) as source:
+        assert [Path(f.file).name for f in read_until(source, 1)] == ["first.jpg"]
+
+
+def test_an_image_replaced_under_the_same_name_is_read_again(tmp_path: Path, photos: Path) -> None:
+    snapshot = tmp_path / "snapshot.png"
+    shutil.copy(photos / "chelsea.png", snapshot)
+    with ImageSource(str(tmp_path), watch=True) as source:
+        frames, thread = read_in_background(source, 3)
+        deadline = time.monotonic() + 5
+        while not frames and time.monotonic() < deadline:
+            time.sleep(0.02)
+        shutil.copy(photos / "coffee.png", snapshot)  # a camera uploading over its last one
+        deadline = time.monotonic() + 5
+        while len(frames) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        staged = tmp_path.parent / f"{tmp_path.name}-next.png"
+        shutil.copy(photos / "astronaut.png", staged)
+        staged.replace(snapshot)  # mv -f over it
+        thread.join(5)
+    assert [f.file for f in frames] == [str(snapshot)] * 3
+    shapes = [f.image.shape for f in frames]
+    assert shapes[0] != shapes[1] or not np.array_equal(frames[0].image, frames[1].image)
+    assert not np.array_equal(frames[1].image, frames[2].image)
+
+
+def test_an_unreadable_image_is_read_once_its_permission_is_fixed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    locked = make_jpeg(tmp_path / "locked.jpg", (160, 120))
+    locked.chmod(0)
+    if os.access(locked, os.R_OK):
+        pytest.skip("root reads a chmod-000 file (see test_the_permission_test_also_runs_for_root)")
+    with caplog.at_level(logging.WARNING, "edge_sdk.sources"), \
+            ImageSource(str(tmp_path), watch=True) as source:
+        frames, thread = read_in_background(source, 1)
+        deadline = time.monotonic() + 5
+        while "permission denied (it is tried again when it changes)" not in caplog.text \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "tried again when it changes" in caplog.text and frames == []
+        locked.chmod(0o644)
+        thread.join(5)
+    assert [f.file for f in frames] == [str(locked)]
+
+
+@only_for_root_with_setpriv
+def test_the_permission_test_also_runs_for_root() -> None:
+    rerun_without_root_override(__file__, "permission_is_fixed")
+
+
+def test_a_glob_needs_its_folder_and_ends_when_it_goes(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"no such folder: .*nope; create it or fix the path"):
+        ImageSource(str(tmp_path / "nope" / "*.jpg"), watch=True)
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    with ImageSource(str(folder / "*.jpg"), watch=True) as source:
+        shutil.rmtree(folder)
+        with pytest.raises(SourceError, match=r"the folder .*inbox is gone"):
+            source.read()
+
+
+def test_a_service_on_a_watched_folder_without_keep_all_says_it_thins_bursts(
+    tmp_path: Path, classifier: Classifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, "edge_sdk.pipeline"), \
+            Pipeline(str(tmp_path), classifier, source_options={"watch": True}, keep_all=False,
+                     iterate=False):
+        pass
+    assert "a burst of images is thinned to keep up; to classify every image, keep all" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "edge_sdk.pipeline"), \
+            Pipeline(str(tmp_path), classifier, source_options={"watch": True}, iterate=False):
+        pass
+    assert "thinned" not in caplog.text  # no keep_all given: a folder's images are all taken

@@ -325,6 +325,11 @@ def run_live(
                 if pipeline.stop_requested:
                     return
                 raise
+            except ValueError as exc:
+                if not options:
+                    raise
+                # A value check_options could not judge, refused by the source as it opened.
+                raise ConfigError(f"--source-option: {exc}") from exc
             try:
                 _watch(pipeline, stats)
             finally:

@@ -34,6 +34,9 @@ def summary(config: Config) -> list[str]:
     m, lines = config.model, []
     given = " ".join(f"{k}={cfg.as_toml_value(v)}" for k, v in config.source.options.items())
     lines.append(f"source:  {config.source.uri}" + (f" ({given})" if given else ""))
+    if config.source.options.get("watch") and not config.pipeline.keep_all:
+        lines.append("note:    a burst of images in the watched folder is thinned to the newest; "
+                     "set [pipeline] keep_all = true to classify each")
     threads = m.threads or "auto"
     lines.append(f"model:   {m.name} ({m.precision}) on {m.runtime}, {threads} threads, "
                  f"top {m.top_k}")
@@ -193,8 +196,23 @@ def apply_overrides(config: Config, *, source_options: Mapping[str, Any] | None 
             the table and key, as `check-config` would).
     """
     changes: dict[str, dict[str, Any]] = {}
+    kept = dict(config.source.options)
+    if flags.get("source") is not None and kept:
+        # The file's options were for the file's source: keep those the new one takes too.
+        from edge_sdk import registry
+        from edge_sdk.sources import route
+
+        new_uri = str(flags["source"])
+        taken = set(registry.accepted_options(registry.resolve("sources", route(new_uri, kept))))
+        dropped = sorted(set(kept) - taken)
+        if dropped:
+            # Said before the service's logging is set up, so straight to stderr.
+            click.echo(f"warning: --source {new_uri}: left out the config's [source] options "
+                       f"{', '.join(dropped)}, which that source does not take", err=True)
+            kept = {k: v for k, v in kept.items() if k in taken}
+        changes["source"] = {"options": kept}
     if source_options:
-        changes["source"] = {"options": {**config.source.options, **source_options}}
+        changes["source"] = {"options": {**kept, **source_options}}
     for flag, value in flags.items():
         if value is None:
             continue

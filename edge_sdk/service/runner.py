@@ -222,7 +222,9 @@ def run_service(config: Config, *, notifier: SystemdNotifier | None = None) -> i
         if watchdog:
             log.info("systemd watchdog: %.0f s; pings stop after %.1f s without a prediction",
                      watchdog, heartbeat.stall_after)
-        return _run(pipeline, notifier, made)
+        # A source option the config check could not judge, refused when the source opens.
+        with config_errors(config, "[source] options"):
+            return _run(pipeline, notifier, made)
     finally:
         classifier.close()
         notifier.close()
@@ -254,6 +256,8 @@ def _run(pipeline: Any, notifier: SystemdNotifier, sinks: list[Any]) -> int:
         # answers must not hold the stop up (see edge_sdk.sources.opening).
         with stoppable_opens(stopping):
             pipeline.run()
+    except ConfigError:
+        raise  # exit 78: restarting cannot mend a config (a source option opening refused)
     except EdgeSDKError as exc:
         if not stopping.is_set():
             notifier.stopping(status=f"failed: {exc}")

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge_sdk import registry
-from edge_sdk.errors import ConfigError, SourceError
+from edge_sdk.errors import ConfigError
 from edge_sdk.protocols import Closing, FrameSource, OpenedSource
 from edge_sdk.sources.base import BaseSource, JpegSource, Packet, PacketSource, uses_packets
 from edge_sdk.sources.images import is_glob, is_image_path
@@ -60,13 +60,27 @@ def _is_images(path: str) -> bool:
     return os.path.isdir(path) or is_glob(path) or is_image_path(path)
 
 
-def route(uri: str) -> str:
+def route(uri: str, options: Mapping[str, Any] | None = None) -> str:
     """Return the registry name of the source that opens `uri` ("v4l2", "file", "image", ...).
+
+    With `options`: a path not there yet, given a ``watch`` option, is a folder of images (by
+    its name it would be a video file; it is the folder to watch, on a disk mounted later).
 
     Raises:
         ConfigError: empty URI, ``file://`` without a path, or unknown scheme (the message
-            lists the accepted forms).
+            lists the accepted forms); ``watch`` on an existing file that is no image.
     """
+    name = _route(uri)
+    if name == "file" and options and "watch" in options:
+        path = _path_of(uri)
+        if not os.path.exists(path):
+            return "image"
+        if options.get("watch"):
+            raise ConfigError(f"watch needs a folder or a glob of images, not the file {path}")
+    return name
+
+
+def _route(uri: str) -> str:
     if not isinstance(uri, str):
         raise TypeError(f"a source URI is a str, not {type(uri).__name__}")
     text = uri.strip()
@@ -110,21 +124,6 @@ def _path_of(uri: str) -> str:
     return text[len("file://"):] if text.lower().startswith("file://") else text
 
 
-def _watched_folder_missing(name: str, uri: str, options: Mapping[str, Any]) -> bool:
-    """True for ``watch`` on a path that is not there: it routes as a video file (no image
-    extension, no folder yet), but it is the folder to watch that is missing.
-
-    Raises:
-        ConfigError: ``watch`` on an existing file that is no image (watch needs a folder).
-    """
-    if name != "file" or not options.get("watch"):
-        return False
-    path = _path_of(uri)
-    if os.path.exists(path):
-        raise ConfigError(f"watch needs a folder or a glob of images, not the file {path}")
-    return True
-
-
 def source_class(uri: str) -> type[Any]:
     """Return the class that would open `uri` (imports its backend module)."""
     return registry.resolve("sources", route(uri))
@@ -145,16 +144,15 @@ def check_options(uri: str, options: Mapping[str, Any]) -> None:
     them to the Pipeline, without opening anything.
 
     Each name must be one the source takes and the Pipeline does not set itself; each value
-    must be of a type the source's annotation allows (values the annotation leaves open, such
-    as a size tuple or its "WxH" string, are checked when the source opens).
+    must be of a type the source's annotation allows, and pass the source class's own
+    ``check_options(uri, options)`` where it has one (ranges, a camera size's "WxH" form,
+    options that exclude each other). What only opening can tell is left to opening.
 
     Raises:
         ConfigError: an unknown or Pipeline-set option, or a value of the wrong type; the
             message lists the options this source takes.
     """
-    name = route(uri)
-    if _watched_folder_missing(name, uri, options):
-        return  # a folder not there yet (a late mount): the run says so, and is restarted
+    name = route(uri, options)
     cls = registry.resolve("sources", name)
     taken = [o for o in registry.accepted_options(cls) if o not in PIPELINE_SET]
     for key in options:
@@ -168,6 +166,10 @@ def check_options(uri: str, options: Mapping[str, Any]) -> None:
     if problem is not None:
         key, value, kinds = problem
         raise ConfigError(f"{key} = {value!r} must be {kinds} for the {name} source")
+    # The values' ranges and combinations, where the source can tell without opening.
+    check = getattr(cls, "check_options", None)
+    if callable(check):
+        check(uri.strip(), options)
 
 
 class ManagedSource(Closing):
@@ -224,9 +226,7 @@ def open_source(uri: str, **options: Any) -> OpenedSource:
         SourceError: the camera, file or stream is not there or cannot be read.
         BackendUnavailable: the backend needs a package that is not installed.
     """
-    name = route(uri)
-    if _watched_folder_missing(name, uri, options):
-        raise SourceError(f"no such folder: {_path_of(uri)}; create it or fix the path")
+    name = route(uri, options)
     source = registry.create("sources", name, uri.strip(), **options)
     if all(hasattr(source, attr) for attr in _OPENED):
         opened: OpenedSource = source

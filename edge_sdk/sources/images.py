@@ -8,7 +8,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +70,12 @@ def list_images(path: str) -> list[str]:
 #: kept its size and modification time over one such interval (a copy or upload has ended).
 WATCH_POLL_S = 0.5
 
+#: Images a watched folder tries at the start for the size to report (see `_first_usable`).
+_WATCH_SIZE_TRIES = 5
+
+#: (size, modification time, status change time) of a file: chmod and rename change the last.
+_Mark = tuple[int, int, int]
+
 
 class ImageSource(JpegSource):
     """Frames from image files, in name order; the source ends after the last one.
@@ -117,7 +125,8 @@ class ImageSource(JpegSource):
         path = uri[len("file://") :] if uri.startswith("file://") else uri
         self._path = path
         self._single = not os.path.isdir(path) and not is_glob(path)
-        self._watch = watch
+        #: Whether this is a watched folder (a drop box that never ends).
+        self.watch = watch
         #: With `watch`: monotonic time of the latest look for new files while none was there.
         self.waiting: float | None = None
         if watch:
@@ -133,26 +142,49 @@ class ImageSource(JpegSource):
         self.full_size = (first.shape[1], first.shape[0]) if first is not None else (0, 0)
         self.reduce = reduce
 
+    @staticmethod
+    def check_options(uri: str, options: Mapping[str, Any]) -> None:
+        """Refuse option values opening would refuse, reading no image (for check-config).
+
+        A folder that is not there yet passes: it may be a disk mounted later.
+
+        Raises:
+            ConfigError: a negative `fps`; `watch` with `loop`, or on a single file.
+        """
+        fps = options.get("fps", 0.0)
+        if isinstance(fps, (int, float)) and fps < 0:
+            raise ConfigError(f"fps must be 0 (unpaced) or more, not {fps}")
+        if options.get("watch"):
+            path = uri[len("file://") :] if uri.startswith("file://") else uri
+            _check_watchable(path, bool(options.get("loop")))
+
     def _open_watched(self, path: str, loop: bool) -> None:
-        if loop:
-            raise ConfigError("watch and loop exclude each other: a watched folder hands out each "
-                              "image once; drop one of them")
-        if self._single:
-            raise ConfigError(f"watch needs a folder or a glob, not the single file {path}")
-        if not is_glob(path) and not os.path.isdir(path):
+        _check_watchable(path, loop)
+        # A folder is a folder even when its name has glob characters ("cam[1]"), as without
+        # watch; a glob's folder is the part of it before the first pattern.
+        self._is_folder = os.path.isdir(path)
+        if not self._is_folder and not is_glob(path):
             raise SourceError(f"no such folder: {path}; create it or fix the path")
+        self._folder = path if self._is_folder else glob_folder(path)
+        if not os.path.isdir(self._folder):
+            raise SourceError(f"no such folder: {self._folder}; create it or fix the path")
         self._files = sorted(self._scan())
         self._queue: collections.deque[str] = collections.deque(self._files)
-        self._seen = set(self._files)  # taken already (pruned to what is still there)
-        self._pending: dict[str, tuple[int, int]] = {}  # new file -> (size, mtime) last look
-        self._retry: dict[str, tuple[int, int]] = {}  # did not decode -> (size, mtime) then
+        # Files queued (None) or read (their mark then), pruned to what is still there: one
+        # whose mark changes after it was read (rewritten, replaced, chmod-ed) is read again.
+        self._seen: dict[str, _Mark | None] = dict.fromkeys(self._files)
+        self._pending: dict[str, _Mark] = {}  # new or changed file -> its mark at the last look
+        self._poll = WATCH_POLL_S
         self._wake = threading.Event()
         if not self._files:
             log.info("watching %s: no images yet", path)
 
     def _scan(self) -> list[str]:
         """The image files there now (no error for none: a watched folder may be empty)."""
-        if is_glob(self._path):
+        if not self._is_folder:
+            if not os.path.isdir(self._folder):
+                raise SourceError(f"{self.uri}: the folder {self._folder} is gone; check the disk or "
+                                  "the path")
             return [p for p in glob.glob(self._path) if os.path.isfile(p) and is_image_path(p)]
         try:
             with os.scandir(self._path) as entries:
@@ -164,6 +196,8 @@ class ImageSource(JpegSource):
             raise SourceError(f"cannot list the folder {self._path}: {file_problem(exc)}") from None
 
     def _first_usable(self) -> Image | None:
+        if self.watch:
+            return self._first_watched()
         unreadable: list[tuple[str, str]] = []  # (file, why)
         for name in self._files:
             try:
@@ -183,8 +217,6 @@ class ImageSource(JpegSource):
                     f"{name} does not decode as an image; give a JPEG, PNG, BMP, WebP or TIFF file"
                 )
             self._skip(name, "it does not decode")
-        if self._watch:  # new images may come; each is tried as it is read
-            return None
         reasons = []
         if unreadable:
             name, problem = unreadable[0]
@@ -195,6 +227,21 @@ class ImageSource(JpegSource):
             f"no usable image among the {len(self._files)} at {self.uri}: {', '.join(reasons)}"
         )
 
+    def _first_watched(self) -> Image | None:
+        """A size to start from, if one of the first images has it: a watched folder needs no
+        usable image to open, and one of thousands of files that do not decode should not take
+        a pass over them all. Failures are left to the read, which says them."""
+        for name in self._files[:_WATCH_SIZE_TRIES]:
+            try:
+                data = np.fromfile(name, dtype=np.uint8)
+            except OSError:
+                continue
+            with quiet_opencv():
+                image = decode_jpeg(data)
+            if image is not None:
+                return image
+        return None
+
     def _skip(self, name: str, why: str) -> None:
         """Warn that `name` is skipped, the first time only (a looping source meets it again)."""
         if name not in self._skipped:
@@ -202,7 +249,7 @@ class ImageSource(JpegSource):
             log.warning("skipping %s: %s", name, why)
 
     def read_packet(self) -> Packet | None:
-        if self._watch:
+        if self.watch:
             return self._read_watched()
         while not self._closed:
             if self._failing >= len(self._files):
@@ -234,46 +281,52 @@ class ImageSource(JpegSource):
                 self._look_for_new()
             if not self._queue:
                 self.waiting = time.monotonic()
-                self._wake.wait(WATCH_POLL_S)
+                self._wake.wait(self._poll)
                 continue
             self.waiting = None
             name = self._queue.popleft()
+            # The mark from before the read: a change during the read makes a second read
+            # later (the newer content), never a lost one.
+            self._seen[name] = _mark(name)
             try:
                 data = np.fromfile(name, dtype=np.uint8)
             except FileNotFoundError:
                 continue  # taken away before its turn: nothing to classify, nothing lost
             except OSError as exc:
-                self._skip(name, file_problem(exc))
+                self._skip(name, f"{file_problem(exc)} (it is tried again when it changes)")
                 continue
             self._next += 1
             return Packet(data, self._next - 1, now_ns(), name)
         return None
 
     def _look_for_new(self) -> None:
-        """Queue the files that appeared and have stopped changing, oldest first."""
-        now = set(self._scan())
-        self._seen &= now  # forgetting what went away keeps this bounded by the folder
-        self._skipped &= now
-        for name, failed_at in list(self._retry.items()):
-            if name not in now:
-                del self._retry[name]
-            elif _mark(name) != failed_at:  # rewritten since it failed: take it again
-                del self._retry[name]
-                self._seen.discard(name)
-        ready: list[tuple[int, str]] = []
-        pending: dict[str, tuple[int, int]] = {}
-        for name in now - self._seen:
+        """Queue the files that are new or changed since they were read, once they have kept
+        their size and times over one look, oldest first."""
+        started = time.monotonic()
+        now: dict[str, _Mark] = {}
+        for name in self._scan():
             mark = _mark(name)
-            if mark is None:
-                continue
+            if mark is not None:
+                now[name] = mark
+        for name in [n for n in self._seen if n not in now]:
+            del self._seen[name]  # forgetting what went away keeps this bounded by the folder
+        self._skipped &= now.keys()
+        ready: list[tuple[int, str]] = []
+        pending: dict[str, _Mark] = {}
+        for name, mark in now.items():
+            if name in self._seen and self._seen[name] in (None, mark):
+                continue  # queued, or read and unchanged since
             if self._pending.get(name) == mark:
                 ready.append((mark[1], name))
             else:
                 pending[name] = mark
         self._pending = pending
         for _, name in sorted(ready):
-            self._seen.add(name)
+            self._seen[name] = None
             self._queue.append(name)
+        # Listing and checking a folder of many thousand files takes a while: look less often
+        # then, so that watching stays within a tenth of a core.
+        self._poll = max(WATCH_POLL_S, 10 * (time.monotonic() - started))
 
     def _failed(self, name: str, why: str) -> None:
         """Skip `name` and count it: once every image has failed in a row (read or decode),
@@ -286,11 +339,8 @@ class ImageSource(JpegSource):
         # OpenCV's own line ("PNG input buffer is incomplete") would precede the warning below.
         with quiet_opencv():
             frame = super().decode(packet)
-        if frame is None and self._watch:
-            self._skip(packet.file, "it does not decode (it is tried again if it changes)")
-            mark = _mark(packet.file)
-            if mark is not None:
-                self._retry[packet.file] = mark
+        if frame is None and self.watch:
+            self._skip(packet.file, "it does not decode (it is tried again when it changes)")
         elif frame is None:
             self._failed(packet.file, "it does not decode")
         else:
@@ -299,14 +349,34 @@ class ImageSource(JpegSource):
 
     def close(self) -> None:
         self._closed = True
-        if self._watch:
+        if self.watch:
             self._wake.set()  # a read waiting for new files returns at once
 
 
-def _mark(name: str) -> tuple[int, int] | None:
-    """(size, modification time in ns) of a file, or None if it is gone."""
+def _mark(name: str) -> _Mark | None:
+    """The file's `_Mark`, or None if it is gone."""
     try:
         info = os.stat(name)
     except OSError:
         return None
-    return info.st_size, info.st_mtime_ns
+    return info.st_size, info.st_mtime_ns, info.st_ctime_ns
+
+
+def _check_watchable(path: str, loop: bool) -> None:
+    if loop:
+        raise ConfigError("watch and loop exclude each other: a watched folder hands out each "
+                          "image once; drop one of them")
+    if os.path.isfile(path):
+        raise ConfigError(f"watch needs a folder or a glob of images, not the single file {path}")
+
+
+def glob_folder(pattern: str) -> str:
+    """The folder a glob looks in: its leading path parts without pattern characters
+    (``/srv/in/cam*.jpg`` -> ``/srv/in``, ``*.jpg`` -> ``.``)."""
+    parts = Path(pattern).parts
+    fixed = []
+    for part in parts[:-1]:
+        if any(c in _GLOB_CHARS for c in part):
+            break
+        fixed.append(part)
+    return str(Path(*fixed)) if fixed else "."

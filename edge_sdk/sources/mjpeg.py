@@ -15,6 +15,8 @@ import select
 import socket
 import ssl
 import time
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import SplitResult, quote, unquote
 
 import numpy as np
@@ -62,6 +64,18 @@ class MjpegHttpSource(JpegSource):
     Attributes:
         skipped: Parts received but dropped before decoding because a newer one was waiting.
     """
+
+    @staticmethod
+    def check_options(uri: str, options: Mapping[str, Any]) -> None:
+        """Refuse option values opening would refuse, without connecting (for check-config).
+
+        Raises:
+            ConfigError: a timeout outside (0, 3600] seconds.
+        """
+        try:
+            check_number("timeout", options.get("timeout", 5.0), low=0, low_open=True, high=3600)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def __init__(
         self, uri: str, *, reduce: int = 1, timeout: float = 5.0, verify: bool = True

@@ -7,7 +7,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 from urllib.parse import SplitResult
 
 import cv2
@@ -101,6 +102,18 @@ class RtspSource(OpenCVSource):
         """
         return split_network_uri(uri, "rtsp://host[:port]/path (rtsp://user:password@host/... to log in)")
 
+    @staticmethod
+    def check_options(uri: str, options: Mapping[str, Any]) -> None:
+        """Refuse option values opening would refuse, without connecting (for check-config).
+
+        Raises:
+            ConfigError: an unknown transport or a timeout that is not positive.
+        """
+        _check_transport(options.get("transport", "tcp"))
+        timeout = options.get("timeout", 5.0)
+        if timeout <= 0:
+            raise ConfigError(f"timeout must be > 0 seconds, not {timeout}")
+
     def __init__(self, uri: str, *, timeout: float = 5.0, transport: str = "tcp") -> None:
         """Connect.
 
@@ -118,8 +131,7 @@ class RtspSource(OpenCVSource):
         """
         parts = self.check_uri(uri)
         assert parts.hostname is not None  # check_uri checked it
-        if transport not in _TRANSPORTS:
-            raise ConfigError(f"transport must be one of {', '.join(_TRANSPORTS)}, not {transport!r}")
+        _check_transport(transport)
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, not {timeout}")
         ms = int(timeout * 1000)
@@ -161,6 +173,11 @@ class RtspSource(OpenCVSource):
             raise SourceError(f"no fresh frame from {self._where} for {self._timeout:g} s (the camera "
                               "or its network stalled); dropped the stale one")
         return frame
+
+
+def _check_transport(transport: str) -> None:
+    if transport not in _TRANSPORTS:
+        raise ConfigError(f"transport must be one of {', '.join(_TRANSPORTS)}, not {transport!r}")
 
 
 def unreachable(host: str, port: int, timeout: float) -> str:

@@ -12,6 +12,7 @@ import itertools
 import math
 import time
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -188,6 +189,16 @@ class SyntheticSource(BaseSource):
             ConfigError: a query value is malformed or out of range.
         """
         SyntheticSource._options(uri, None, None, None, None)
+
+    @staticmethod
+    def check_options(uri: str, options: Mapping[str, Any]) -> None:
+        """Refuse option values opening would refuse (for check-config).
+
+        Raises:
+            ConfigError: a value out of range or malformed.
+        """
+        SyntheticSource._options(uri, options.get("size"), options.get("fps"),
+                                 options.get("count"), options.get("live"))
 
     @staticmethod
     def _options(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,6 +35,24 @@ def v4l2_device(uri: str) -> str:
     if text.startswith("/dev/") and len(text) > len("/dev/"):
         return text
     raise ConfigError(f"bad camera {uri!r}; expected N, /dev/videoN or v4l2:///dev/videoN")
+
+
+def _camera_settings(size: tuple[int, int] | str | None, fps: float | None,
+                     fourcc: str) -> tuple[int, int] | None:
+    """Check what is asked of the camera; return the size as (width, height), or None.
+
+    Raises:
+        ConfigError: a malformed size, a rate that is not positive, or a bad fourcc.
+    """
+    try:
+        wanted = parse_size(size) if size is not None else None
+    except ValueError as exc:
+        raise ConfigError(f"bad camera size {size!r}: {exc}") from exc
+    if fps is not None and not fps > 0:
+        raise ConfigError(f"fps must be > 0 (or left out for the camera's own rate), not {fps}")
+    if fourcc and len(fourcc) != 4:
+        raise ConfigError(f"fourcc must be 4 characters such as MJPG or YUYV, not {fourcc!r}")
+    return wanted
 
 
 def check_device(device: str) -> None:
@@ -66,6 +86,15 @@ class V4L2Source(JpegSource, OpenCVSource):
         """
         v4l2_device(uri)
 
+    @staticmethod
+    def check_options(uri: str, options: Mapping[str, Any]) -> None:
+        """Refuse option values opening would refuse, without the camera (for check-config).
+
+        Raises:
+            ConfigError: a malformed size, a rate that is not positive, or a bad fourcc.
+        """
+        _camera_settings(options.get("size"), options.get("fps"), options.get("fourcc", "MJPG"))
+
     def __init__(
         self,
         uri: str,
@@ -89,12 +118,7 @@ class V4L2Source(JpegSource, OpenCVSource):
             SourceError: no camera at that path, no permission, or it cannot be opened.
         """
         device = v4l2_device(uri)
-        try:
-            wanted = parse_size(size) if size is not None else None
-        except ValueError as exc:
-            raise ConfigError(f"bad camera size {size!r}: {exc}") from exc
-        if fourcc and len(fourcc) != 4:
-            raise ConfigError(f"fourcc must be 4 characters such as MJPG or YUYV, not {fourcc!r}")
+        wanted = _camera_settings(size, fps, fourcc)
         check_reduce(reduce)
         check_device(device)
         cap = self.open_capture(
