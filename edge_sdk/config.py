@@ -136,7 +136,7 @@ class MqttConfig:
     discovery_prefix: str = opt("homeassistant", "Home Assistant's discovery prefix")
     reconnect_min: float = opt(1.0, "first reconnect delay in seconds (doubles on each failure)",
                                minimum=0.01, maximum=3600.0)
-    reconnect_max: float = opt(60.0, "longest reconnect delay in seconds", minimum=0.01,
+    reconnect_max: float = opt(15.0, "longest reconnect delay in seconds", minimum=0.01,
                                maximum=3600.0)
     protocol: str = opt("5", "MQTT version: \"5\" (the broker's refusals are seen and counted) or "
                         "\"3.1.1\" for brokers without MQTT 5", choices=("5", "3.1.1"))

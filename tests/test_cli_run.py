@@ -189,3 +189,11 @@ def test_web_option_creates_the_web_sink(runner: CliRunner, clip: Path) -> None:
     assert "sink web: published 3" in result.stderr
     refused = runner.invoke(cli, ["--source", str(clip), "--no-display", "--web", "0.0.0.0:0"])
     assert refused.exit_code == 1 and "Traceback" not in refused.output  # no token: one line
+
+
+@pytest.mark.parametrize("module", ["edge_sdk", "edge_sdk.cli.main"])
+def test_the_command_runs_as_a_python_module(module: str) -> None:
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: edge-classify" in result.stdout

@@ -47,3 +47,7 @@ def main() -> None:
     """Console-script entry point."""
     runtimes.capture_native_logs = True  # this process's stderr is ours: keep errors one line
     cli(prog_name="edge-classify")
+
+
+if __name__ == "__main__":  # python -m edge_sdk.cli.main
+    main()

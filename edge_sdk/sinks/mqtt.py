@@ -203,6 +203,11 @@ def _published(info: mqtt.MQTTMessageInfo) -> bool:
 PROTOCOLS = ("5", "3.1.1")
 
 
+def _many(count: int, noun: str) -> str:
+    """ "1 prediction", "2 predictions"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _refusal_fix(reason: str, topic: str, username: str | None) -> str:
     """What to do about a broker's refusal of a message, for the log line."""
     if "authorized" in reason.lower():
@@ -284,7 +289,7 @@ class MqttSink(ClosableSink):
         discovery: bool = True,
         discovery_prefix: str = DEFAULT_DISCOVERY_PREFIX,
         reconnect_min: float = 1.0,
-        reconnect_max: float = 60.0,
+        reconnect_max: float = 15.0,
         close_timeout: float = 1.5,
         protocol: str = "5",
     ) -> None:
@@ -369,6 +374,7 @@ class MqttSink(ClosableSink):
         self.overflow = 0
         self.dropped = 0
         self.connects = 0
+        self._overflow_at_loss = 0  # `overflow` when the connection was lost
         self.connect_failures = 0
         self._connected = threading.Event()
         self._closed = False
@@ -809,9 +815,10 @@ class MqttSink(ClosableSink):
         if kind == _PREDICTION:
             now = time.monotonic()
             if now - self._refused_logged_at >= _REPEAT_LOG_EVERY:
-                log.error("MQTT: broker %s refused a prediction on %s (%s); %s; %d predictions "
-                          "dropped so far", self.address, topic, reason,
-                          _refusal_fix(reason, topic, self.username), self.dropped)
+                log.error("MQTT: broker %s refused a prediction on %s (%s); %s; %s dropped so "
+                          "far", self.address, topic, reason,
+                          _refusal_fix(reason, topic, self.username),
+                          _many(self.dropped, "prediction"))
                 self._refused_logged_at = now
         else:
             self._refused_control(topic, f"{reason}; {_refusal_fix(reason, topic, self.username)}")
@@ -827,9 +834,10 @@ class MqttSink(ClosableSink):
         now = time.monotonic()
         if now - self._overflow_logged_at >= _REPEAT_LOG_EVERY:
             log.warning(
-                "MQTT: queue full (%d predictions waiting for %s); %d predictions overflowed "
-                "so far; raise [mqtt] queue_size or check the broker",
-                self.queue_size, self.address, self.overflow,
+                "MQTT: queue full (%s waiting for %s); %s overflowed so far; raise [mqtt] "
+                "queue_size or check the broker",
+                _many(self.queue_size, "prediction"), self.address,
+                _many(self.overflow, "prediction"),
             )
             self._overflow_logged_at = now
 
@@ -844,8 +852,8 @@ class MqttSink(ClosableSink):
         now = time.monotonic()
         if now - self._refused_logged_at >= _REPEAT_LOG_EVERY:
             log.error(
-                "MQTT: cannot send prediction %d (%s); dropped it, %d predictions dropped so far",
-                frame_index, why, self.dropped,
+                "MQTT: cannot send prediction %d (%s); dropped it, %s dropped so far",
+                frame_index, why, _many(self.dropped, "prediction"),
             )
             self._refused_logged_at = now
 
@@ -887,9 +895,13 @@ class MqttSink(ClosableSink):
         if self._disconnected_at is not None:
             outage = f" after {time.monotonic() - self._disconnected_at:.1f} s away"
             self._disconnected_at = None
+            overflowed = self.overflow - self._overflow_at_loss
+            if overflowed:
+                outage += (f" ({_many(overflowed, 'prediction')} overflowed meanwhile; raise "
+                           "[mqtt] queue_size to ride out such an outage)")
         log.info(
-            "MQTT: connected to %s%s; %d predictions queued",
-            self.address, outage, self.queue_depth,
+            "MQTT: connected to %s%s; %s queued",
+            self.address, outage, _many(self.queue_depth, "prediction"),
         )
         # Retained messages first, so they precede the backlog paho resends after this callback;
         # `connected` turns true once they are queued, so flush() after it covers them.
@@ -925,6 +937,8 @@ class MqttSink(ClosableSink):
         self.connect_failures += 1
         if self._disconnected_at is None:
             self._disconnected_at = time.monotonic()
+            if self.connects:  # before the first connection, count from the start
+                self._overflow_at_loss = self.overflow
         if self._unreachable is None:  # once per outage: the probe takes up to a few seconds
             self._unreachable = why_unreachable(self.host, self.port, tls=self.tls)
         why = f": {self._unreachable}" if self._unreachable else ""
@@ -948,6 +962,7 @@ class MqttSink(ClosableSink):
         now = time.monotonic()
         connected_for = now - self._connected_at
         self._disconnected_at = now
+        self._overflow_at_loss = self.overflow
         # Dropped again and again right after connecting: Mosquitto does that, without a
         # reason, to each of two clients that share a client id, every time the other connects.
         self._quick_drops = self._quick_drops + 1 if connected_for < _QUICK_DROP_S else 0
@@ -958,9 +973,11 @@ class MqttSink(ClosableSink):
         elif "taken over" in why or self._quick_drops >= _QUICK_DROPS:
             hint = (f"; another client may be using this client id (edge-sdk-{self.device_id}): "
                     "give each board its own [mqtt] device_id")
+        # paho's name for a connection that ended without a DISCONNECT from the broker.
+        said = "closed by the broker, or the network dropped" if why == "unspecified error" else reason
         log.warning(
-            "MQTT: connection to %s lost (%s%s); %d predictions queued, reconnecting",
-            self.address, reason, hint, self.queue_depth,
+            "MQTT: connection to %s lost (%s%s); %s queued, reconnecting",
+            self.address, said, hint, _many(self.queue_depth, "prediction"),
         )
 
     def _closed_before_connack(self) -> None:
@@ -970,6 +987,8 @@ class MqttSink(ClosableSink):
         self.connect_failures += 1
         if self._disconnected_at is None:
             self._disconnected_at = time.monotonic()
+            if self.connects:
+                self._overflow_at_loss = self.overflow
         why, self._socket_error = self._socket_error or "no reason given", ""
         if "Connection State" in why:  # paho's own state dump: the server never answered
             why = "no answer to CONNECT"
