@@ -180,7 +180,7 @@ def check_source(config: Config) -> list[Check]:
 
 def _watched_folder_check(path: str) -> Check:
     """A watched folder may be empty (it waits for images); it must be there to be watched."""
-    from edge_sdk.sources.images import glob_folder, is_glob, is_image_path
+    from edge_sdk.sources.images import glob_folder, image_files, is_glob
 
     folder = glob_folder(path) if is_glob(path) and not os.path.isdir(path) else path
     if not os.path.isdir(folder):
@@ -189,10 +189,7 @@ def _watched_folder_check(path: str) -> Check:
     if not os.access(folder, os.R_OK | os.X_OK):
         return Check("source", "FAIL", f"the watched folder {folder} cannot be listed by you",
                      "chmod/chown it for the user running edge-classify")
-    if folder == path:
-        count = sum(1 for name in os.listdir(folder) if is_image_path(name))
-    else:
-        count = sum(1 for name in glob.glob(path) if is_image_path(name))
+    count = len(image_files(path, folder=folder == path))
     return Check("source", "PASS", f"watching {path}: {count} image{'s' if count != 1 else ''} "
                  "there now")
 

@@ -39,6 +39,18 @@ def is_glob(path: str) -> bool:
     return any(c in _GLOB_CHARS for c in path) and not os.path.isfile(path)
 
 
+def image_files(path: str, *, folder: bool) -> list[str]:
+    """The image files in the folder `path`, or matching the glob `path`; unsorted, maybe none.
+
+    Raises:
+        OSError: the folder cannot be listed (a glob just matches nothing).
+    """
+    if folder:
+        with os.scandir(path) as entries:
+            return [e.path for e in entries if is_image_path(e.name) and e.is_file()]
+    return [p for p in glob.glob(path) if os.path.isfile(p) and is_image_path(p)]
+
+
 def list_images(path: str) -> list[str]:
     """Return the image files `path` stands for, sorted: itself, a folder's images, or a glob's.
 
@@ -48,12 +60,12 @@ def list_images(path: str) -> list[str]:
     """
     if os.path.isdir(path):
         try:
-            found = [str(p) for p in Path(path).iterdir() if p.is_file() and is_image_path(p.name)]
+            found = image_files(path, folder=True)
         except OSError as exc:
             raise SourceError(f"cannot list the folder {path}: {file_problem(exc)}") from None
         where = f"folder {path}"
     elif is_glob(path):
-        found = [p for p in glob.glob(path) if os.path.isfile(p) and is_image_path(p)]
+        found = image_files(path, folder=False)
         where = f"pattern {path}"
     elif os.path.isfile(path):
         return [path]
@@ -181,19 +193,17 @@ class ImageSource(JpegSource):
 
     def _scan(self) -> list[str]:
         """The image files there now (no error for none: a watched folder may be empty)."""
-        if not self._is_folder:
-            if not os.path.isdir(self._folder):
-                raise SourceError(f"{self.uri}: the folder {self._folder} is gone; check the disk or "
-                                  "the path")
-            return [p for p in glob.glob(self._path) if os.path.isfile(p) and is_image_path(p)]
+        if not self._is_folder and not os.path.isdir(self._folder):
+            raise self._gone(self._folder)
         try:
-            with os.scandir(self._path) as entries:
-                return [e.path for e in entries if is_image_path(e.name) and e.is_file()]
+            return image_files(self._path, folder=self._is_folder)
         except FileNotFoundError:
-            raise SourceError(f"{self.uri}: the folder {self._path} is gone; check the disk or the "
-                              "path") from None
+            raise self._gone(self._path) from None
         except OSError as exc:
             raise SourceError(f"cannot list the folder {self._path}: {file_problem(exc)}") from None
+
+    def _gone(self, folder: str) -> SourceError:
+        return SourceError(f"{self.uri}: the folder {folder} is gone; check the disk or the path")
 
     def _first_usable(self) -> Image | None:
         if self.watch:
@@ -269,8 +279,7 @@ class ImageSource(JpegSource):
                 self._failed(name, file_problem(exc))
                 folder = os.path.dirname(name) or "."
                 if not self._single and not os.path.isdir(folder):
-                    raise SourceError(f"{self.uri}: the folder {folder} is gone; check the disk or "
-                                      "the path") from None
+                    raise self._gone(folder) from None
                 continue
             return Packet(data, self._next - 1, now_ns(), name)
         return None
