@@ -123,8 +123,9 @@ def check_cameras(config: Config, dev: str = "/dev") -> list[Check]:
     return rows
 
 
-#: Seconds doctor waits for a stream camera's host to take a TCP connection.
-STREAM_CONNECT_S = 2.0
+#: Seconds doctor waits for a stream camera's host to take a TCP connection (the source's own
+#: probe, `unreachable`, waits at most 1 s).
+STREAM_CONNECT_S = 1.0
 
 
 def check_source(config: Config) -> list[Check]:
