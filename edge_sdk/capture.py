@@ -284,8 +284,8 @@ class Capture:
 
     @property
     def source_waiting(self) -> float | None:
-        """When the source last looked for new input while it had none (`time.monotonic()`),
-        or None: a watched folder sets it while it waits for images (see `ImageSource`)."""
+        """While the source has no input and waits for it by design, when it looks next
+        (`time.monotonic()`); else None. A watched folder sets it (see `ImageSource`)."""
         value = getattr(self._source, "waiting", None)
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 

@@ -426,7 +426,7 @@ class Pipeline:
 
     @property
     def source_waiting(self) -> float | None:
-        """When the source last looked for new input while it had none, or None (see
+        """While the source waits for input by design, when it looks next; else None (see
         `Capture.source_waiting`): an idle watched folder is not a stalled camera."""
         return self.capture.source_waiting if self.capture is not None else None
 

@@ -285,3 +285,23 @@ def test_a_service_on_a_watched_folder_without_keep_all_says_it_thins_bursts(
             Pipeline(str(tmp_path), classifier, source_options={"watch": True}, iterate=False):
         pass
     assert "thinned" not in caplog.text  # no keep_all given: a folder's images are all taken
+
+
+def test_a_folder_looked_at_seldom_is_idle_until_its_next_look_is_overdue() -> None:
+    """A huge folder is looked at only every few seconds, which may exceed stall_after: what
+    counts is whether the next look is overdue."""
+
+    class Waiting:  # what WatchdogSink reads of a Pipeline
+        source_waiting: float | None = None
+
+    heartbeat = WatchdogSink(SystemdNotifier(""), watchdog=1.0, stall_after=0.2)
+    try:
+        pipeline = Waiting()
+        heartbeat.attach(pipeline)
+        assert not heartbeat._source_idle()
+        pipeline.source_waiting = time.monotonic() + 4.0  # next look in 4 s
+        assert heartbeat._source_idle()
+        pipeline.source_waiting = time.monotonic() - 0.5  # 0.5 s overdue: a stuck look
+        assert not heartbeat._source_idle()
+    finally:
+        heartbeat.close()

@@ -97,7 +97,7 @@ class WatchdogSink(Closing):
         self._pipeline = pipeline
 
     def _source_idle(self) -> bool:
-        """The source looked for new input within `stall_after` and found none."""
+        """The source waits for input and its next look is not `stall_after` overdue."""
         waiting = getattr(self._pipeline, "source_waiting", None)
         return waiting is not None and time.monotonic() - waiting <= self.stall_after
 

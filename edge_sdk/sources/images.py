@@ -81,6 +81,8 @@ def list_images(path: str) -> list[str]:
 #: Seconds between two looks for new files in a watched folder. A file is taken once it has
 #: kept its size and modification time over one such interval (a copy or upload has ended).
 WATCH_POLL_S = 0.5
+#: The longest wait between two looks, however large the folder.
+WATCH_POLL_MAX_S = 5.0
 
 #: Images a watched folder tries at the start for the size to report (see `_first_usable`).
 _WATCH_SIZE_TRIES = 5
@@ -100,8 +102,8 @@ class ImageSource(JpegSource):
 
     With `watch`, a folder (or glob) is a drop box: after the images there at the start, the
     source waits for new ones and hands out each once, oldest first, and never ends. While it
-    waits, `waiting` holds when it last looked (the service's watchdog takes that for a
-    healthy, idle source).
+    waits, `waiting` holds when its next look is due (the service's watchdog takes a source
+    that keeps looking for a healthy, idle one).
     """
 
     def __init__(
@@ -139,7 +141,8 @@ class ImageSource(JpegSource):
         self._single = not os.path.isdir(path) and not is_glob(path)
         #: Whether this is a watched folder (a drop box that never ends).
         self.watch = watch
-        #: With `watch`: monotonic time of the latest look for new files while none was there.
+        #: With `watch`, while it has no image to hand out: when its next look is due
+        #: (`time.monotonic()`); None otherwise.
         self.waiting: float | None = None
         if watch:
             self._open_watched(path, loop)
@@ -289,7 +292,7 @@ class ImageSource(JpegSource):
             if not self._queue:
                 self._look_for_new()
             if not self._queue:
-                self.waiting = time.monotonic()
+                self.waiting = time.monotonic() + self._poll
                 self._wake.wait(self._poll)
                 continue
             self.waiting = None
@@ -334,8 +337,11 @@ class ImageSource(JpegSource):
             self._seen[name] = None
             self._queue.append(name)
         # Listing and checking a folder of many thousand files takes a while: look less often
-        # then, so that watching stays within a tenth of a core.
-        self._poll = max(WATCH_POLL_S, 10 * (time.monotonic() - started))
+        # then, so that watching stays within a tenth of a core; but at least every
+        # WATCH_POLL_MAX_S, well within the service watchdog's stall_after, which an idle
+        # watched folder keeps fed by looking.
+        cost = time.monotonic() - started
+        self._poll = min(WATCH_POLL_MAX_S, max(WATCH_POLL_S, 10 * cost))
 
     def _failed(self, name: str, why: str) -> None:
         """Skip `name` and count it: once every image has failed in a row (read or decode),
