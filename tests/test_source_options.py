@@ -261,3 +261,50 @@ def test_check_config_notes_that_a_watched_folder_without_keep_all_thins_bursts(
     assert "note:    a burst of images in the watched folder is thinned to the newest" in result.output
     path.write_text(path.read_text() + "[pipeline]\nkeep_all = true\n")
     assert "note:" not in runner.invoke(cli, ["check-config", str(path)]).output
+
+
+def test_an_rtsp_camera_that_speaks_only_udp_is_reached_with_the_option(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end through the CLI and a real RTSP server that refuses TCP: the default (TCP)
+    cannot open it, --source-option transport=udp can, and each reconnect would too."""
+    from support.rtsp_server import RtspServer
+    from support.rtsp_server import missing as rtsp_server_missing
+
+    from edge_sdk.sources.rtsp import OPTIONS_VAR
+
+    reason = rtsp_server_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    monkeypatch.delenv(OPTIONS_VAR, raising=False)
+    with RtspServer(protocols="udp", codec="mjpeg") as udp_only:
+        base = ["--source", udp_only.url, "--no-display", "--json", "--max-frames", "3"]
+        refused = runner.invoke(cli, [*base, "--source-option", "timeout=3"])
+        assert refused.exit_code == 1 and "Error: cannot open rtsp://127.0.0.1" in refused.output
+        result = runner.invoke(cli, [*base, "--source-option", "transport=udp"])
+    assert result.exit_code == 0, result.output
+    assert len([line for line in result.stdout.splitlines() if line.startswith("{")]) == 3
+
+
+def test_an_https_camera_with_a_self_signed_certificate_needs_verify_false(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """A real HTTPS MJPEG camera whose certificate no CA on this machine signed."""
+    from support.mjpeg_server import MjpegServer
+    from support.mosquitto import make_tls
+
+    cert = make_tls(tmp_path / "tls")
+    with MjpegServer(size=(160, 120), fps=30, tls=(cert.cert_file, cert.key_file)) as camera:
+        assert camera.url.startswith("https://127.0.0.1:")
+        with pytest.raises(SourceError, match=r"TLS with .* failed .*; for a self-signed camera "
+                                              r"use verify=False"):
+            open_source(camera.url, timeout=3.0)
+        with open_source(camera.url, verify=False, timeout=3.0) as source:
+            frame = source.read()
+            assert frame is not None and frame.image.shape == (120, 160, 3)
+        base = ["--source", camera.url, "--no-display", "--json", "--max-frames", "3"]
+        refused = runner.invoke(cli, base)
+        assert refused.exit_code == 1 and "for a self-signed camera use verify=False" in refused.output
+        result = runner.invoke(cli, [*base, "--source-option", "verify=false"])
+    assert result.exit_code == 0, result.output
+    assert len([line for line in result.stdout.splitlines() if line.startswith("{")]) == 3

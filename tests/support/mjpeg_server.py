@@ -20,11 +20,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -73,6 +75,8 @@ class MjpegServer:
         content_length: Send a Content-Length with each part (some cameras do not).
         boundary: The multipart boundary string.
         auth: (user, password) the stream requires, or None.
+        tls: (certificate file, key file) to serve HTTPS with (a camera's self-signed one),
+            or None for plain HTTP.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class MjpegServer:
         content_length: bool = True,
         boundary: str = "edgeframe",
         auth: tuple[str, str] | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.fps = fps
         self.size = size
@@ -94,6 +99,7 @@ class MjpegServer:
         self.content_length = content_length
         self.boundary = boundary
         self.auth = auth
+        self.tls = tls
         self.paused = False
         self.sent_ns: dict[int, int] = {}
         self.frames_sent = 0
@@ -109,10 +115,10 @@ class MjpegServer:
     @property
     def url(self) -> str:
         """The stream's URI."""
-        return f"http://127.0.0.1:{self.port}/stream"
+        return self.url_for("/stream")
 
     def url_for(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
     # -- frames -------------------------------------------------------------------------------
 
@@ -179,6 +185,10 @@ class MjpegServer:
         if server is None:
             raise RuntimeError(f"cannot listen on 127.0.0.1:{self.port}")
         server.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._running.set()
         self._thread = threading.Thread(
