@@ -1031,6 +1031,26 @@ def test_usb_camera_falls_back_when_its_jpegs_do_not_decode(
     assert frame is not None and frame.image.shape == (480, 640, 3)
 
 
+def test_the_camera_gets_the_size_rate_and_format_asked_for_on_the_command_line(
+    fake_webcam: type[FakeV4L2Capture], model_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from edge_sdk.cli.main import cli
+
+    monkeypatch.setenv("EDGE_SDK_HOME", str(model_home))
+    result = CliRunner().invoke(cli, [
+        "--camera", "--source-option", "size=320x240", "--source-option", "fps=15",
+        "--source-option", "fourcc=YUYV", "--no-display", "--json", "--max-frames", "2",
+    ])
+    assert result.exit_code == 0, result.output
+    assert len([line for line in result.stdout.splitlines() if line.startswith("{")]) == 2
+    cap = fake_webcam.instances[0]
+    assert cap.get(cv2.CAP_PROP_FOURCC) == float(cv2.VideoWriter.fourcc(*"YUYV"))
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (320, 240)
+    assert cap.get(cv2.CAP_PROP_FPS) == 15
+
+
 # -- a camera whose read blocks forever ---------------------------------------------------------
 
 
