@@ -12,13 +12,12 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.mjpeg_server import MjpegServer
 from support.mosquitto import Mosquitto, Recorder, mosquitto
-from support.notify import NotifyListener
+from support.notify import NotifyListener, listener
 from support.service_proc import ServiceProcess, edge_classify
 
 from edge_sdk.cli.errors import EX_CONFIG
@@ -31,14 +30,7 @@ from edge_sdk.types import Label, Prediction
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "edge-classify.service"
 
-__all__ = ["mosquitto"]
-
-
-@pytest.fixture
-def listener() -> Iterator[NotifyListener]:
-    listen = NotifyListener()
-    yield listen
-    listen.close()
+__all__ = ["listener", "mosquitto"]
 
 
 def unit_options() -> configparser.ConfigParser:

@@ -8,13 +8,12 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from support.media import make_jpeg
-from support.notify import NotifyListener
+from support.notify import NotifyListener, listener
 from support.privileges import only_for_root_with_setpriv, rerun_without_root_override
 
 from edge_sdk.classifier import Classifier
@@ -26,12 +25,7 @@ from edge_sdk.sources import open_source
 from edge_sdk.sources.images import WATCH_POLL_S, ImageSource
 from edge_sdk.types import Frame, Prediction
 
-
-@pytest.fixture
-def listener() -> Iterator[NotifyListener]:
-    listen = NotifyListener()
-    yield listen
-    listen.close()
+__all__ = ["listener"]
 
 
 def drop(folder: Path, name: str, mtime: float | None = None) -> Path:

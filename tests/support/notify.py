@@ -7,8 +7,10 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 
 class NotifyListener:
@@ -67,3 +69,11 @@ class NotifyListener:
         self._thread.join(2)
         self.sock.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def listener() -> Iterator[NotifyListener]:
+    """A NotifyListener for the test, closed after it (import it into a test module to use)."""
+    listen = NotifyListener()
+    yield listen
+    listen.close()
