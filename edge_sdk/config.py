@@ -331,7 +331,8 @@ def _check_mqtt(mqtt: MqttConfig, where: str) -> None:
     if mqtt.reconnect_min > mqtt.reconnect_max:
         raise ConfigError(
             f"{where}: [mqtt] reconnect_min = {mqtt.reconnect_min} is above reconnect_max = "
-            f"{mqtt.reconnect_max}; make reconnect_min <= reconnect_max"
+            f"{mqtt.reconnect_max}; make reconnect_min <= reconnect_max (whose default is "
+            f"{MqttConfig.reconnect_max:g} s)"
         )
     if mqtt.password_file and not mqtt.username:
         raise ConfigError(f"{where}: [mqtt] password_file is set but username is not; set username")

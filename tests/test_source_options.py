@@ -308,3 +308,17 @@ def test_an_https_camera_with_a_self_signed_certificate_needs_verify_false(
         result = runner.invoke(cli, [*base, "--source-option", "verify=false"])
     assert result.exit_code == 0, result.output
     assert len([line for line in result.stdout.splitlines() if line.startswith("{")]) == 3
+
+
+def test_run_source_a_file_leaves_out_the_configs_watch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge_sdk.cli.service import apply_overrides
+
+    path = tmp_path / "config.toml"
+    path.write_text(f'[source]\nuri = "{tmp_path}"\noptions = {{ watch = true }}\n')
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    config = apply_overrides(cfg.load(path), source=str(clip))
+    assert config.source.uri == str(clip) and config.source.options == {}
+    assert "left out the config's [source] options watch" in capsys.readouterr().err

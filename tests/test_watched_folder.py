@@ -299,3 +299,57 @@ def test_a_folder_looked_at_seldom_is_idle_until_its_next_look_is_overdue() -> N
         assert not heartbeat._source_idle()
     finally:
         heartbeat.close()
+
+
+def test_a_snapshot_replaced_faster_than_the_looks_is_still_read(tmp_path: Path, photos: Path) -> None:
+    """A camera renaming a new snapshot.png over the old one every 0.3 s: no look finds it
+    unchanged, yet it is read while the uploads go on (every WATCH_MAX_WAIT_S at the latest,
+    at once when the inode shows it was replaced whole); before, only after they stopped."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    pictures = [photos / name for name in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.png")]
+    with ImageSource(str(inbox), watch=True) as source:
+        frames, _ = read_in_background(source, 100)
+        end = time.monotonic() + 5.0
+        n = 0
+        while time.monotonic() < end:
+            staged = tmp_path / f"next{n % 2}.png"
+            shutil.copy(pictures[n % len(pictures)], staged)
+            staged.replace(inbox / "snapshot.png")
+            n += 1
+            time.sleep(0.3)
+        uploading = len(frames)
+    assert uploading >= 2, f"{uploading} snapshots read during {n} uploads"
+    assert {f.file for f in frames} == {str(inbox / "snapshot.png")}
+
+
+def test_links_and_access_times_do_not_make_an_image_new(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    image = make_jpeg(inbox / "a.jpg", (160, 120))
+    with ImageSource(str(inbox), watch=True) as source:
+        frames, thread = read_in_background(source, 2)
+        time.sleep(2 * WATCH_POLL_S)
+        os.link(image, tmp_path / "backup-of-a.jpg")  # a backup by hard links (cp -al)
+        os.utime(image, ns=(time.time_ns(), image.stat().st_mtime_ns))  # touch -a
+        time.sleep(4 * WATCH_POLL_S)
+        assert [Path(f.file).name for f in frames] == ["a.jpg"]
+        os.link(image, inbox / "b.jpg")  # a second name in the folder is an image of its own
+        thread.join(5)
+    assert [Path(f.file).name for f in frames] == ["a.jpg", "b.jpg"]
+
+
+def test_each_bad_version_of_an_image_is_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    whole = make_jpeg(tmp_path / "whole.jpg", (160, 120)).read_bytes()
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    upload = inbox / "snap.jpg"
+    with caplog.at_level(logging.WARNING, "edge_sdk.sources"), \
+            ImageSource(str(inbox), watch=True) as source:
+        frames, thread = read_in_background(source, 2)
+        for version in (whole[:3000], whole, whole[:2000]):
+            upload.write_bytes(version)
+            time.sleep(4 * WATCH_POLL_S)
+        thread.join(1)
+    assert [f.file for f in frames] == [str(upload)]
+    assert caplog.text.count(f"skipping {upload}: it does not decode") == 2

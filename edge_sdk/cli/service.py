@@ -203,7 +203,11 @@ def apply_overrides(config: Config, *, source_options: Mapping[str, Any] | None 
         from edge_sdk.sources import route
 
         new_uri = str(flags["source"])
-        taken = set(registry.accepted_options(registry.resolve("sources", route(new_uri, kept))))
+        try:
+            kind = route(new_uri, kept)
+        except ConfigError:  # the file's watch on the new source, a file: leave watch out
+            kind = route(new_uri)
+        taken = set(registry.accepted_options(registry.resolve("sources", kind)))
         dropped = sorted(set(kept) - taken)
         if dropped:
             # Said before the service's logging is set up, so straight to stderr.

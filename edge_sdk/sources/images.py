@@ -87,8 +87,15 @@ WATCH_POLL_MAX_S = 5.0
 #: Images a watched folder tries at the start for the size to report (see `_first_usable`).
 _WATCH_SIZE_TRIES = 5
 
-#: (size, modification time, status change time) of a file: chmod and rename change the last.
-_Mark = tuple[int, int, int]
+#: Seconds a file that keeps changing waits before it is read as it is: a snapshot replaced
+#: more often than the looks would otherwise never be read (a partial one is read again
+#: when it changes).
+WATCH_MAX_WAIT_S = 2.0
+
+#: (size, modification time, inode, status change time) of a file. Its content is taken to
+#: have changed when one of the first three has; the last (chmod, but also links and atime)
+#: counts only for a file that could not be read.
+_Mark = tuple[int, int, int, int]
 
 
 class ImageSource(JpegSource):
@@ -188,7 +195,9 @@ class ImageSource(JpegSource):
         # Files queued (None) or read (their mark then), pruned to what is still there: one
         # whose mark changes after it was read (rewritten, replaced, chmod-ed) is read again.
         self._seen: dict[str, _Mark | None] = dict.fromkeys(self._files)
-        self._pending: dict[str, _Mark] = {}  # new or changed file -> its mark at the last look
+        self._unreadable: set[str] = set()  # read and refused (permission): chmod may mend it
+        # New or changed file -> (its mark at the last look, when it was first found pending).
+        self._pending: dict[str, tuple[_Mark, float]] = {}
         self._poll = WATCH_POLL_S
         self._wake = threading.Event()
         if not self._files:
@@ -305,11 +314,18 @@ class ImageSource(JpegSource):
             except FileNotFoundError:
                 continue  # taken away before its turn: nothing to classify, nothing lost
             except OSError as exc:
+                self._unreadable.add(name)
                 self._skip(name, f"{file_problem(exc)} (it is tried again when it changes)")
                 continue
+            self._unreadable.discard(name)
             self._next += 1
             return Packet(data, self._next - 1, now_ns(), name)
         return None
+
+    def _changed(self, name: str, read_at: _Mark, mark: _Mark) -> bool:
+        if name in self._unreadable:
+            return read_at != mark
+        return read_at[:3] != mark[:3]
 
     def _look_for_new(self) -> None:
         """Queue the files that are new or changed since they were read, once they have kept
@@ -323,18 +339,29 @@ class ImageSource(JpegSource):
         for name in [n for n in self._seen if n not in now]:
             del self._seen[name]  # forgetting what went away keeps this bounded by the folder
         self._skipped &= now.keys()
+        self._unreadable &= now.keys()
         ready: list[tuple[int, str]] = []
-        pending: dict[str, _Mark] = {}
+        pending: dict[str, tuple[_Mark, float]] = {}
         for name, mark in now.items():
-            if name in self._seen and self._seen[name] in (None, mark):
-                continue  # queued, or read and unchanged since
-            if self._pending.get(name) == mark:
+            replaced = False
+            if name in self._seen:
+                read_at = self._seen[name]
+                if read_at is None or not self._changed(name, read_at, mark):
+                    continue  # queued, or read and unchanged since
+                replaced = read_at[2] != mark[2]
+            before, since = self._pending.get(name, (None, started))
+            # Ready: another inode than when it was read or last looked at (a whole file
+            # renamed over the old one); unchanged over a look; or changing for
+            # WATCH_MAX_WAIT_S (rewritten in place more often than the looks).
+            if replaced or (before is not None and (before[:3] == mark[:3] or before[2] != mark[2])) \
+                    or started - since >= WATCH_MAX_WAIT_S:
                 ready.append((mark[1], name))
             else:
-                pending[name] = mark
+                pending[name] = (mark, since)
         self._pending = pending
         for _, name in sorted(ready):
             self._seen[name] = None
+            self._skipped.discard(name)  # a new version that fails says so again
             self._queue.append(name)
         # Listing and checking a folder of many thousand files takes a while: look less often
         # then, so that watching stays within a tenth of a core; but at least every
@@ -374,7 +401,7 @@ def _mark(name: str) -> _Mark | None:
         info = os.stat(name)
     except OSError:
         return None
-    return info.st_size, info.st_mtime_ns, info.st_ctime_ns
+    return info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns
 
 
 def _check_watchable(path: str, loop: bool) -> None:
