@@ -933,12 +933,17 @@ class MqttSink(ClosableSink):
         else:  # the next (re)connect sends it again
             log.warning("MQTT: paho refused %s (%s)", topic, mqtt.error_string(info.rc))
 
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self.connect_failures += 1
+    def _outage_began(self) -> None:
+        """Note when the broker was lost, and the overflow then, once per outage (the first of
+        its failed attempts; before the first connection, both count from the start)."""
         if self._disconnected_at is None:
             self._disconnected_at = time.monotonic()
-            if self.connects:  # before the first connection, count from the start
+            if self.connects:
                 self._overflow_at_loss = self.overflow
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self.connect_failures += 1
+        self._outage_began()
         if self._unreachable is None:  # once per outage: the probe takes up to a few seconds
             self._unreachable = why_unreachable(self.host, self.port, tls=self.tls)
         why = f": {self._unreachable}" if self._unreachable else ""
@@ -959,10 +964,8 @@ class MqttSink(ClosableSink):
             if not answered:  # a refusal by CONNACK was counted and logged in _on_connect
                 self._closed_before_connack()
             return
-        now = time.monotonic()
-        connected_for = now - self._connected_at
-        self._disconnected_at = now
-        self._overflow_at_loss = self.overflow
+        connected_for = time.monotonic() - self._connected_at
+        self._outage_began()
         # Dropped again and again right after connecting: Mosquitto does that, without a
         # reason, to each of two clients that share a client id, every time the other connects.
         self._quick_drops = self._quick_drops + 1 if connected_for < _QUICK_DROP_S else 0
@@ -985,10 +988,7 @@ class MqttSink(ClosableSink):
         # refuses a client certificate (a missing one, or one its CA did not sign): the handshake
         # completes on our side first, and the broker's TLS alert only shows on the next read.
         self.connect_failures += 1
-        if self._disconnected_at is None:
-            self._disconnected_at = time.monotonic()
-            if self.connects:
-                self._overflow_at_loss = self.overflow
+        self._outage_began()
         why, self._socket_error = self._socket_error or "no reason given", ""
         if "Connection State" in why:  # paho's own state dump: the server never answered
             why = "no answer to CONNECT"
