@@ -133,14 +133,14 @@ def check_source(config: Config) -> list[Check]:
     holding images, the stream's host taking connections. Cameras are `check_cameras`'s; the
     stream itself (path, login, codec) is checked only when a run opens it."""
     from edge_sdk.sources import route, source_class
-    from edge_sdk.sources.base import hide_password, host_port
+    from edge_sdk.sources.base import file_path, hide_password, host_port
     from edge_sdk.sources.images import list_images
     from edge_sdk.sources.rtsp import DEFAULT_PORT, unreachable
 
     uri = config.source.uri.strip()
     options = config.source.options
     kind = route(uri, options)
-    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    path = file_path(uri)
     fix = "set [source] uri (or --source) to one that exists"
     if kind == "image" and options.get("watch"):
         return [_watched_folder_check(path)]

@@ -203,7 +203,7 @@ def test_watch_on_a_single_file_is_refused_and_a_missing_folder_still_has_its_op
 ) -> None:
     photo = tmp_path / "one.jpg"
     photo.write_bytes(b"x")
-    with pytest.raises(ConfigError, match="watch needs a folder or a glob of images, not the single file"):
+    with pytest.raises(ConfigError, match="watch needs a folder or a glob of images, not the file"):
         check_options(str(photo), {"watch": True})
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"x")

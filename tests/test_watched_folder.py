@@ -125,7 +125,7 @@ def test_a_watched_glob_may_match_nothing_yet(tmp_path: Path) -> None:
 
 def test_watch_is_refused_where_it_cannot_work(tmp_path: Path) -> None:
     photo = make_jpeg(tmp_path / "one.jpg", (160, 120))
-    with pytest.raises(ConfigError, match=r"watch needs a folder or a glob of images, not the single file"):
+    with pytest.raises(ConfigError, match=r"watch needs a folder or a glob of images, not the file"):
         open_source(str(photo), watch=True)
     with pytest.raises(ConfigError, match="watch and loop exclude each other"):
         open_source(str(tmp_path), watch=True, loop=True)

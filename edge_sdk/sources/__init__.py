@@ -29,8 +29,8 @@ from typing import Any
 from edge_sdk import registry
 from edge_sdk.errors import ConfigError
 from edge_sdk.protocols import Closing, FrameSource, OpenedSource
-from edge_sdk.sources.base import BaseSource, JpegSource, Packet, PacketSource, uses_packets
-from edge_sdk.sources.images import is_glob, is_image_path
+from edge_sdk.sources.base import BaseSource, JpegSource, Packet, PacketSource, file_path, uses_packets
+from edge_sdk.sources.images import check_watchable, is_glob, is_image_path
 from edge_sdk.types import Frame
 
 __all__ = [
@@ -72,11 +72,11 @@ def route(uri: str, options: Mapping[str, Any] | None = None) -> str:
     """
     name = _route(uri)
     if name == "file" and options and "watch" in options:
-        path = _path_of(uri)
+        path = file_path(uri)
         if not os.path.exists(path):
             return "image"
         if options.get("watch"):
-            raise ConfigError(f"watch needs a folder or a glob of images, not the file {path}")
+            check_watchable(path, loop=False)
     return name
 
 
@@ -117,11 +117,6 @@ def check_uri(uri: str) -> None:
     check = getattr(source_class(uri), "check_uri", None)
     if callable(check):
         check(uri.strip())
-
-
-def _path_of(uri: str) -> str:
-    text = uri.strip()
-    return text[len("file://"):] if text.lower().startswith("file://") else text
 
 
 def source_class(uri: str) -> type[Any]:

@@ -267,6 +267,12 @@ def split_network_uri(uri: str, forms: str) -> SplitResult:
     return parts
 
 
+def file_path(uri: str) -> str:
+    """The path a ``file://`` URI names (any case of the scheme), or `uri` itself, stripped."""
+    text = uri.strip()
+    return text[len("file://") :] if text[: len("file://")].lower() == "file://" else text
+
+
 def hide_password(uri: str) -> str:
     """`uri` with the password of ``scheme://user:password@host`` replaced by ``***``.
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge_sdk.errors import ConfigError, SourceError, file_problem
-from edge_sdk.sources.base import JpegSource, Packet, check_reduce, decode_jpeg, now_ns
+from edge_sdk.sources.base import JpegSource, Packet, check_reduce, decode_jpeg, file_path, now_ns
 from edge_sdk.sources.opening import quiet_opencv
 from edge_sdk.types import Frame, Image
 
@@ -143,7 +143,7 @@ class ImageSource(JpegSource):
         self.fps = float(fps)
         self.live = False
         self._loop = loop
-        path = uri[len("file://") :] if uri.startswith("file://") else uri
+        path = file_path(uri)
         self._path = path
         self._single = not os.path.isdir(path) and not is_glob(path)
         #: Whether this is a watched folder (a drop box that never ends).
@@ -177,11 +177,10 @@ class ImageSource(JpegSource):
         if isinstance(fps, (int, float)) and fps < 0:
             raise ConfigError(f"fps must be 0 (unpaced) or more, not {fps}")
         if options.get("watch"):
-            path = uri[len("file://") :] if uri.startswith("file://") else uri
-            _check_watchable(path, bool(options.get("loop")))
+            check_watchable(file_path(uri), loop=bool(options.get("loop")))
 
     def _open_watched(self, path: str, loop: bool) -> None:
-        _check_watchable(path, loop)
+        check_watchable(path, loop=loop)
         # A folder is a folder even when its name has glob characters ("cam[1]"), as without
         # watch; a glob's folder is the part of it before the first pattern.
         self._is_folder = os.path.isdir(path)
@@ -404,12 +403,17 @@ def _mark(name: str) -> _Mark | None:
     return info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns
 
 
-def _check_watchable(path: str, loop: bool) -> None:
+def check_watchable(path: str, *, loop: bool) -> None:
+    """Refuse ``watch`` where it cannot work (any existing file; with ``loop``).
+
+    Raises:
+        ConfigError: the message says which.
+    """
     if loop:
         raise ConfigError("watch and loop exclude each other: a watched folder hands out each "
                           "image once; drop one of them")
     if os.path.isfile(path):
-        raise ConfigError(f"watch needs a folder or a glob of images, not the single file {path}")
+        raise ConfigError(f"watch needs a folder or a glob of images, not the file {path}")
 
 
 def glob_folder(pattern: str) -> str:

@@ -15,6 +15,7 @@ from edge_sdk.sources.base import (
     Packet,
     check_reduce,
     decode_jpeg,
+    file_path,
     now_ns,
 )
 from edge_sdk.sources.opencv import OpenCVSource, as_bgr, capture_fourcc, capture_fps
@@ -56,7 +57,7 @@ class VideoFileSource(JpegSource):
         self.uri = uri
         check_reduce(reduce)
         self.live = False
-        self._path = uri[len("file://") :] if uri.startswith("file://") else uri
+        self._path = file_path(uri)
         if os.path.isdir(self._path) or not os.path.exists(self._path):
             raise SourceError(f"no such video file: {self._path}; check the path")
         if not os.path.isfile(self._path):  # a FIFO or a device: FFmpeg would block on it
