@@ -173,14 +173,23 @@ def test_pipeline_refuses_source_options_it_cannot_use(classifier: Classifier) -
 
 
 @pytest.mark.parametrize(("uri", "options", "expected"), [
-    ("{tmp}", {"fps": -1}, "fps must be 0 (unpaced) or more, not -1"),
+    ("{tmp}", {"fps": -1}, "fps must be within [0, 1000], got -1.0"),
+    ("{tmp}", {"fps": 1e308}, "fps must be within [0, 1000], got 1e+308"),
     ("{tmp}", {"watch": True, "loop": True}, "watch and loop exclude each other"),
     ("test://", {"fps": 0}, "fps"),
     ("0", {"size": "big"}, "bad camera size 'big'"),
-    ("0", {"fps": 0}, "fps must be > 0 (or left out for the camera's own rate), not 0"),
+    ("0", {"size": "99999x99999"}, "camera size 99999x99999 is larger than any camera gives"),
+    ("0", {"fps": 0}, "fps must be above 0 and at most 1000 (or left out for the camera's own "
+                      "rate), not 0"),
+    ("0", {"fps": 1e308}, "fps must be above 0 and at most 1000"),
     ("0", {"fourcc": "MJPEG"}, "fourcc must be 4 characters"),
+    ("0", {"fourcc": "mjpg"}, "fourcc codes are case-sensitive: use 'MJPG', not 'mjpg'"),
+    ("csi://0", {"size": "20000x10"}, "camera size 20000x10 is larger than any camera gives"),
+    ("csi://0", {"fps": -5}, "fps must be above 0 and at most 1000, not -5"),
+    ("csi://0", {"flip": 8}, "flip must be a flip-method from 0 to 7"),
     ("rtsp://cam.local/s", {"transport": "quic"}, "transport must be one of tcp, udp, not 'quic'"),
-    ("rtsp://cam.local/s", {"timeout": 0}, "timeout must be > 0 seconds, not 0"),
+    ("rtsp://cam.local/s", {"timeout": 0}, "timeout must be within (0, 3600], got 0.0"),
+    ("rtsp://cam.local/s", {"timeout": 1e12}, "timeout must be within (0, 3600]"),
     ("http://cam.local/v", {"timeout": 7200}, "timeout"),
 ])
 def test_option_values_opening_would_refuse_are_refused_by_the_check(
@@ -192,6 +201,13 @@ def test_option_values_opening_would_refuse_are_refused_by_the_check(
     text = "[source]\nuri = " + json.dumps(uri) + "\noptions = " + toml_table(options) + "\n"
     message = config_error(tmp_path, text)
     assert "[source] options:" in message and expected in message
+
+
+def test_camera_values_in_range_pass_and_lower_case_fourccs_that_exist_too() -> None:
+    check_options("0", {"size": "16384x16384", "fps": 1000, "fourcc": "YUYV"})
+    check_options("0", {"fourcc": "pRAA"})  # a packed Bayer format: its code is lower case
+    check_options("0", {"fourcc": ""})  # the driver's own format
+    check_options("csi://0", {"size": "4056x3040", "fps": 0.5, "flip": 7})
 
 
 def toml_table(options: dict[str, Any]) -> str:
@@ -233,7 +249,8 @@ def test_the_service_exits_78_on_a_source_option_refused_only_at_open(tmp_path: 
     with pytest.raises(ConfigError, match="watch needs a folder or a glob of images"):
         run_service(unchecked, notifier=SystemdNotifier(""))
     negative = cfg.Config(source=cfg.SourceConfig(uri=str(tmp_path), options={"fps": -1}))
-    with pytest.raises(ConfigError, match=r"\[source\] options fps must be >= 0, not -1; fix "):
+    refused = r"\[source\] options fps must be within \[0, 1000\], got -1.0; fix "
+    with pytest.raises(ConfigError, match=refused):
         run_service(negative, notifier=SystemdNotifier(""))
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from edge_sdk.errors import ConfigError
 from edge_sdk.protocols import FrameSource
 from edge_sdk.sources.base import BaseSource
+from edge_sdk.sources.camera_settings import camera_fps, camera_size
 from edge_sdk.sources.jetson import is_jetson, nvargus_pipeline
-from edge_sdk.sources.synthetic import parse_size
 from edge_sdk.types import Frame
 
 
@@ -40,6 +43,26 @@ class CsiSource(BaseSource):
         """
         csi_number(uri)
 
+    @staticmethod
+    def check_options(uri: str, options: Mapping[str, Any]) -> tuple[tuple[int, int], float]:
+        """Refuse option values opening would refuse, without the camera (for check-config).
+
+        Returns:
+            The size as (width, height), and the rate.
+
+        Raises:
+            ConfigError: a malformed or oversized size, a rate out of range, or a flip outside
+                0-7.
+        """
+        size = camera_size(options.get("size", (1280, 720)))
+        fps = options.get("fps", 30.0)
+        camera_fps(fps)
+        flip = options.get("flip", 0)
+        if isinstance(flip, bool) or not isinstance(flip, int) or not 0 <= flip <= 7:
+            raise ConfigError(f"flip must be a flip-method from 0 to 7 (2 turns the image upside "
+                              f"down), not {flip!r}")
+        return size, float(fps)
+
     def __init__(
         self,
         uri: str = "csi://0",
@@ -59,17 +82,12 @@ class CsiSource(BaseSource):
             jetson: Force the Jetson (True) or picamera2 (False) path; None detects the board.
 
         Raises:
-            ConfigError: malformed URI or size.
+            ConfigError: malformed URI, size, rate or flip.
             BackendUnavailable: picamera2 missing (Pi) or OpenCV without GStreamer (Jetson).
             SourceError: no camera there.
         """
         number = csi_number(uri)
-        try:
-            wanted = parse_size(size)
-        except ValueError as exc:
-            raise ConfigError(f"bad camera size {size!r}: {exc}") from exc
-        if fps <= 0:
-            raise ConfigError(f"fps must be > 0, not {fps}")
+        wanted, fps = self.check_options(uri, {"size": size, "fps": fps, "flip": flip})
         self.uri = uri
         self.live = True
         backend: FrameSource

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_sdk.checks import check_number
 from edge_sdk.errors import ConfigError, SourceError, file_problem
 from edge_sdk.sources.base import JpegSource, Packet, check_reduce, decode_jpeg, file_path, now_ns
 from edge_sdk.sources.opening import quiet_opencv
@@ -136,11 +137,9 @@ class ImageSource(JpegSource):
             ConfigError: `watch` with a single file, or with `loop`.
             ValueError: bad `reduce` or `fps`.
         """
-        if fps < 0:
-            raise ValueError(f"fps must be >= 0, not {fps}")
+        self.fps = _check_fps(fps)
         self.uri = uri
         check_reduce(reduce)
-        self.fps = float(fps)
         self.live = False
         self._loop = loop
         path = file_path(uri)
@@ -171,11 +170,12 @@ class ImageSource(JpegSource):
         A folder that is not there yet passes: it may be a disk mounted later.
 
         Raises:
-            ConfigError: a negative `fps`; `watch` with `loop`, or on a single file.
+            ConfigError: an `fps` below 0 or over 1000; `watch` with `loop`, or on a single file.
         """
-        fps = options.get("fps", 0.0)
-        if isinstance(fps, (int, float)) and fps < 0:
-            raise ConfigError(f"fps must be 0 (unpaced) or more, not {fps}")
+        try:
+            _check_fps(options.get("fps", 0.0))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
         if options.get("watch"):
             check_watchable(file_path(uri), loop=bool(options.get("loop")))
 
@@ -401,6 +401,11 @@ def _mark(name: str) -> _Mark | None:
     except OSError:
         return None
     return info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns
+
+
+def _check_fps(fps: Any) -> float:
+    # 0 is unpaced; past 1000 pacing means nothing (and 1e308 would overflow the frame times).
+    return check_number("fps", fps, low=0, high=1000)
 
 
 def check_watchable(path: str, *, loop: bool) -> None:

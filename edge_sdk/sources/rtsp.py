@@ -13,6 +13,7 @@ from urllib.parse import SplitResult
 
 import cv2
 
+from edge_sdk.checks import check_number
 from edge_sdk.errors import ConfigError, SourceError
 from edge_sdk.sources.base import host_port, split_network_uri
 from edge_sdk.sources.opencv import OpenCVSource
@@ -107,12 +108,13 @@ class RtspSource(OpenCVSource):
         """Refuse option values opening would refuse, without connecting (for check-config).
 
         Raises:
-            ConfigError: an unknown transport or a timeout that is not positive.
+            ConfigError: an unknown transport or a timeout outside (0, 3600] seconds.
         """
         _check_transport(options.get("transport", "tcp"))
-        timeout = options.get("timeout", 5.0)
-        if timeout <= 0:
-            raise ConfigError(f"timeout must be > 0 seconds, not {timeout}")
+        try:
+            _check_timeout(options.get("timeout", 5.0))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
 
     def __init__(self, uri: str, *, timeout: float = 5.0, transport: str = "tcp") -> None:
         """Connect.
@@ -132,9 +134,7 @@ class RtspSource(OpenCVSource):
         parts = self.check_uri(uri)
         assert parts.hostname is not None  # check_uri checked it
         _check_transport(transport)
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0, not {timeout}")
-        ms = int(timeout * 1000)
+        ms = int(_check_timeout(timeout) * 1000)
         host, port = parts.hostname, parts.port or DEFAULT_PORT
         where = f"rtsp://{host_port(host, parts.port)}{parts.path}"
 
@@ -173,6 +173,11 @@ class RtspSource(OpenCVSource):
             raise SourceError(f"no fresh frame from {self._where} for {self._timeout:g} s (the camera "
                               "or its network stalled); dropped the stale one")
         return frame
+
+
+def _check_timeout(timeout: Any) -> float:
+    # At most an hour, as for MJPEG: FFmpeg takes the timeout in int milliseconds.
+    return check_number("timeout", timeout, low=0, low_open=True, high=3600)
 
 
 def _check_transport(transport: str) -> None:

@@ -12,8 +12,8 @@ import numpy as np
 
 from edge_sdk.errors import ConfigError, SourceError
 from edge_sdk.sources.base import JpegSource, Packet, check_reduce, decode_jpeg, now_ns
+from edge_sdk.sources.camera_settings import camera_fourcc, camera_fps, camera_size
 from edge_sdk.sources.opencv import OpenCVSource, capture_fourcc
-from edge_sdk.sources.synthetic import parse_size
 from edge_sdk.types import Frame
 
 log = logging.getLogger("edge_sdk.sources")
@@ -42,16 +42,11 @@ def _camera_settings(size: tuple[int, int] | str | None, fps: float | None,
     """Check what is asked of the camera; return the size as (width, height), or None.
 
     Raises:
-        ConfigError: a malformed size, a rate that is not positive, or a bad fourcc.
+        ConfigError: a malformed or oversized size, a rate out of range, or a bad fourcc.
     """
-    try:
-        wanted = parse_size(size) if size is not None else None
-    except ValueError as exc:
-        raise ConfigError(f"bad camera size {size!r}: {exc}") from exc
-    if fps is not None and not fps > 0:
-        raise ConfigError(f"fps must be > 0 (or left out for the camera's own rate), not {fps}")
-    if fourcc and len(fourcc) != 4:
-        raise ConfigError(f"fourcc must be 4 characters such as MJPG or YUYV, not {fourcc!r}")
+    wanted = camera_size(size) if size is not None else None
+    camera_fps(fps, optional=True)
+    camera_fourcc(fourcc)
     return wanted
 
 
@@ -91,7 +86,7 @@ class V4L2Source(JpegSource, OpenCVSource):
         """Refuse option values opening would refuse, without the camera (for check-config).
 
         Raises:
-            ConfigError: a malformed size, a rate that is not positive, or a bad fourcc.
+            ConfigError: a malformed or oversized size, a rate out of range, or a bad fourcc.
         """
         _camera_settings(options.get("size"), options.get("fps"), options.get("fourcc", "MJPG"))
 
