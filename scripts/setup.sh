@@ -8,12 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # ffmpeg: test videos; mosquitto: the MQTT broker the tests start; chromium: the web view's
-# end-to-end test; systemd: systemd-analyze verify of the unit; python3-gi, gir1.2-gst-rtsp-server-1.0
+# end-to-end test; systemd: systemd-analyze verify of the unit; iproute2: a second host in a network
+# namespace, whose link a web test cuts (tests/support/netns.py); python3-gi, gir1.2-gst-rtsp-server-1.0
 # and the GStreamer plugins (base: appsrc, videoconvert; good: jpegenc and the RTP payloaders;
 # ugly: x264enc): the RTSP camera the tests start (tests/support/rtsp_server.py, run by the system
 # python3 because the venv has no gi); qemu-user: an x86 CPU without VNNI, emulated, for the int8
 # ONNX models' exactness there (tests/test_no_vnni.py).
-APT_PACKAGES="ffmpeg mosquitto chromium systemd xvfb python3-gi gir1.2-gst-rtsp-server-1.0
+APT_PACKAGES="ffmpeg mosquitto chromium systemd xvfb iproute2 python3-gi gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly qemu-user"
 
 APT=1

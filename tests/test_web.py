@@ -480,6 +480,47 @@ def test_too_many_streams_get_503(picture: np.ndarray) -> None:
         viewer.close()
 
 
+def test_a_viewer_whose_network_vanished_frees_its_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The link to a viewer on another host goes down mid-stream (Wi-Fi lost: no FIN, no
+    reset, no more ACKs) while the pipeline idles, so the stream sends only keep-alives,
+    which never fill a send buffer. The kernel's limit on unacknowledged data ends it, and its
+    slot serves the next viewer, instead of TCP retrying for about 15 minutes (measured with
+    the limit off: still open after 147 s). The limits are shortened here, 30 s and 15 s in
+    use."""
+    from support.netns import RemoteHost
+    from support.netns import missing as netns_missing
+
+    reason = netns_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    import edge_sdk.web.server as server
+
+    monkeypatch.setattr(server, "_UNACKNOWLEDGED_S", 2)
+    monkeypatch.setattr(server, "_KEEPALIVE_S", 0.5)
+    with RemoteHost() as remote, WebSink(bind=f"{remote.host_ip}:0", token=TOKEN, max_streams=1,
+                                         stream_fps=0) as s:
+        viewer = remote.popen([sys.executable, "-c", (
+            "import socket\n"
+            f"s = socket.create_connection(({remote.host_ip!r}, {s.address.port}))\n"
+            f"s.sendall(b'GET /api/events?token={TOKEN} HTTP/1.0\\r\\n\\r\\n')\n"
+            "while s.recv(4096): pass\n"
+        )])
+        try:
+            events = f"{s.url}api/events?token={TOKEN}"
+            wait_until(lambda: s.predictions.readers == 1)
+            s.publish(prediction(1), None)
+            assert get(events)[0] == 503  # the remote viewer holds the only slot
+            remote.cut()
+            cut = time.monotonic()
+            wait_until(lambda: s.predictions.readers == 0, timeout=15)
+            assert time.monotonic() - cut < 8
+            with urllib.request.urlopen(events, timeout=10) as response:
+                assert response.status == 200 and response.readline() == b"retry: 2000\n"
+        finally:
+            viewer.kill()
+            viewer.wait(5)
+
+
 def test_a_flood_of_idle_connections_gets_503_not_threads() -> None:
     """Clients that connect and send nothing hold a thread each until the handler's timeout:
     past the cap the server answers 503 at once, and serves again once they leave."""

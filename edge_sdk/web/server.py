@@ -43,6 +43,10 @@ _REQUEST_DEADLINE_S = 10.0
 #: A browser has a few at a time (requests, and sockets it opens ahead of need), so slow
 #: clients from one address cannot take every slot while the others stay served.
 _SENDING_PER_CLIENT = 16
+#: Seconds sent data may stay unacknowledged before the kernel drops a stream's connection
+#: (Linux's TCP_USER_TIMEOUT): a viewer whose network went away without a word (Wi-Fi lost, a
+#: laptop asleep) would otherwise hold its slot for TCP's ~15 minutes of retransmissions.
+_UNACKNOWLEDGED_S = 30
 _BUSY_BODY = b"busy: too many connections (from this address, or in all); try again in a few seconds\n"
 _BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 5\r\n"
          b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
@@ -348,6 +352,7 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         with self.server.open_lock:
             self.server.open_streams.add(self.connection)
+        _drop_when_unacknowledged(self.connection)
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", ctype)
         self.end_headers()
@@ -444,6 +449,16 @@ class _Handler(BaseHTTPRequestHandler):
                     idle_since = time.monotonic()
         finally:
             self._end_stream()
+
+
+def _drop_when_unacknowledged(conn: socket.socket) -> None:
+    """Have the kernel end `conn` once data sent on it went unacknowledged for
+    `_UNACKNOWLEDGED_S` (Linux; elsewhere TCP's own retransmission limit stays). The stream's
+    next write then fails, which ends its handler and frees its slot."""
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if option is not None:
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.IPPROTO_TCP, option, _UNACKNOWLEDGED_S * 1000)
 
 
 _ROUTES = {
