@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import logging
 import os
 import re
 import shutil
@@ -521,6 +522,29 @@ def test_a_viewer_whose_network_vanished_frees_its_slot(monkeypatch: pytest.Monk
             viewer.wait(5)
 
 
+def test_event_streams_are_renewed_so_a_frozen_viewer_frees_its_slot(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A viewer that connected and then never read (a browser frozen on a host that stays
+    online: its kernel keeps taking the events) loses its stream at the renewal, 300 s in use,
+    and its slot serves the next viewer; a reading viewer gets the renew event, then the end."""
+    import edge_sdk.web.server as server
+
+    monkeypatch.setattr(server, "_EVENTS_RENEW_S", 0.5)
+    with WebSink(bind="127.0.0.1:0", max_streams=1) as s:
+        frozen = socket.create_connection((s.address.host, s.address.port), timeout=10)
+        frozen.sendall(b"GET /api/events HTTP/1.0\r\n\r\n")
+        wait_until(lambda: s.predictions.readers == 1)
+        assert get(s.url + "api/events")[0] == 503
+        wait_until(lambda: s.predictions.readers == 0, timeout=5)
+        s.publish(prediction(1), None)
+        status, body, _ = get(s.url + "api/events")  # read to its end: the renewal
+        assert status == 200
+        assert body.startswith(b"retry: 2000\n\nevent: prediction\ndata: {")
+        assert body.endswith(b"\n\nretry: 100\nevent: renew\ndata: {}\n\n")
+        frozen.close()
+
+
 def test_a_flood_of_idle_connections_gets_503_not_threads() -> None:
     """Clients that connect and send nothing hold a thread each until the handler's timeout:
     past the cap the server answers 503 at once, and serves again once they leave."""
@@ -701,7 +725,6 @@ PAGE_STATUS = "document.getElementById('status').textContent"
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_page_names_the_file_of_an_image_from_a_watched_folder(
     tmp_path: Path, classifier: Any, photos: Path
 ) -> None:
@@ -722,6 +745,42 @@ def test_page_names_the_file_of_an_image_from_a_watched_folder(
         browser.wait_for("document.getElementById('file').textContent === 'espresso shot.png'")
         assert browser.evaluate("document.getElementById('file').hidden") is False
         assert browser.evaluate("document.getElementById('file').title") == str(inbox / "espresso shot.png")
+
+
+def test_page_stays_live_across_the_renewals_of_its_event_stream(
+    picture: np.ndarray, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server ends the page's event stream every 300 s (0.4 s here): the page reconnects
+    without showing "reconnecting" or restarting its video, and its labels keep coming."""
+    from support.chromium import Chromium
+
+    import edge_sdk.web.server as server
+
+    monkeypatch.setattr(server, "_EVENTS_RENEW_S", 0.4)
+    caplog.set_level(logging.DEBUG, logger="edge_sdk.web.server")
+    with WebSink(bind="127.0.0.1:0") as web, Chromium(width=900, height=600) as browser:
+        publisher = Publisher(web, picture)
+        try:
+            browser.navigate(web.url)
+            browser.wait_for(f"{PAGE_STATUS} === 'live' && document.body.classList.contains('playing')")
+            browser.evaluate(
+                "window.notLive = 0; window.videoRestarts = 0;"
+                "new MutationObserver(() => { if (document.getElementById('status').textContent"
+                " !== 'live') window.notLive++; }).observe(document.getElementById('status'),"
+                " {childList: true, characterData: true, subtree: true});"
+                "new MutationObserver(() => window.videoRestarts++).observe("
+                "document.getElementById('video'), {attributes: true, attributeFilter: ['src']});"
+            )
+            seen = int(browser.evaluate("Number(document.body.dataset.frame)"))
+            opened = caplog.text.count("GET /api/events 200")
+            wait_until(lambda: caplog.text.count("GET /api/events 200") >= opened + 4, timeout=20)
+            browser.wait_for(f"Number(document.body.dataset.frame) > {publisher.next - 1} - 3")
+            assert int(browser.evaluate("Number(document.body.dataset.frame)")) > seen
+            assert browser.evaluate("window.notLive") == 0
+            assert browser.evaluate("window.videoRestarts") == 0
+            assert browser.evaluate("document.body.classList.contains('playing')") is True
+        finally:
+            publisher.stop()
 
 
 def test_page_recovers_its_video_and_labels_after_the_server_restarts(picture: np.ndarray) -> None:

@@ -43,6 +43,15 @@ _REQUEST_DEADLINE_S = 10.0
 #: A browser has a few at a time (requests, and sockets it opens ahead of need), so slow
 #: clients from one address cannot take every slot while the others stay served.
 _SENDING_PER_CLIENT = 16
+#: Seconds an event stream lasts before the server ends it with a "renew" event, after which
+#: the page (like any EventSource) reconnects at once. A browser that froze on a host that stays
+#: online (a phone locked with the page open) never reads again, but its kernel keeps taking the
+#: small events into a receive buffer that grows to megabytes, so no write would ever block and
+#: its slot would be held for an hour or more; this bounds it.
+_EVENTS_RENEW_S = 300.0
+#: The "renew" event: reconnect after 100 ms (the `retry` field takes effect at once), and a
+#: data line, without which an EventSource does not dispatch the event.
+_RENEW = b"retry: 100\nevent: renew\ndata: {}\n\n"
 #: Seconds sent data may stay unacknowledged before the kernel drops a stream's connection
 #: (Linux's TCP_USER_TIMEOUT): a viewer whose network went away without a word (Wi-Fi lost, a
 #: laptop asleep) would otherwise hold its slot for TCP's ~15 minutes of retransmissions.
@@ -432,7 +441,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"retry: 2000\n\n")
                 self.wfile.flush()
                 seq, idle_since = 0, time.monotonic()
+                renew_at = idle_since + _EVENTS_RENEW_S
                 while not predictions.closed:
+                    if time.monotonic() >= renew_at:
+                        self.wfile.write(_RENEW)
+                        self.wfile.flush()
+                        break
                     got = predictions.wait_newer(seq, _WAKE_S)
                     if got is None:
                         if self._client_gone():
