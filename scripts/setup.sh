@@ -12,10 +12,11 @@ cd "$(dirname "$0")/.."
 # namespace, whose link a web test cuts (tests/support/netns.py); python3-gi, gir1.2-gst-rtsp-server-1.0
 # and the GStreamer plugins (base: appsrc, videoconvert; good: jpegenc and the RTP payloaders;
 # ugly: x264enc): the RTSP camera the tests start (tests/support/rtsp_server.py, run by the system
-# python3 because the venv has no gi); qemu-user: an x86 CPU without VNNI, emulated, for the int8
-# ONNX models' exactness there (tests/test_no_vnni.py).
+# python3 because the venv has no gi); qemu-user: an x86 CPU without VNNI and the boards' aarch64
+# CPUs, emulated, for the int8 models' answers there (tests/test_no_vnni.py, tests/test_aarch64.py);
+# debootstrap: the aarch64 Python those run (scripts/aarch64-root.sh).
 APT_PACKAGES="ffmpeg mosquitto chromium systemd xvfb iproute2 python3-gi gir1.2-gst-rtsp-server-1.0
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly qemu-user"
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly qemu-user debootstrap"
 
 APT=1
 CONSTRAINTS=(-c scripts/constraints.txt)
@@ -40,4 +41,8 @@ PYTHON=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "${CONSTRAINTS[@]}" -e '.[onnx,build,web,test]'
+# The emulated aarch64 runs need root (a mount namespace each), so only root gets their Python.
+if [[ $(id -u) -eq 0 ]]; then
+  bash scripts/aarch64-root.sh || echo "setup: no aarch64 root, so tests/test_aarch64.py will skip" >&2
+fi
 echo "setup done: activate with 'source .venv/bin/activate'"
