@@ -268,6 +268,26 @@ def test_run_source_leaves_out_file_options_the_new_source_does_not_take(
     assert len(out.read_text().splitlines()) == 2
 
 
+def test_run_source_option_watch_or_loop_leaves_out_the_files_other(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge_sdk.cli.service import apply_overrides
+
+    for in_file, given in (("loop", "watch"), ("watch", "loop")):
+        config = cfg.Config(source=cfg.SourceConfig(uri=str(tmp_path),
+                                                    options={in_file: True, "fps": 5}))
+        merged = apply_overrides(config, source_options={given: True})
+        assert merged.source.options == {"fps": 5, given: True}
+        assert (f"--source-option {given}=true: left out the config's {in_file} = true, which "
+                f"{given} excludes") in capsys.readouterr().err
+    # Both on the command line: refused as in the file.
+    config = cfg.Config(source=cfg.SourceConfig(uri=str(tmp_path), options={"loop": True}))
+    with pytest.raises(ConfigError, match="watch and loop exclude each other"):
+        apply_overrides(config, source_options={"watch": True, "loop": True})
+    assert apply_overrides(config, source_options={"watch": False}).source.options == {
+        "loop": True, "watch": False}
+
+
 def test_check_config_notes_that_a_watched_folder_without_keep_all_thins_bursts(
     runner: CliRunner, tmp_path: Path
 ) -> None:

@@ -182,6 +182,9 @@ OVERRIDES = {
 }
 #: Options that also switch their table on.
 _ENABLES = frozenset({"mqtt_host", "web_bind"})
+#: Source options that exclude each other, both ways: one switched on by the command line
+#: leaves the file's other out (the command line says what this run is for).
+_EXCLUSIVE = (("watch", "loop"), ("loop", "watch"))
 
 
 def apply_overrides(config: Config, *, source_options: Mapping[str, Any] | None = None,
@@ -189,7 +192,7 @@ def apply_overrides(config: Config, *, source_options: Mapping[str, Any] | None 
     """Apply `run`'s command-line options (None: not given) on top of the config.
 
     `source_options` (``--source-option``) are merged into [source] options, each key
-    replacing the file's.
+    replacing the file's; ``watch`` or ``loop`` switched on also leaves out the file's other.
 
     Raises:
         ConfigError: an option's value is refused, checked like the file's (one error naming
@@ -216,6 +219,11 @@ def apply_overrides(config: Config, *, source_options: Mapping[str, Any] | None 
             kept = {k: v for k, v in kept.items() if k in taken}
         changes["source"] = {"options": kept}
     if source_options:
+        for given, other in _EXCLUSIVE:
+            if source_options.get(given) and kept.get(other) and other not in source_options:
+                click.echo(f"warning: --source-option {given}=true: left out the config's "
+                           f"{other} = true, which {given} excludes", err=True)
+                del kept[other]
         changes["source"] = {"options": {**kept, **source_options}}
     for flag, value in flags.items():
         if value is None:
