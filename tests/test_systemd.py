@@ -87,6 +87,17 @@ def test_notifier_sends_datagrams_to_a_real_socket(listener: NotifyListener) -> 
     notifier.close()
 
 
+def test_no_status_replaces_the_stops_own_once_stopping(listener: NotifyListener) -> None:
+    notifier = SystemdNotifier(listener.path)
+    assert notifier.stopping(status="stopping on SIGTERM")
+    assert not notifier.status("12.5 predictions/s")  # the heartbeat, while the sinks drain
+    assert notifier.stopping(status="failed: the disk is full")
+    assert listener.wait_for(lambda f: "STATUS=failed: the disk is full" in f)
+    assert listener.fields() == ["STOPPING=1", "STATUS=stopping on SIGTERM", "STOPPING=1",
+                                 "STATUS=failed: the disk is full"]
+    notifier.close()
+
+
 def test_notifier_never_blocks_on_a_socket_nobody_reads(tmp_path: Path) -> None:
     # A busy PID 1 that does not read: once the kernel's queue is full a blocking send would
     # hang the watchdog thread, and SIGTERM's handler waiting for its lock.

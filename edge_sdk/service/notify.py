@@ -29,6 +29,7 @@ class SystemdNotifier:
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
         self._warned = False
+        self._stopping = False
         if address:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
@@ -67,9 +68,15 @@ class SystemdNotifier:
         return self.notify("WATCHDOG=1")
 
     def stopping(self, status: str | None = None) -> bool:
+        self._stopping = True
         return self.notify("STOPPING=1", *([_status_field(status)] if status else []))
 
     def status(self, text: str) -> bool:
+        """Send STATUS=text, except once stopping: the stop's own status ("stopping on
+        SIGTERM", "failed: ...") then stays what `systemctl status` shows, rather than a rate
+        the heartbeat sends while the sinks drain. Only `stopping` changes it after that."""
+        if self._stopping:
+            return False
         return self.notify(_status_field(text))
 
     def close(self) -> None:
