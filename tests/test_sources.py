@@ -201,6 +201,22 @@ def test_synthetic_options_are_checked_like_the_query() -> None:
         assert source.size == (64, 48) and source.read() is not None and source.read() is None
 
 
+@pytest.mark.parametrize(("options", "expected"), [
+    ({"fps": 0}, "bad test:// source option: fps must be within [0.01, 1000], not 0"),
+    ({"count": -1}, "bad test:// source option: count must be 0 (no end) or more, not -1"),
+    ({"size": "9000x10"}, "bad test:// source option: size must be at most 8192x8192, not 9000x10"),
+])
+def test_a_bad_synthetic_option_is_blamed_on_the_option_not_the_uri(
+    options: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        open_source("test://?fps=5", **options)
+    assert str(err.value) == expected
+    with pytest.raises(ConfigError, match=r"bad test:// source 'test://\?count=-1': count must be 0 "
+                                          r"\(no end\) or more, not -1; expected test://\?size="):
+        open_source("test://?count=-1", fps=5)  # the URI's own value: the URI and its form
+
+
 def test_unknown_option_lists_the_accepted_ones(mjpeg_video: Path) -> None:
     with pytest.raises(ConfigError, match="accepted: reduce, loop"):
         open_source(str(mjpeg_video), quality=3)

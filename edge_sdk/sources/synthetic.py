@@ -133,7 +133,7 @@ def _truthy(value: str) -> bool:
         return True
     if value.lower() in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"expected a yes/no value, not {value!r}")
+    raise ValueError(f"live must be 1 or 0 (or true, false, yes, no), not {value!r}")
 
 
 class SyntheticSource(BaseSource):
@@ -205,24 +205,44 @@ class SyntheticSource(BaseSource):
         uri: str, size: tuple[int, int] | str | None, fps: float | None, count: int | None,
         live: bool | None,
     ) -> tuple[tuple[int, int], float, int, bool]:
-        """(size, fps, count, live) from the URI's query, each overridden by its argument."""
+        """(size, fps, count, live) from the URI's query, each overridden by its argument.
+
+        A bad value is blamed on where it came from: the URI (with the form expected) or the
+        option.
+        """
         try:
             query = _query(uri)
             unknown = sorted(set(query) - {"size", "fps", "count", "live"})
             if unknown:
                 raise ValueError(f"unknown option {', '.join(unknown)}; use size, fps, count, live")
-            shape = parse_size(size if size is not None else query.get("size", "640x480"))
-            rate = float(_number("fps", query.get("fps", "30") if fps is None else fps, float))
-            frames = int(_number("count", query.get("count", "0") if count is None else count, int))
-            if live is not None and not isinstance(live, bool):
-                raise ValueError(f"live must be True or False, not {live!r}")
-            paced = bool(live if live is not None else _truthy(query.get("live", "1")))
-            if max(shape) > MAX_SIDE:
-                width, height = shape
-                raise ValueError(f"size must be at most {MAX_SIDE}x{MAX_SIDE}, not {width}x{height}")
-            if not MIN_FPS <= rate <= MAX_FPS or frames < 0:
-                raise ValueError(f"fps must be within [{MIN_FPS:g}, {MAX_FPS:g}] and count >= 0")
         except ValueError as exc:
+            raise ConfigError(f"bad test:// source {uri!r}: {exc}; expected {TEST_FORM}") from None
+        given: dict[str, Any] = {"size": size, "fps": fps, "count": count, "live": live}
+        key = ""
+
+        def value(name: str, default: str) -> Any:
+            nonlocal key
+            key = name
+            return given[name] if given[name] is not None else query.get(name, default)
+
+        try:
+            shape = parse_size(value("size", "640x480"))
+            if max(shape) > MAX_SIDE:
+                raise ValueError(f"size must be at most {MAX_SIDE}x{MAX_SIDE}, not "
+                                 f"{shape[0]}x{shape[1]}")
+            rate = float(_number("fps", value("fps", "30"), float))
+            if not MIN_FPS <= rate <= MAX_FPS:
+                raise ValueError(f"fps must be within [{MIN_FPS:g}, {MAX_FPS:g}], not {rate:g}")
+            frames = int(_number("count", value("count", "0"), int))
+            if frames < 0:
+                raise ValueError(f"count must be 0 (no end) or more, not {frames}")
+            flag = value("live", "1")
+            if given["live"] is not None and not isinstance(flag, bool):
+                raise ValueError(f"live must be True or False, not {flag!r}")
+            paced = flag if isinstance(flag, bool) else _truthy(flag)
+        except ValueError as exc:
+            if given[key] is not None:
+                raise ConfigError(f"bad test:// source option: {exc}") from None
             raise ConfigError(f"bad test:// source {uri!r}: {exc}; expected {TEST_FORM}") from None
         return shape, rate, frames, paced
 
