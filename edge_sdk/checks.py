@@ -55,7 +55,11 @@ def check_number(
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int of hundreds of digits (TOML reads one as is)
+        raise ValueError(f"{name} must be {_range_text(low, high, low_open)}, got a number of "
+                         f"{len(str(value))} digits") from None
     if not math.isfinite(number):
         raise ValueError(f"{name} must be a finite number, got {number}")
     too_low = low is not None and (number <= low if low_open else number < low)

@@ -488,8 +488,10 @@ def outage_and_recovery(
     time.sleep(1.0)  # the outage itself: nothing to wait for
     before = len(arrivals.since(0))
     assert pipeline.running
-    server.start()
+    # Before start(): the RTSP test server serves a client of its own before it returns, and
+    # the pipeline may reconnect meanwhile.
     restarted = time.monotonic()
+    server.start()
     assert arrivals.wait_for(before + 5, resume_within + 10), "predictions did not resume"
     resumed = next(t for t in arrivals.since(before) if t > restarted)
     assert resumed - restarted < resume_within

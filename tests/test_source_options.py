@@ -179,17 +179,18 @@ def test_pipeline_refuses_source_options_it_cannot_use(classifier: Classifier) -
     ("test://", {"fps": 0}, "fps"),
     ("0", {"size": "big"}, "bad camera size 'big'"),
     ("0", {"size": "99999x99999"}, "camera size 99999x99999 is larger than any camera gives"),
-    ("0", {"fps": 0}, "fps must be above 0 and at most 1000 (or left out for the camera's own "
-                      "rate), not 0"),
-    ("0", {"fps": 1e308}, "fps must be above 0 and at most 1000"),
+    ("0", {"fps": 0}, "fps must be within (0, 1000], got 0.0 (or leave it out for the camera's "
+                      "own rate)"),
+    ("0", {"fps": 10**400}, "fps must be within (0, 1000], got a number of 401 digits"),
+    ("0", {"fps": 1e308}, "fps must be within (0, 1000], got 1e+308"),
     ("0", {"fourcc": "MJPEG"}, "fourcc must be 4 characters"),
     ("0", {"fourcc": "mjpg"}, "fourcc codes are case-sensitive: use 'MJPG', not 'mjpg'"),
     ("csi://0", {"size": "20000x10"}, "camera size 20000x10 is larger than any camera gives"),
-    ("csi://0", {"fps": -5}, "fps must be above 0 and at most 1000, not -5"),
+    ("csi://0", {"fps": -5}, "fps must be within (0, 1000], got -5.0"),
     ("csi://0", {"flip": 8}, "flip must be a flip-method from 0 to 7"),
     ("rtsp://cam.local/s", {"transport": "quic"}, "transport must be one of tcp, udp, not 'quic'"),
-    ("rtsp://cam.local/s", {"timeout": 0}, "timeout must be within (0, 3600], got 0.0"),
-    ("rtsp://cam.local/s", {"timeout": 1e12}, "timeout must be within (0, 3600]"),
+    ("rtsp://cam.local/s", {"timeout": 0.05}, "timeout must be within [0.1, 3600], got 0.05"),
+    ("rtsp://cam.local/s", {"timeout": 1e12}, "timeout must be within [0.1, 3600]"),
     ("http://cam.local/v", {"timeout": 7200}, "timeout"),
 ])
 def test_option_values_opening_would_refuse_are_refused_by_the_check(
@@ -286,6 +287,9 @@ def test_run_source_option_watch_or_loop_leaves_out_the_files_other(
         apply_overrides(config, source_options={"watch": True, "loop": True})
     assert apply_overrides(config, source_options={"watch": False}).source.options == {
         "loop": True, "watch": False}
+    with pytest.raises(ConfigError, match="watch = 1 must be true or false"):
+        apply_overrides(config, source_options={"watch": 1})
+    assert "left out" not in capsys.readouterr().err  # no warning about a value then refused
 
 
 def test_check_config_notes_that_a_watched_folder_without_keep_all_thins_bursts(

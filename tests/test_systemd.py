@@ -98,6 +98,32 @@ def test_no_status_replaces_the_stops_own_once_stopping(listener: NotifyListener
     notifier.close()
 
 
+def test_a_status_racing_the_stop_never_lands_after_it(listener: NotifyListener) -> None:
+    """The heartbeat thread sending its rate just as SIGTERM's handler sends STOPPING: the
+    check and the send share a lock, so the rate goes out first or not at all."""
+    notifier = SystemdNotifier(listener.path)
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.is_set():
+            notifier.status("12.5 predictions/s")
+            time.sleep(0.0005)  # the listener must keep up: a full queue drops datagrams
+
+    thread = threading.Thread(target=heartbeat)
+    thread.start()
+    time.sleep(0.1)
+    notifier.stopping(status="stopping on SIGTERM")
+    time.sleep(0.1)
+    stop.set()
+    thread.join(5)
+    assert listener.wait_for(lambda f: "STATUS=stopping on SIGTERM" in f)
+    time.sleep(0.1)
+    fields = listener.fields()
+    assert "STATUS=12.5 predictions/s" in fields
+    assert "STATUS=12.5 predictions/s" not in fields[fields.index("STOPPING=1"):]
+    notifier.close()
+
+
 def test_notifier_never_blocks_on_a_socket_nobody_reads(tmp_path: Path) -> None:
     # A busy PID 1 that does not read: once the kernel's queue is full a blocking send would
     # hang the watchdog thread, and SIGTERM's handler waiting for its lock.

@@ -747,6 +747,7 @@ def test_page_names_the_file_of_an_image_from_a_watched_folder(
         assert browser.evaluate("document.getElementById('file').title") == str(inbox / "espresso shot.png")
 
 
+@pytest.mark.slow
 def test_page_stays_live_across_the_renewals_of_its_event_stream(
     picture: np.ndarray, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

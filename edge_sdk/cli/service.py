@@ -220,7 +220,7 @@ def apply_overrides(config: Config, *, source_options: Mapping[str, Any] | None 
         changes["source"] = {"options": kept}
     if source_options:
         for given, other in _EXCLUSIVE:
-            if source_options.get(given) and kept.get(other) and other not in source_options:
+            if source_options.get(given) is True and kept.get(other) and other not in source_options:
                 click.echo(f"warning: --source-option {given}=true: left out the config's "
                            f"{other} = true, which {given} excludes", err=True)
                 del kept[other]

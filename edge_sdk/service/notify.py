@@ -27,7 +27,9 @@ class SystemdNotifier:
         address = address if address is not None else os.environ.get("NOTIFY_SOCKET", "")
         self.address = address
         self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
+        # Reentrant: SIGTERM's handler sends STOPPING on the main thread, which may have been
+        # inside a send of its own when the signal came.
+        self._lock = threading.RLock()
         self._warned = False
         self._stopping = False
         if address:
@@ -38,8 +40,15 @@ class SystemdNotifier:
         """Whether a notify socket was given (i.e. we run under systemd with Type=notify)."""
         return self._sock is not None
 
-    def notify(self, *fields: str) -> bool:
+    def notify(self, *fields: str, stopping: bool = False, unless_stopping: bool = False) -> bool:
         """Send one datagram of newline-separated ``KEY=value`` fields.
+
+        Args:
+            fields: What to send.
+            stopping: This is the STOPPING message: from now on `unless_stopping` ones are not
+                sent. Noted under the same lock as the send, so a status the heartbeat thread
+                is sending just then goes out before the STOPPING, never after it.
+            unless_stopping: Send nothing once stopping.
 
         Returns:
             True if sent; False when disabled or the send failed (logged once, never raised:
@@ -51,6 +60,9 @@ class SystemdNotifier:
         data = "\n".join(fields).encode()
         try:
             with self._lock:
+                if unless_stopping and self._stopping:
+                    return False
+                self._stopping = self._stopping or stopping
                 # Never block: if systemd is not reading (a busy PID 1), a full socket queue
                 # would hang this thread, and SIGTERM's handler with it, on the lock.
                 self._sock.sendto(data, socket.MSG_DONTWAIT, target)
@@ -68,16 +80,14 @@ class SystemdNotifier:
         return self.notify("WATCHDOG=1")
 
     def stopping(self, status: str | None = None) -> bool:
-        self._stopping = True
-        return self.notify("STOPPING=1", *([_status_field(status)] if status else []))
+        return self.notify("STOPPING=1", *([_status_field(status)] if status else []),
+                           stopping=True)
 
     def status(self, text: str) -> bool:
         """Send STATUS=text, except once stopping: the stop's own status ("stopping on
         SIGTERM", "failed: ...") then stays what `systemctl status` shows, rather than a rate
         the heartbeat sends while the sinks drain. Only `stopping` changes it after that."""
-        if self._stopping:
-            return False
-        return self.notify(_status_field(text))
+        return self.notify(_status_field(text), unless_stopping=True)
 
     def close(self) -> None:
         if self._sock is not None:

@@ -7,9 +7,9 @@ check-config, so a value a driver would quietly clamp or overflow on (99999x9999
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from edge_sdk.checks import check_number
 from edge_sdk.errors import ConfigError
 from edge_sdk.sources.synthetic import parse_size
 
@@ -17,7 +17,7 @@ from edge_sdk.sources.synthetic import parse_size
 #: sensor these boards take reaches it (the Pi HQ and 64 MP cameras top out at 9152).
 MAX_CAMERA_SIDE = 16384
 #: Fastest rate a camera may be asked for; high-speed sensor modes stay well under it.
-MAX_CAMERA_FPS = 1000.0
+MAX_CAMERA_FPS = 1000
 #: Common V4L2 pixel formats: a lower-case spelling of one of these is a slip, since the codes
 #: are case-sensitive ("mjpg" is no format any camera has; a few real codes do use lower case).
 KNOWN_FOURCCS = ("MJPG", "YUYV", "UYVY", "YVYU", "H264", "HEVC", "NV12", "NV21", "YU12", "YV12",
@@ -48,20 +48,23 @@ def camera_fps(fps: Any, *, optional: bool = False) -> None:
     """
     if fps is None and optional:
         return
-    ok = isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps)
-    if not ok or not 0 < fps <= MAX_CAMERA_FPS:
-        default = " (or left out for the camera's own rate)" if optional else ""
-        raise ConfigError(f"fps must be above 0 and at most {MAX_CAMERA_FPS:g}{default}, not {fps!r}")
+    try:
+        check_number("fps", fps, low=0, low_open=True, high=MAX_CAMERA_FPS)
+    except (TypeError, ValueError) as exc:
+        default = " (or leave it out for the camera's own rate)" if optional else ""
+        raise ConfigError(f"{exc}{default}") from None
 
 
 def camera_fourcc(fourcc: Any) -> None:
     """Refuse a pixel format code that is not 4 characters, or a known one in the wrong case.
 
-    "" passes: it keeps the driver's format.
+    "" (or None) passes: it keeps the driver's format.
 
     Raises:
         ConfigError: what is wrong, naming the code meant where it is a case slip.
     """
+    if fourcc is None:
+        return
     if not isinstance(fourcc, str) or (fourcc and len(fourcc) != 4):
         raise ConfigError(f"fourcc must be 4 characters such as MJPG or YUYV, not {fourcc!r}")
     if fourcc not in KNOWN_FOURCCS and fourcc.upper() in KNOWN_FOURCCS:

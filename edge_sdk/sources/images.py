@@ -135,7 +135,7 @@ class ImageSource(JpegSource):
                 read (permission denied, ...) or decoded. With `watch`: only a folder that is
                 not there.
             ConfigError: `watch` with a single file, or with `loop`.
-            ValueError: bad `reduce` or `fps`.
+            ValueError: bad `reduce` or `fps` (TypeError: an `fps` that is no number).
         """
         self.fps = _check_fps(fps)
         self.uri = uri

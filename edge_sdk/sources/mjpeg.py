@@ -70,10 +70,10 @@ class MjpegHttpSource(JpegSource):
         """Refuse option values opening would refuse, without connecting (for check-config).
 
         Raises:
-            ConfigError: a timeout outside (0, 3600] seconds.
+            ConfigError: a timeout outside [0.1, 3600] seconds.
         """
         try:
-            check_number("timeout", options.get("timeout", 5.0), low=0, low_open=True, high=3600)
+            check_number("timeout", options.get("timeout", 5.0), low=0.1, high=3600)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -94,7 +94,7 @@ class MjpegHttpSource(JpegSource):
                 `OpenInterrupted` when a stop came first (inside
                 `edge_sdk.sources.opening.stoppable_opens`).
         """
-        self._timeout = check_number("timeout", timeout, low=0, low_open=True, high=3600)
+        self._timeout = check_number("timeout", timeout, low=0.1, high=3600)
         self.uri = uri
         check_reduce(reduce)
         self.live = True

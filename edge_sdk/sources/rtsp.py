@@ -108,7 +108,7 @@ class RtspSource(OpenCVSource):
         """Refuse option values opening would refuse, without connecting (for check-config).
 
         Raises:
-            ConfigError: an unknown transport or a timeout outside (0, 3600] seconds.
+            ConfigError: an unknown transport or a timeout outside [0.1, 3600] seconds.
         """
         _check_transport(options.get("transport", "tcp"))
         try:
@@ -128,6 +128,7 @@ class RtspSource(OpenCVSource):
 
         Raises:
             ConfigError: malformed URI or bad transport.
+            TypeError, ValueError: a `timeout` that is not a number in [0.1, 3600].
             SourceError: the stream cannot be opened; `OpenInterrupted` when a stop came first
                 (inside `edge_sdk.sources.opening.stoppable_opens`).
         """
@@ -176,8 +177,9 @@ class RtspSource(OpenCVSource):
 
 
 def _check_timeout(timeout: Any) -> float:
-    # At most an hour, as for MJPEG: FFmpeg takes the timeout in int milliseconds.
-    return check_number("timeout", timeout, low=0, low_open=True, high=3600)
+    # As for MJPEG: FFmpeg takes it in whole milliseconds, and a tenth of a second is already
+    # shorter than many cameras' frame gaps.
+    return check_number("timeout", timeout, low=0.1, high=3600)
 
 
 def _check_transport(transport: str) -> None:

@@ -109,7 +109,7 @@ class V4L2Source(JpegSource, OpenCVSource):
             reduce: Decode MJPG frames at 1/N size (1, 2, 4 or 8).
 
         Raises:
-            ConfigError: malformed URI, size or fourcc.
+            ConfigError: malformed URI, size, rate or fourcc.
             SourceError: no camera at that path, no permission, or it cannot be opened.
         """
         device = v4l2_device(uri)

@@ -24,16 +24,19 @@ def missing() -> str | None:
 
 
 class RemoteHost:
-    """A namespace at 10.213.N.2 whose link to this host (10.213.N.1) can be cut.
+    """A namespace on a /30 of 10.0.0.0/8 whose link to this host can be cut.
 
-    N comes from the process id, so parallel test runs do not share names or addresses.
+    The /30 is the process id's (Linux ids have at most 22 bits, a /30 in 10/8 takes 22), as
+    are the names, so parallel test runs share neither.
     """
 
     def __init__(self) -> None:
-        n = os.getpid() % 250 + 1
-        self.name = f"edge-sdk-test-{os.getpid()}"
-        self._host_if, self._remote_if = f"edh{os.getpid()}"[:15], f"edr{os.getpid()}"[:15]
-        self.host_ip, self.remote_ip = f"10.213.{n}.1", f"10.213.{n}.2"
+        pid = os.getpid()
+        base = f"10.{pid >> 14 & 255}.{pid >> 6 & 255}.{(pid & 63) * 4}"
+        prefix, _, last = base.rpartition(".")
+        self.name = f"edge-sdk-test-{pid}"
+        self._host_if, self._remote_if = f"edh{pid}"[:15], f"edr{pid}"[:15]
+        self.host_ip, self.remote_ip = f"{prefix}.{int(last) + 1}", f"{prefix}.{int(last) + 2}"
 
     def __enter__(self) -> RemoteHost:
         try:
@@ -41,9 +44,9 @@ class RemoteHost:
                 f"ip netns add {self.name}",
                 f"ip link add {self._host_if} type veth peer name {self._remote_if}",
                 f"ip link set {self._remote_if} netns {self.name}",
-                f"ip addr add {self.host_ip}/24 dev {self._host_if}",
+                f"ip addr add {self.host_ip}/30 dev {self._host_if}",
                 f"ip link set {self._host_if} up",
-                f"ip -n {self.name} addr add {self.remote_ip}/24 dev {self._remote_if}",
+                f"ip -n {self.name} addr add {self.remote_ip}/30 dev {self._remote_if}",
                 f"ip -n {self.name} link set {self._remote_if} up",
             ]:
                 subprocess.run(command.split(), check=True, capture_output=True, timeout=10)
