@@ -491,7 +491,7 @@ BAD_URIS = [
     ("test://[", "test://?size=WxH"),
     ("test://?fps=nan", "finite"),
     ("test://?size=100000x100000", "8192x8192"),
-    ("test://?live=maybe", "yes/no"),
+    ("test://?live=maybe", "live must be 1 or 0"),
 ]
 
 #: A live run that needs no model build: the float ONNX model straight from the mirror.

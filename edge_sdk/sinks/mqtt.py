@@ -378,7 +378,8 @@ class MqttSink(ClosableSink):
         self.connect_failures = 0
         self._connected = threading.Event()
         self._closed = False
-        self._last_problem = ""
+        #: Problems logged since the last connection: each is logged once until one succeeds.
+        self._problems: set[str] = set()
         self._overflow_logged_at = -_REPEAT_LOG_EVERY
         self._refused_logged_at = -_REPEAT_LOG_EVERY
         self._disconnected_at: float | None = None
@@ -858,10 +859,11 @@ class MqttSink(ClosableSink):
             self._refused_logged_at = now
 
     def _problem(self, message: str, level: int) -> None:
-        # One line per new kind of trouble; repeats (every retry) only at DEBUG.
-        if message != self._last_problem:
+        # One line per kind of trouble until a connection succeeds; repeats (every retry) only at
+        # DEBUG, also when retries alternate between two (a TLS refusal read in time, or not).
+        if message not in self._problems:
             log.log(level, "%s", message)
-            self._last_problem = message
+            self._problems.add(message)
         else:
             log.debug("%s", message)
 
@@ -889,7 +891,7 @@ class MqttSink(ClosableSink):
             return
         self.connects += 1
         self._connected_at = time.monotonic()
-        self._last_problem = ""
+        self._problems.clear()
         self._max_packet = getattr(properties, "MaximumPacketSize", None)
         outage = ""
         if self._disconnected_at is not None:

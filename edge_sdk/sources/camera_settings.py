@@ -14,7 +14,7 @@ from edge_sdk.errors import ConfigError
 from edge_sdk.sources.synthetic import parse_size
 
 #: Largest side a camera may be asked for: the V4L2 and libcamera size fields go further, but no
-#: sensor these boards take reaches it (the Pi HQ and 64 MP cameras top out at 9152).
+#: sensor these boards take reaches it (the largest, 64 MP ones, give 9152 x 6944).
 MAX_CAMERA_SIDE = 16384
 #: Fastest rate a camera may be asked for; high-speed sensor modes stay well under it.
 MAX_CAMERA_FPS = 1000

@@ -177,8 +177,8 @@ class RtspSource(OpenCVSource):
 
 
 def _check_timeout(timeout: Any) -> float:
-    # As for MJPEG: FFmpeg takes it in whole milliseconds, and a tenth of a second is already
-    # shorter than many cameras' frame gaps.
+    # [0.1, 3600] s, as for MJPEG. FFmpeg takes it in whole milliseconds, so a value under one
+    # would be no wait at all; a tenth of a second is already shorter than many cameras' gaps.
     return check_number("timeout", timeout, low=0.1, high=3600)
 
 
