@@ -24,6 +24,8 @@ import pytest
 from support.aarch64 import missing, run_python
 
 from edge_sdk.classifier import Classifier
+from edge_sdk.evaluate import load_labelled_folder
+from edge_sdk.models.store import read_labels, zoo_entry
 from edge_sdk.preprocess import read_image
 
 pytestmark = [
@@ -57,13 +59,11 @@ CHILD = textwrap.dedent(
 CATS, ESPRESSO = {281, 282, 285}, 967
 
 
-def _images(imagenet: Path, photos: Path, count: int) -> list[Path]:
-    """The two reference photos, then the first eval images."""
-    lines = (imagenet / "labels.csv").read_text().splitlines()
-    header = lines[0].split(",")
-    rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:]]
-    names = sorted(r["filename"] for r in rows if r["split"] == "eval")[:count]
-    return [photos / "chelsea.png", photos / "coffee.png"] + [imagenet / n for n in names]
+def _images(imagenet: Path, photos: Path, mirror: Path, count: int) -> list[Path]:
+    """The two reference photos, then the first `count` eval images."""
+    labels = read_labels(zoo_entry("squeezenet1.1"), mirror)
+    evals = load_labelled_folder(imagenet, labels, split="eval", limit=count).images
+    return [photos / "chelsea.png", photos / "coffee.png"] + [image.path for image in evals]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_the_int8_models_answer_on_the_boards_cpus_as_here(
 ) -> None:
     from edge_sdk.build.builder import build_model
 
-    images = _images(imagenet, photos, 4)
+    images = _images(imagenet, photos, mirror, 4)
     args: list[str] = []
     crops: dict[str, Any] = {}  # Any: np.savez's keywords include a bool one
     native: dict[str, np.ndarray] = {}

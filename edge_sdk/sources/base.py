@@ -12,13 +12,14 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import SplitResult, urlsplit
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge_sdk.checks import check_number
 from edge_sdk.errors import ConfigError
 from edge_sdk.protocols import Closing
 from edge_sdk.types import Frame, Image
@@ -30,6 +31,19 @@ REDUCE_FLAGS: dict[int, int] = {
     4: cv2.IMREAD_REDUCED_COLOR_4,
     8: cv2.IMREAD_REDUCED_COLOR_8,
 }
+
+
+def check_timeout(timeout: Any) -> float:
+    """A network source's `timeout` in seconds, if within [0.1, 3600].
+
+    FFmpeg (RTSP) takes it in whole milliseconds, so under one would be no wait at all, and a
+    tenth of a second is already shorter than many cameras' gaps between frames.
+
+    Raises:
+        TypeError: not a number.
+        ValueError: outside the range.
+    """
+    return check_number("timeout", timeout, low=0.1, high=3600)
 
 
 def check_reduce(reduce: int) -> int:

@@ -21,12 +21,12 @@ from urllib.parse import SplitResult, quote, unquote
 
 import numpy as np
 
-from edge_sdk.checks import check_number
 from edge_sdk.errors import ConfigError, SourceError
 from edge_sdk.sources.base import (
     JpegSource,
     Packet,
     check_reduce,
+    check_timeout,
     decode_jpeg,
     hide_password,
     host_port,
@@ -73,8 +73,8 @@ class MjpegHttpSource(JpegSource):
             ConfigError: a timeout outside [0.1, 3600] seconds.
         """
         try:
-            check_number("timeout", options.get("timeout", 5.0), low=0.1, high=3600)
-        except ValueError as exc:
+            check_timeout(options.get("timeout", 5.0))
+        except (TypeError, ValueError) as exc:
             raise ConfigError(str(exc)) from None
 
     def __init__(
@@ -94,7 +94,7 @@ class MjpegHttpSource(JpegSource):
                 `OpenInterrupted` when a stop came first (inside
                 `edge_sdk.sources.opening.stoppable_opens`).
         """
-        self._timeout = check_number("timeout", timeout, low=0.1, high=3600)
+        self._timeout = check_timeout(timeout)
         self.uri = uri
         check_reduce(reduce)
         self.live = True

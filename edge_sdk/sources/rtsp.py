@@ -13,9 +13,8 @@ from urllib.parse import SplitResult
 
 import cv2
 
-from edge_sdk.checks import check_number
 from edge_sdk.errors import ConfigError, SourceError
-from edge_sdk.sources.base import host_port, split_network_uri
+from edge_sdk.sources.base import check_timeout, host_port, split_network_uri
 from edge_sdk.sources.opencv import OpenCVSource
 from edge_sdk.sources.opening import open_stoppably
 from edge_sdk.types import Frame
@@ -112,7 +111,7 @@ class RtspSource(OpenCVSource):
         """
         _check_transport(options.get("transport", "tcp"))
         try:
-            _check_timeout(options.get("timeout", 5.0))
+            check_timeout(options.get("timeout", 5.0))
         except (TypeError, ValueError) as exc:
             raise ConfigError(str(exc)) from None
 
@@ -135,7 +134,7 @@ class RtspSource(OpenCVSource):
         parts = self.check_uri(uri)
         assert parts.hostname is not None  # check_uri checked it
         _check_transport(transport)
-        ms = int(_check_timeout(timeout) * 1000)
+        ms = int(check_timeout(timeout) * 1000)
         host, port = parts.hostname, parts.port or DEFAULT_PORT
         where = f"rtsp://{host_port(host, parts.port)}{parts.path}"
 
@@ -174,12 +173,6 @@ class RtspSource(OpenCVSource):
             raise SourceError(f"no fresh frame from {self._where} for {self._timeout:g} s (the camera "
                               "or its network stalled); dropped the stale one")
         return frame
-
-
-def _check_timeout(timeout: Any) -> float:
-    # [0.1, 3600] s, as for MJPEG. FFmpeg takes it in whole milliseconds, so a value under one
-    # would be no wait at all; a tenth of a second is already shorter than many cameras' gaps.
-    return check_number("timeout", timeout, low=0.1, high=3600)
 
 
 def _check_transport(transport: str) -> None:
