@@ -899,8 +899,10 @@ class Pipeline:
                     ) from exc
                 continue
             failures = 0
-            prediction = prediction.with_timings(
-                capture_wait=capture_wait, age=(time.monotonic_ns() - frame.timestamp_ns) / 1e6
+            age_ns = time.monotonic_ns() - frame.timestamp_ns
+            prediction = dataclasses.replace(
+                prediction.with_timings(capture_wait=capture_wait, age=age_ns / 1e6),
+                wall_time_ms=(time.time_ns() - age_ns) // 1_000_000,
             )
             metrics.record_prediction(prediction.timings, decode=decode_ms if decode_ms > 0 else None)
             for worker in self._workers:

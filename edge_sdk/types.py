@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,6 +81,21 @@ class Timings:
         return {k: _json_number(v, 3) for k, v in dataclasses.asdict(self).items()}
 
 
+def utc_text(unix_ms: int) -> str:
+    """Unix milliseconds as ISO 8601 UTC with milliseconds ("2026-12-02T03:05:24.123Z")."""
+    moment = datetime.datetime.fromtimestamp(unix_ms // 1000, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{unix_ms % 1000:03d}Z"
+
+
+def utc_ms(text: str) -> int:
+    """Inverse of `utc_text`: Unix milliseconds of an ISO 8601 time (a zone-less one is UTC)."""
+    moment = datetime.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    delta = moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return delta // datetime.timedelta(milliseconds=1)
+
+
 @dataclass(frozen=True)
 class Prediction:
     """The classifier's answer for one frame.
@@ -91,6 +107,11 @@ class Prediction:
         timings: Per-stage durations.
         model: Model name (zoo name or file stem).
         file: The image file the frame was read from (folder and glob sources), else "".
+        wall_time_ms: When the frame was captured on the wall clock (Unix time, ms), set by
+            the Pipeline; 0 when unknown (a Prediction made outside one). Unlike
+            `timestamp_ns` it means something off the device, e.g. for a backlog delivered
+            after an MQTT outage; a board without a real-time clock has it right only once
+            its clock is set (NTP).
     """
 
     frame_index: int
@@ -99,6 +120,7 @@ class Prediction:
     timings: Timings = field(default_factory=Timings)
     model: str = ""
     file: str = ""
+    wall_time_ms: int = 0
 
     @property
     def label(self) -> Label | None:
@@ -108,22 +130,25 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         """Return the versioned JSON-ready form every sink publishes.
 
-        Keys: `v` (schema version), `frame`, `ts_ns`, `model`, `top` (list of
-        `{index, label, score}`), `timings_ms`, and `file` for a frame read from an image file
-        (left out otherwise, so camera predictions stay as they were). A score or timing that
-        is NaN or infinite (which JSON cannot hold) is None, so every sink writes valid JSON.
+        Keys: `v` (schema version), `frame`, `ts_ns`, `model`, `time` (the capture time in UTC,
+        ISO 8601 with milliseconds: "2026-12-02T03:05:24.123Z") when it is known, `top` (list
+        of `{index, label, score}`), `timings_ms`, and `file` for a frame read from an image
+        file (`time` and `file` are left out otherwise). A score or timing that is NaN or
+        infinite (which JSON cannot hold) is None, so every sink writes valid JSON.
         """
         data: dict[str, Any] = {
             "v": PREDICTION_SCHEMA_VERSION,
             "frame": self.frame_index,
             "ts_ns": self.timestamp_ns,
             "model": self.model,
-            "top": [
-                {"index": lb.index, "label": lb.name, "score": _json_number(lb.score, 5)}
-                for lb in self.top
-            ],
-            "timings_ms": self.timings.to_dict(),
         }
+        if self.wall_time_ms:
+            data["time"] = utc_text(self.wall_time_ms)
+        data["top"] = [
+            {"index": lb.index, "label": lb.name, "score": _json_number(lb.score, 5)}
+            for lb in self.top
+        ]
+        data["timings_ms"] = self.timings.to_dict()
         if self.file:
             data["file"] = self.file
         return data
@@ -149,6 +174,7 @@ class Prediction:
             timings=Timings(**timings),
             model=str(data.get("model", "")),
             file=str(data.get("file", "")),
+            wall_time_ms=utc_ms(str(data["time"])) if data.get("time") else 0,
         )
 
 

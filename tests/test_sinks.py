@@ -97,6 +97,27 @@ def test_jsonl_file_round_trips(tmp_path: Path) -> None:
     assert Prediction.from_dict(newer) == Prediction.from_dict(first)
 
 
+def test_a_pipelines_predictions_carry_their_capture_time_in_utc(
+    tmp_path: Path, classifier: Any
+) -> None:
+    path = tmp_path / "out.jsonl"
+    before = time.time()
+    with Pipeline("test://?size=160x120&count=3&live=0", classifier, [JsonlSink(path=path)],
+                  keep_all=True) as pipeline:
+        pipeline.wait(30)
+    after = time.time()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(lines) == 3
+    for line in lines:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"]), line["time"]
+        moment = Prediction.from_dict(line).wall_time_ms / 1000
+        assert before - 0.5 <= moment <= after  # captured within the run (ms resolution)
+    assert "time" not in prediction(0).to_dict()  # not known outside a pipeline: left out
+    known = dataclasses.replace(prediction(0), wall_time_ms=1796180724123)
+    assert known.to_dict()["time"] == "2026-12-02T03:05:24.123Z"
+    assert Prediction.from_dict(known.to_dict()) == known
+
+
 def test_reopen_writes_on_to_a_new_file_and_keeps_every_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
