@@ -140,6 +140,8 @@ class MqttConfig:
                                maximum=3600.0)
     protocol: str = opt("5", "MQTT version: \"5\" (the broker's refusals are seen and counted) or "
                         "\"3.1.1\" for brokers without MQTT 5", choices=("5", "3.1.1"))
+    spool: str = opt("", "file where a stop keeps the predictions the broker has not acknowledged, "
+                     "sent first at the next start; empty: none (they are dropped and counted)")
 
 
 @dataclass(frozen=True)
@@ -338,6 +340,9 @@ def _check_mqtt(mqtt: MqttConfig, where: str) -> None:
         raise ConfigError(f"{where}: [mqtt] password_file is set but username is not; set username")
     if mqtt.keyfile and not mqtt.certfile:
         raise ConfigError(f"{where}: [mqtt] keyfile needs certfile (the client certificate)")
+    if mqtt.spool and mqtt.qos == 0:
+        raise ConfigError(f"{where}: [mqtt] spool needs qos = 1 or 2 (QoS 0 keeps nothing to "
+                          "spool); raise qos or leave spool empty")
     if not mqtt.host.strip():
         raise ConfigError(f"{where}: [mqtt] host is empty; set it to the broker's host name or "
                           'address, e.g. host = "localhost"')
@@ -582,6 +587,13 @@ def missing_files(config: Config) -> list[str]:
     if config.web.enabled:
         named.append(("[web] token_file", config.web.token_file))
     problems = _jsonl_path_problems(config) + _video_sink_problems(config)
+    if config.mqtt.enabled and config.mqtt.spool:
+        from edge_sdk.sinks.mqtt_spool import MqttSpool
+
+        try:
+            MqttSpool(config.mqtt.spool)
+        except ConfigError as exc:
+            problems.append(f"[mqtt] {exc}")
     for what, value in named:
         if not value:
             continue

@@ -105,6 +105,7 @@ def test_values_are_read_into_the_tables(tmp_path: Path) -> None:
         ("[service]\nlog_level = 'loud'", ["[service] log_level", "'debug', 'info'"]),
         ("[mqtt]\nreconnect_min = 10.0\nreconnect_max = 1.0", ["reconnect_min", "reconnect_max"]),
         ("[mqtt]\npassword_file = '/x'", ["password_file is set but username is not"]),
+        ("[mqtt]\nqos = 0\nspool = '/tmp/s.jsonl'", ["[mqtt] spool needs qos = 1 or 2"]),
         ("[mqtt]\ndevice_id = 'a/b'", ["[mqtt] device_id = 'a/b' must not contain"]),
         ("[web]\nbind = '8080'", ["[web] bind = '8080' must be ADDRESS:PORT"]),
         # What the sinks refuse, refused when the file is checked, not when the service starts.
@@ -293,6 +294,9 @@ def test_missing_files_are_reported_for_enabled_tables_only(tmp_path: Path) -> N
     assert len(problems) == 1 and "[mqtt] password_file" in problems[0]
     off = cfg.parse({"mqtt": {"username": "u", "password_file": str(tmp_path / "pw")}})
     assert cfg.missing_files(off) == []
+    spooling = cfg.parse({"mqtt": {"enabled": True, "spool": str(tmp_path / "gone" / "s.jsonl")}})
+    (problem,) = cfg.missing_files(spooling)
+    assert problem.startswith("[mqtt] spool ") and "no folder" in problem and "create it" in problem
 
 
 @pytest.mark.parametrize(("table", "key", "value", "match"), [

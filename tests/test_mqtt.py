@@ -933,6 +933,69 @@ def test_close_after_the_broker_went_away_says_not_acknowledged(
         broker.stop()
 
 
+@pytest.mark.parametrize("qos", [1, 2])
+def test_a_spool_keeps_what_a_stop_could_not_deliver_for_the_next_start(
+    tmp_path: Path, qos: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopped while the broker is away (a restart during an outage): the 5 predictions go to
+    the spool, not to `dropped`; the next sink on it, with the broker back, sends them first
+    and in order, then its own, and removes the spool once all arrived."""
+    caplog.set_level(logging.INFO, "edge_sdk.mqtt")
+    spool = tmp_path / "mqtt-spool.jsonl"
+    broker = Mosquitto(tmp_path)
+    options: dict[str, Any] = {"host": broker.host, "port": broker.port, "device_id": "cam25",
+                               "qos": qos, "discovery": False, "close_timeout": 0.5,
+                               "spool": str(spool), **FAST}
+    first = MqttSink(**options)
+    for i in range(5):
+        first.publish(prediction(i), None)
+    first.close()
+    assert first.stats()["spooled"] == 5 and first.stats()["dropped"] == 0
+    assert f"5 kept in {spool} for the next start" in caplog.text
+    assert [json.loads(line)["frame"] for line in spool.read_text().splitlines()] == list(range(5))
+    broker.start()
+    rec = Recorder(broker, ["edge-sdk/cam25/prediction"])
+    second = MqttSink(**options)
+    try:
+        assert "queued 5 predictions kept in" in caplog.text
+        for i in range(5, 8):
+            second.publish(prediction(i), None)
+        assert second.flush(10)
+        topic = "edge-sdk/cam25/prediction"
+        assert rec.wait_for(lambda m: len([t for t, _, _ in m if t == topic]) == 8)
+        assert frames_of(rec, topic) == list(range(8))
+        assert rec.json(topic)[0] == prediction(0).to_dict()  # the very payload kept
+    finally:
+        second.close()
+        rec.close()
+        broker.stop()
+    assert second.stats()["published"] == 8 and second.stats()["spooled"] == 0
+    assert not spool.exists() and not list(tmp_path.glob(".mqtt-spool.jsonl*"))
+
+
+def test_a_spool_that_is_damaged_or_unwritable_is_one_line_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "edge_sdk.mqtt")
+    spool = tmp_path / "spool.jsonl"
+    spool.write_text('{"frame": 3, "payload": "{}"}\nnot json\n{"frame": "x", "payload": 1}\n')
+    sink = MqttSink(host="127.0.0.1", port=free_port(), device_id="cam26", discovery=False,
+                    close_timeout=0.2, spool=str(spool), **FAST)
+    assert sink.queue_depth == 1
+    assert "skipped 2 line(s) of the spool" in caplog.text
+    spool.unlink()
+    spool.mkdir()  # where the file was: the save fails, the prediction counts as dropped
+    sink.close()
+    assert sink.stats()["dropped"] == 1 and sink.stats()["spooled"] == 0
+    assert "cannot keep 1 prediction in the spool" in caplog.text
+    with pytest.raises(ConfigError, match="is a folder; give a file name in it"):
+        MqttSink(host="127.0.0.1", spool=str(spool))
+    with pytest.raises(ConfigError, match=r"no folder .*; create it or choose another path"):
+        MqttSink(host="127.0.0.1", spool=str(tmp_path / "gone" / "spool.jsonl"))
+    with pytest.raises(ValueError, match="spool needs qos 1 or 2"):
+        MqttSink(host="127.0.0.1", qos=0, spool=str(tmp_path / "s.jsonl"))
+
+
 def service_config(broker: Mosquitto, device_id: str) -> str:
     return f"""
         [source]

@@ -72,7 +72,8 @@ def _none_if_empty(value: Any) -> Any:
 def mqtt_options(cfg: MqttConfig) -> dict[str, Any]:
     """The MqttSink keyword options for an [mqtt] table."""
     options = {k: v for k, v in vars(cfg).items() if k != "enabled"}
-    for key in ("port", "device_id", "ca_file", "certfile", "keyfile", "username", "password_file"):
+    for key in ("port", "device_id", "ca_file", "certfile", "keyfile", "username", "password_file",
+                "spool"):
         options[key] = _none_if_empty(options[key])
     options["close_timeout"] = MQTT_CLOSE_TIMEOUT
     return options

@@ -25,6 +25,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -48,6 +49,7 @@ from edge_sdk.secrets import MQTT_PASSWORD_CREDENTIAL, credential_path, read_sec
 from edge_sdk.sinks.closable import ClosableSink
 from edge_sdk.sinks.mqtt_policy import PublishPolicy
 from edge_sdk.sinks.mqtt_reach import why_unreachable
+from edge_sdk.sinks.mqtt_spool import MqttSpool
 from edge_sdk.types import Frame, Prediction
 
 log = logging.getLogger("edge_sdk.mqtt")
@@ -254,7 +256,11 @@ class MqttSink(ClosableSink):
         reconnect_min: First reconnect delay in seconds; it doubles on each failure...
         reconnect_max: ...up to this.
         close_timeout: Seconds `close` takes at most to deliver what is queued (on one last new
-            connection when disconnected) and the `offline` status; what is left is `dropped`.
+            connection when disconnected) and the `offline` status; what is left is `dropped`,
+            or kept in `spool`.
+        spool: A file where `close` keeps what it could not deliver, and from which the next
+            sink on it sends that first (see `edge_sdk.sinks.mqtt_spool`); None: no spool.
+            Needs QoS 1 or 2.
 
     Raises:
         TypeError: an option of the wrong type (``port="1883"``, ``host=5``).
@@ -292,6 +298,7 @@ class MqttSink(ClosableSink):
         reconnect_max: float = 15.0,
         close_timeout: float = 1.5,
         protocol: str = "5",
+        spool: str | os.PathLike[str] | None = None,
     ) -> None:
         check_broker_host(host)
         if protocol not in PROTOCOLS:
@@ -318,6 +325,10 @@ class MqttSink(ClosableSink):
             _check_text(name, value)
         if keyfile and not certfile:
             raise ValueError("keyfile needs certfile (the client certificate)")
+        if spool is not None and not isinstance(spool, (str, os.PathLike)):
+            raise TypeError(f"spool must be a file path, got {spool!r} ({type(spool).__name__})")
+        if spool and qos == 0:
+            raise ValueError("spool needs qos 1 or 2: QoS 0 sends once and keeps nothing")
         device_id = device_id or default_device_id()
         check_topic_part("device_id", device_id, slashes=False)
         check_topic_part("prefix", prefix, slashes=True)
@@ -391,6 +402,11 @@ class MqttSink(ClosableSink):
         self._answered = False
         # Why the broker could not be reached, found once per outage (see `_on_connect_fail`).
         self._unreachable: str | None = None
+        #: Predictions `close` kept in the spool instead of dropping them.
+        self.spooled = 0
+        self._spool = MqttSpool(spool) if spool else None
+        if self._spool is not None:
+            self._queue_spooled(self._spool.load())
 
         self._password = self._read_password(username, password_file)
         client = self._new_client()
@@ -406,6 +422,26 @@ class MqttSink(ClosableSink):
         client.loop_start()
         log.info("MQTT: publishing to %s on %s (QoS %d, MQTT %s)", self.prediction_topic,
                  self.address, qos, protocol)
+        self._pump()  # the spool's, if any: paho sends them once connected
+
+    def _queue_spooled(self, kept: list[tuple[int, str]]) -> None:
+        """Queue the predictions the last run kept, before any of this run's."""
+        if not kept:
+            return
+        if len(kept) > self.queue_size:  # a smaller queue_size than the last run's
+            self.overflow += len(kept) - self.queue_size
+            log.warning("MQTT: the spool %s holds %d predictions, more than queue_size; queued "
+                        "the newest %d", self._spool_path, len(kept), self.queue_size)
+            kept = kept[-self.queue_size:]
+        self._backlog.extend(kept)
+        self._queued += len(kept)
+        self.accepted += len(kept)
+        log.info("MQTT: queued %s kept in %s by the last run", _many(len(kept), "prediction"),
+                 self._spool_path)
+
+    @property
+    def _spool_path(self) -> str:
+        return str(self._spool.path) if self._spool is not None else ""
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -595,7 +631,8 @@ class MqttSink(ClosableSink):
         self._closed = True
         deadline = time.monotonic() + self.close_timeout
         old = self.client
-        delivered = 0
+        # What the broker did not acknowledge, when closed while disconnected (None: connected).
+        left: list[tuple[int, str]] | None = None
         stopping: list[threading.Thread] = []
         if self.connected:
             self.flush(self.close_timeout * 0.7)
@@ -616,45 +653,66 @@ class MqttSink(ClosableSink):
             _stop_loop(old)  # not waited for: it may sleep out a backoff second or a connect
             # Also with nothing queued: a broker that restarted while we were away may hold
             # our retained "online" with no connection of ours left for a last will to follow.
+            left = messages
             if deadline - time.monotonic() >= _MIN_LAST_ATTEMPT_S:
-                delivered, thread = self._last_attempt(messages, deadline)
+                left, thread = self._last_attempt(messages, deadline)
                 if thread is not None:
                     stopping.append(thread)
         with self._lock:
             self._settled = True
+            delivered = 0 if left is None else len(messages) - len(left)
+            if left is None:  # closed while connected: what the broker has not acknowledged
+                left = [*self._sent.values(), *self._backlog]
             # Fewer than `messages` may have been delivered: one caught between the backlog and
             # paho at the settling is in `_queued` only, and counts as dropped here.
             lost = max(0, self._queued - delivered)
             self.published += self._queued - lost
-            self.dropped += lost
             self._queued = self._in_paho = 0
             self._backlog.clear()
             self._sent.clear()
             self._drained.notify_all()
+        kept = self._keep(left[:lost])
+        self.spooled += kept
+        lost -= kept
+        self.dropped += lost
         for thread in stopping:  # paho's thread ends at once after a disconnect on a connection
             thread.join(max(0.1, deadline - time.monotonic()))
+        spooled = f", {kept} kept in {self._spool_path} for the next start" if kept else ""
         if lost and not self.connects:
             log.warning(
                 "MQTT: closed; %d predictions published, %d overflowed, %d dropped, of which %d "
-                "were never sent: the broker %s was not reached in this run",
-                self.published, self.overflow, self.dropped, lost, self.address,
+                "were never sent: the broker %s was not reached in this run%s",
+                self.published, self.overflow, self.dropped, lost, self.address, spooled,
             )
         elif lost:
             log.warning(
                 "MQTT: closed; %d predictions published, %d overflowed, %d dropped, of which %d "
-                "were not acknowledged by %s before close_timeout (%.1f s)",
+                "were not acknowledged by %s before close_timeout (%.1f s)%s",
                 self.published, self.overflow, self.dropped, lost, self.address,
-                self.close_timeout,
+                self.close_timeout, spooled,
             )
         else:
-            log.info(
-                "MQTT: closed; %d predictions published, %d overflowed, %d dropped",
-                self.published, self.overflow, self.dropped,
+            log.log(
+                logging.WARNING if kept else logging.INFO,
+                "MQTT: closed; %d predictions published, %d overflowed, %d dropped%s",
+                self.published, self.overflow, self.dropped, spooled,
             )
+
+    def _keep(self, messages: list[tuple[int, str]]) -> int:
+        """Write `messages` to the spool (removing it when there are none); how many it kept."""
+        if self._spool is None:
+            return 0
+        try:
+            self._spool.save(messages)
+        except OSError as exc:
+            log.error("MQTT: cannot keep %s in the spool %s (%s); they are dropped",
+                      _many(len(messages), "prediction"), self._spool_path, exc)
+            return 0
+        return len(messages)
 
     def _last_attempt(
         self, messages: list[tuple[int, str]], deadline: float
-    ) -> tuple[int, threading.Thread | None]:
+    ) -> tuple[list[tuple[int, str]], threading.Thread | None]:
         """Connect on a new client and send `messages`, then `offline`, before `deadline`.
 
         A new client, because the old one's thread may be asleep in its backoff or inside a
@@ -662,7 +720,8 @@ class MqttSink(ClosableSink):
         broker replaces a connection of ours it may still think alive.
 
         Returns:
-            How many of `messages` the broker acknowledged, and the thread stopping the client.
+            Those of `messages` the broker did not acknowledge, and the thread stopping the
+            client.
         """
         log.info("MQTT: closing while disconnected from %s; one last attempt to deliver %d "
                  "predictions and publish offline", self.address, len(messages))
@@ -670,7 +729,7 @@ class MqttSink(ClosableSink):
             client = self._new_client()
         except ConfigError as exc:  # a TLS file removed since the start
             log.warning("%s", exc)
-            return 0, None
+            return messages, None
         accepted = threading.Event()
 
         def on_connect(c: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -685,7 +744,7 @@ class MqttSink(ClosableSink):
         client.connect_timeout = max(_MIN_LAST_ATTEMPT_S, deadline - time.monotonic())
         self._connect_async(client, self._keepalive)
         client.loop_start()
-        acknowledged = 0
+        left = messages
         try:
             if accepted.wait(max(0.0, deadline - time.monotonic())):
                 infos = [client.publish(self.prediction_topic, payload, qos=self.qos)
@@ -693,7 +752,7 @@ class MqttSink(ClosableSink):
                 for info in infos:
                     with contextlib.suppress(RuntimeError, ValueError):
                         info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-                acknowledged = sum(_published(info) for info in infos)
+                left = [m for m, info in zip(messages, infos, strict=True) if not _published(info)]
                 status = client.publish(self.status_topic, OFFLINE, qos=1, retain=True)
                 with contextlib.suppress(RuntimeError, ValueError):
                     status.wait_for_publish(max(0.05, deadline - time.monotonic()))
@@ -701,7 +760,7 @@ class MqttSink(ClosableSink):
             client.disconnect()
             stopping = _stop_loop(client)
         # Never connected, its thread may be sleeping out a retry delay: not worth waiting for.
-        return acknowledged, stopping if accepted.is_set() else None
+        return left, stopping if accepted.is_set() else None
 
     # -- state ------------------------------------------------------------------------------
 
@@ -723,6 +782,7 @@ class MqttSink(ClosableSink):
             "queue_depth": self.queue_depth,
             "overflow": self.overflow,
             "dropped": self.dropped,
+            "spooled": self.spooled,
             "connects": self.connects,
             "connect_failures": self.connect_failures,
         }
