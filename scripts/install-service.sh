@@ -76,6 +76,9 @@ run "$VENV/bin/python" -m pip install -q "$REPO[web]"
 run install -d -m 0755 "$CONF_DIR"
 if [[ ! -e $CONF_DIR/config.toml ]]; then
   run install -m 0644 systemd/config.example.toml "$CONF_DIR/config.toml"
+  # The service keeps what a stop could not send to the broker in its state folder, for the
+  # next start (docs/mqtt.md); the example leaves the spool off, as the library's default is.
+  run sed -i "s|^spool = \"\"|spool = \"$STATE_DIR/mqtt-spool.jsonl\"|" "$CONF_DIR/config.toml"
 fi
 if [[ ! -e $CONF_DIR/mqtt-password ]]; then
   # The unit's LoadCredential= needs the file; write the password on its first line.

@@ -484,7 +484,8 @@ def test_install_script_dry_run_lists_every_step(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for step in ("usermod -aG video edge-sdk", f"-m venv {tmp_path}/opt/venv", "pip install",
-                 "config.example.toml /etc/edge-sdk/config.toml", "/etc/edge-sdk/mqtt-password",
+                 "config.example.toml /etc/edge-sdk/config.toml",
+                 'spool = "/var/lib/edge-sdk/mqtt-spool.jsonl"', "/etc/edge-sdk/mqtt-password",
                  "/etc/systemd/system/edge-classify.service", "check-config"):
         assert step in out, step
     assert "no built squeezenet1.1" in result.stderr  # and it says how to get one
