@@ -35,7 +35,7 @@ from edge_sdk.mqtt_discovery import (
 )
 from edge_sdk.sinks.mqtt import MqttSink, check_broker_host
 from edge_sdk.sinks.mqtt_policy import PublishPolicy
-from edge_sdk.types import PREDICTION_SCHEMA_VERSION, Label, Prediction, Timings
+from edge_sdk.types import PREDICTION_SCHEMA_VERSION, Label, Prediction, Timings, utc_ms
 
 __all__ = ["mosquitto"]  # the fixture, imported for pytest
 
@@ -1056,6 +1056,48 @@ def test_service_sigterm_publishes_offline_and_exits_0_within_2s(
     finally:
         service.stop()
         rec.close()
+
+
+@pytest.mark.slow
+def test_the_service_restarted_during_an_outage_loses_no_prediction_with_a_spool(
+    model_home: Path, tmp_path: Path
+) -> None:
+    """The service runs with its broker down, is stopped (SIGTERM), and starts again once the
+    broker is back: the first run's predictions arrive first, in order, with their capture
+    times, then the second run's; the spool is gone after the second clean stop."""
+    broker = Mosquitto(tmp_path)
+    spool = tmp_path / "mqtt-spool.jsonl"
+    config = service_config(broker, "svc3") + f'        spool = "{spool}"\n'
+    env = {"EDGE_SDK_HOME": str(model_home)}
+    first = ServiceProcess(config, tmp_path, env=env)
+    try:
+        assert first.wait_for_line("cannot reach broker", 60), first.log
+        time.sleep(1.5)  # predictions pile up in the queue meanwhile
+        first.signal(signal.SIGTERM)
+        assert first.wait(5) == 0, first.log
+    finally:
+        first.stop()
+    assert "kept in" in first.log and "for the next start" in first.log, first.log
+    kept = [json.loads(line)["frame"] for line in spool.read_text().splitlines()]
+    assert len(kept) >= 10 and kept == sorted(kept)
+    stopped = time.time()
+    broker.start()
+    topic = "edge-sdk/svc3/prediction"
+    rec = Recorder(broker, [topic])
+    second = ServiceProcess(config, tmp_path, env=env)
+    try:
+        assert rec.wait_for(lambda m: len(m) >= len(kept) + 10, 60), second.log
+        messages = rec.json(topic)
+        assert [m["frame"] for m in messages[:len(kept)]] == kept  # the first run's, first
+        times = [utc_ms(m["time"]) / 1000 for m in messages]
+        assert max(times[:len(kept)]) <= stopped < min(times[len(kept):])
+        second.signal(signal.SIGTERM)
+        assert second.wait(5) == 0, second.log
+    finally:
+        second.stop()
+        rec.close()
+        broker.stop()
+    assert not spool.exists(), second.log
 
 
 def test_pipeline_publishes_every_prediction_and_reports_the_gauges(
