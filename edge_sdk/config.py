@@ -590,8 +590,13 @@ def missing_files(config: Config) -> list[str]:
     if config.mqtt.enabled and config.mqtt.spool:
         from edge_sdk.sinks.mqtt_spool import MqttSpool
 
+        spool = config.mqtt.spool
+        if config.jsonl.enabled and os.path.abspath(spool) == os.path.abspath(config.jsonl.path):
+            # A spool's lines are not predictions: the log would be set aside at each start.
+            problems.append(f"[mqtt] spool = {spool!r} is also [jsonl] path; give it a file of "
+                            "its own")
         try:
-            MqttSpool(config.mqtt.spool)
+            MqttSpool(spool)
         except ConfigError as exc:
             problems.append(f"[mqtt] {exc}")
     for what, value in named:

@@ -89,7 +89,8 @@ def utc_text(unix_ms: int) -> str:
 
 def utc_ms(text: str) -> int:
     """Inverse of `utc_text`: Unix milliseconds of an ISO 8601 time (a zone-less one is UTC)."""
-    moment = datetime.datetime.fromisoformat(text)
+    # Python 3.10's fromisoformat takes no "Z" (3.11's does): JetPack 6 has 3.10.
+    moment = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     delta = moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)

@@ -297,6 +297,10 @@ def test_missing_files_are_reported_for_enabled_tables_only(tmp_path: Path) -> N
     spooling = cfg.parse({"mqtt": {"enabled": True, "spool": str(tmp_path / "gone" / "s.jsonl")}})
     (problem,) = cfg.missing_files(spooling)
     assert problem.startswith("[mqtt] spool ") and "no folder" in problem and "create it" in problem
+    log = str(tmp_path / "p.jsonl")
+    shared = cfg.parse({"mqtt": {"enabled": True, "spool": log}, "jsonl": {"enabled": True, "path": log}})
+    assert cfg.missing_files(shared) == [f"[mqtt] spool = {log!r} is also [jsonl] path; give it a "
+                                         "file of its own"]
 
 
 @pytest.mark.parametrize(("table", "key", "value", "match"), [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import signal
 import threading
@@ -973,27 +974,68 @@ def test_a_spool_keeps_what_a_stop_could_not_deliver_for_the_next_start(
     assert not spool.exists() and not list(tmp_path.glob(".mqtt-spool.jsonl*"))
 
 
-def test_a_spool_that_is_damaged_or_unwritable_is_one_line_each(
+def test_a_damaged_spool_is_set_aside_not_replaced_and_bad_paths_are_one_line_each(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, "edge_sdk.mqtt")
     spool = tmp_path / "spool.jsonl"
-    spool.write_text('{"frame": 3, "payload": "{}"}\nnot json\n{"frame": "x", "payload": 1}\n')
+    good = '{"frame": 3, "payload": "{}"}\n'
+    spool.write_bytes((good + 'not json\n{"frame": "x", "payload": 1}\n').encode()
+                      + b'{"frame": 4, "payload": "\xe9"}\n' + good.encode())
     sink = MqttSink(host="127.0.0.1", port=free_port(), device_id="cam26", discovery=False,
                     close_timeout=0.2, spool=str(spool), **FAST)
-    assert sink.queue_depth == 1
-    assert "skipped 2 line(s) of the spool" in caplog.text
-    spool.unlink()
-    spool.mkdir()  # where the file was: the save fails, the prediction counts as dropped
+    assert sink.queue_depth == 2  # a bad line, even one of bad bytes, costs only itself
+    aside = tmp_path / "spool.jsonl.damaged"
+    assert f"3 of its 5 lines are no kept prediction; queued the other 2; moved it to {aside}" in (
+        caplog.text)
+    assert aside.read_bytes().count(b"\n") == 5  # kept as it was, for whoever wants to look
+    spool.mkdir()  # where the spool goes: the save fails, the predictions count as dropped
     sink.close()
-    assert sink.stats()["dropped"] == 1 and sink.stats()["spooled"] == 0
-    assert "cannot keep 1 prediction in the spool" in caplog.text
+    assert sink.stats()["dropped"] == 2 and sink.stats()["spooled"] == 0
+    assert "cannot keep 2 predictions in the spool" in caplog.text
     with pytest.raises(ConfigError, match="is a folder; give a file name in it"):
         MqttSink(host="127.0.0.1", spool=str(spool))
     with pytest.raises(ConfigError, match=r"no folder .*; create it or choose another path"):
         MqttSink(host="127.0.0.1", spool=str(tmp_path / "gone" / "spool.jsonl"))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is not a regular file"):  # not a start that hangs
+        MqttSink(host="127.0.0.1", spool=str(fifo))
     with pytest.raises(ValueError, match="spool needs qos 1 or 2"):
         MqttSink(host="127.0.0.1", qos=0, spool=str(tmp_path / "s.jsonl"))
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_a_stop_while_connected_spools_no_prediction_that_also_arrived(
+    tmp_path: Path, qos: int
+) -> None:
+    """Stopped with thousands still queued on a live connection: what paho has in flight gets
+    its acknowledgement before the counts settle, so nothing is both delivered and kept."""
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    spool = tmp_path / "spool.jsonl"
+    options: dict[str, Any] = {"host": broker.host, "port": broker.port, "device_id": "cam27",
+                               "qos": qos, "discovery": False, "queue_size": 3000,
+                               "spool": str(spool), **FAST}
+    topic = "edge-sdk/cam27/prediction"
+    rec = Recorder(broker, [topic])
+    try:
+        first = MqttSink(close_timeout=0.6, **options)  # the service's
+        assert first.wait_connected(5)
+        for i in range(3000):
+            first.publish(prediction(i), None)
+        first.close()
+        stats = first.stats()
+        assert stats["spooled"] > 0 and stats["published"] + stats["spooled"] == 3000, stats
+        second = MqttSink(close_timeout=1.5, **options)
+        assert second.flush(30)
+        second.close()
+        assert rec.wait_for(lambda m: len(m) >= 3000, 30)
+        time.sleep(0.5)  # a duplicate would come now
+        assert frames_of(rec, topic) == list(range(3000))
+    finally:
+        rec.close()
+        broker.stop()
 
 
 def service_config(broker: Mosquitto, device_id: str) -> str:

@@ -380,6 +380,7 @@ class MqttSink(ClosableSink):
         self._in_paho = 0
         self._pumping = False
         self._settled = False
+        self._closing = False  # close() hands paho nothing more (see `_wait_in_flight`)
         self.accepted = 0
         self.published = 0
         self.overflow = 0
@@ -621,8 +622,9 @@ class MqttSink(ClosableSink):
         disconnect tells the broker to drop the last will, so `offline` is published explicitly.
         Disconnected (the broker away, or back while paho sleeps in a reconnect backoff of up to
         `reconnect_max`), one last attempt is made on a new connection with the time left, even
-        with nothing queued: a broker that is there by now gets the queue and `offline`. Whatever is still not
-        acknowledged at the end is counted in `dropped` and logged. Neither case waits on paho's
+        with nothing queued: a broker that is there by now gets the queue and `offline`. Whatever
+        is still not acknowledged at the end is kept in the `spool` if there is one, else counted
+        in `dropped`, and logged. Neither case waits on paho's
         own thread past `close_timeout` (it is a daemon and ends by itself once it sees the
         disconnect). Safe to call twice.
         """
@@ -635,8 +637,10 @@ class MqttSink(ClosableSink):
         left: list[tuple[int, str]] | None = None
         stopping: list[threading.Thread] = []
         if self.connected:
-            self.flush(self.close_timeout * 0.7)
+            self.flush(self.close_timeout * 0.5)
         if self.connected:
+            # The next 0.3 for what paho has in flight, the last 0.2 for `offline`.
+            self._wait_in_flight(deadline - self.close_timeout * 0.2)
             info = old.publish(self.status_topic, OFFLINE, qos=1, retain=True)
             # Not delivered in time: the broker still publishes the last will (offline).
             with contextlib.suppress(RuntimeError, ValueError):
@@ -698,6 +702,17 @@ class MqttSink(ClosableSink):
                 self.published, self.overflow, self.dropped, spooled,
             )
 
+    def _wait_in_flight(self, until: float) -> None:
+        """Hand paho nothing more, and wait (until `until`) for what it holds unacknowledged.
+
+        An acknowledgement that came after `close` settled its counts would be ignored, and
+        its prediction kept in the spool too: it would arrive twice.
+        """
+        with self._drained:
+            self._closing = True
+            while self._in_paho > 0 and (left := until - time.monotonic()) > 0:
+                self._drained.wait(min(left, 0.02))  # notified only once all is acknowledged
+
     def _keep(self, messages: list[tuple[int, str]]) -> int:
         """Write `messages` to the spool (removing it when there are none); how many it kept."""
         if self._spool is None:
@@ -705,8 +720,13 @@ class MqttSink(ClosableSink):
         try:
             self._spool.save(messages)
         except OSError as exc:
-            log.error("MQTT: cannot keep %s in the spool %s (%s); they are dropped",
-                      _many(len(messages), "prediction"), self._spool_path, exc)
+            if messages:
+                log.error("MQTT: cannot keep %s in the spool %s (%s); they are dropped",
+                          _many(len(messages), "prediction"), self._spool_path, exc)
+            else:  # all delivered, but the old spool is still there: the next start resends it
+                log.error("MQTT: cannot remove the spool %s (%s), whose predictions were all "
+                          "delivered; the next start would send them again: remove it",
+                          self._spool_path, exc)
             return 0
         return len(messages)
 
@@ -802,7 +822,8 @@ class MqttSink(ClosableSink):
         """
         while True:
             with self._lock:
-                if self._pumping or self._settled or not self._backlog or self._in_paho >= _WINDOW:
+                if (self._pumping or self._settled or self._closing or not self._backlog
+                        or self._in_paho >= _WINDOW):
                     return
                 self._pumping = True
                 frame_index, payload = self._backlog.popleft()

@@ -7,7 +7,12 @@ one prediction: ``{"frame": N, "payload": "<the JSON sent>"}``. The file is repl
 (written beside it, then renamed), so a crash mid-write leaves the previous one. It stays in
 place until a close rewrites it (or removes it, with nothing left to keep): a crash before
 then sends its predictions again at the next start, so a consumer may see one twice, as QoS 1
-allows, but never none. What a crash or power cut catches in memory is not in it.
+and 2 across a restart allow, but never none. What a crash or power cut catches in memory is
+not in it.
+
+A spool file this code did not write whole (a damaged line, bytes that are not UTF-8, or a
+file that could not be read) is never replaced or removed: it is renamed aside to
+``PATH.damaged`` first, with a warning naming it, after its good lines were queued.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,18 +33,30 @@ class MqttSpool:
     """One spool file.
 
     Args:
-        path: The file; its folder must exist and be writable.
+        path: The file; its folder must exist and be writable, and the file, if there, must
+            be a regular file.
 
     Raises:
-        ConfigError: the folder is missing or not writable, or the path is a folder.
+        ConfigError: the folder is missing, not writable or cannot be looked into, or the
+            path is a folder or another non-file (a FIFO would hang the start).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         folder = self.path.parent
-        if self.path.is_dir():
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            info = None
+        except OSError as exc:
+            raise ConfigError(f"spool {self.path}: cannot look at it ({exc.strerror}); choose a "
+                              "path in a folder this user owns") from None
+        if info is not None and stat.S_ISDIR(info.st_mode):
             raise ConfigError(f"spool {self.path} is a folder; give a file name in it, e.g. "
                               f"{self.path / 'mqtt-spool.jsonl'}")
+        if info is not None and not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"spool {self.path} is not a regular file; give the path of a "
+                              "file (or of none yet)")
         if not folder.is_dir():
             raise ConfigError(f"spool {self.path}: no folder {folder}; create it or choose "
                               "another path")
@@ -49,23 +67,24 @@ class MqttSpool:
     def load(self) -> list[tuple[int, str]]:
         """The predictions kept, oldest first, as (frame index, payload); [] when none.
 
-        A line that is not a kept prediction (a file edited or damaged by hand) is skipped and
-        counted in a warning; an unreadable file is one warning, and nothing is loaded.
+        A line that is not a kept prediction costs only itself; if there was one, or the file
+        could not be read, it is renamed aside (see the module docstring) so no later save
+        replaces what this code could not read.
         """
         try:
-            text = self.path.read_text(encoding="utf-8")
+            data = self.path.read_bytes()
         except FileNotFoundError:
             return []
-        except (OSError, UnicodeDecodeError) as exc:
-            log.warning("MQTT: cannot read the spool %s (%s); starting without it", self.path, exc)
+        except OSError as exc:
+            self._set_aside(f"cannot read it ({exc.strerror})")
             return []
         kept: list[tuple[int, str]] = []
         bad = 0
-        for line in text.splitlines():
+        for line in data.splitlines():
             try:
-                entry = json.loads(line)
+                entry = json.loads(line.decode("utf-8"))
                 frame, payload = entry["frame"], entry["payload"]
-            except (ValueError, TypeError, KeyError):
+            except (ValueError, TypeError, KeyError):  # UnicodeDecodeError is a ValueError
                 bad += 1
                 continue
             if isinstance(frame, int) and isinstance(payload, str):
@@ -73,15 +92,25 @@ class MqttSpool:
             else:
                 bad += 1
         if bad:
-            log.warning("MQTT: skipped %d line(s) of the spool %s that are no kept prediction",
-                        bad, self.path)
+            self._set_aside(f"{bad} of its {bad + len(kept)} lines are no kept prediction; "
+                            f"queued the other {len(kept)}")
         return kept
+
+    def _set_aside(self, why: str) -> None:
+        aside = self.path.with_name(self.path.name + ".damaged")
+        try:
+            os.replace(self.path, aside)
+        except OSError as exc:
+            raise ConfigError(f"spool {self.path}: {why}, and it cannot be renamed aside "
+                              f"({exc.strerror}); move it away or fix it") from None
+        log.warning("MQTT: the spool %s: %s; moved it to %s", self.path, why, aside)
 
     def save(self, messages: Sequence[tuple[int, str]]) -> None:
         """Keep `messages` (replacing what was kept); with none, remove the file.
 
         Raises:
-            OSError: it could not be written (the disk full, say); the previous file stays.
+            OSError: it could not be written (the disk full, say) or removed; the previous
+                file stays.
         """
         if not messages:
             self.path.unlink(missing_ok=True)
