@@ -554,6 +554,40 @@ def check_config_files(config: Config) -> list[Check]:
     return [Check("config", "PASS", f"{where} is valid")]
 
 
+def check_mqtt_spool(config: Config) -> list[Check]:
+    """What the MQTT spool holds from the last run, and whether it can be written."""
+    q = config.mqtt
+    if not q.enabled:
+        return []  # the broker row already says [mqtt] is off
+    if not q.spool:
+        return [Check("mqtt spool", "SKIP", "[mqtt] spool is empty: a stop while the broker is "
+                      "away drops what is queued")]
+    from edge_sdk.errors import ConfigError
+    from edge_sdk.sinks.mqtt_spool import MqttSpool
+
+    try:
+        spool = MqttSpool(q.spool)
+    except ConfigError as exc:
+        return [Check("mqtt spool", "FAIL", str(exc).split("; ")[0], _fix_from(str(exc)))]
+    rows = []
+    try:
+        held = spool.path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        rows.append(Check("mqtt spool", "PASS", f"{spool.path}: nothing kept from the last run"))
+    except OSError as exc:
+        rows.append(Check("mqtt spool", "FAIL", f"{spool.path}: cannot read it ({exc.strerror})",
+                          "chown it to the service user, or move it away"))
+    else:
+        noun = "prediction" if held == 1 else "predictions"
+        rows.append(Check("mqtt spool", "PASS", f"{spool.path} holds {held} {noun} from the "
+                          "last run, sent first at the next start"))
+    aside = spool.path.with_name(spool.path.name + ".damaged")
+    if aside.exists():
+        rows.append(Check("mqtt spool", "WARN", f"{aside} holds a spool that was set aside as "
+                          "damaged", "look at it (its good lines were sent), then remove it"))
+    return rows
+
+
 # -- all ---------------------------------------------------------------------------------------
 
 
@@ -569,6 +603,7 @@ def run_checks(config: Config, *, speed_runs: int = 10) -> list[Check]:
         ("runtimes", lambda: check_runtimes(config)),
         ("model", lambda: check_model(config, runs=speed_runs)),
         ("mqtt broker", lambda: check_broker(config)),
+        ("mqtt spool", lambda: check_mqtt_spool(config)),
         ("web view", lambda: check_web(config)),
         ("disk", lambda: check_disk(config)),
         ("cpu temperature", check_temperature),

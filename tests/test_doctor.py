@@ -65,6 +65,26 @@ def test_doctor_command_reports_a_table_with_fixes(
     assert {c["status"] for c in checks} <= {"PASS", "WARN", "FAIL", "SKIP"}
 
 
+def test_the_mqtt_spool_row_says_what_is_kept_and_what_was_set_aside(tmp_path: Path) -> None:
+    def spool_rows(**mqtt: object) -> list[doctor.Check]:
+        config = cfg.parse({"mqtt": {"enabled": True, **mqtt}})
+        return doctor.check_mqtt_spool(config)
+
+    assert doctor.check_mqtt_spool(cfg.parse({})) == []  # [mqtt] off: the broker row says so
+    (row,) = spool_rows()
+    assert row.status == "SKIP" and "drops what is queued" in row.detail
+    spool = tmp_path / "spool.jsonl"
+    (row,) = spool_rows(spool=str(spool))
+    assert row.status == "PASS" and "nothing kept from the last run" in row.detail
+    spool.write_text('{"frame": 1, "payload": "{}"}\n{"frame": 2, "payload": "{}"}\n')
+    (tmp_path / "spool.jsonl.damaged").write_text("x\n")
+    kept, aside = spool_rows(spool=str(spool))
+    assert kept.status == "PASS" and "holds 2 predictions from the last run" in kept.detail
+    assert aside.status == "WARN" and "set aside as damaged" in aside.detail
+    (row,) = spool_rows(spool=str(tmp_path / "gone" / "s.jsonl"))
+    assert row.status == "FAIL" and row.fix == "create it or choose another path"
+
+
 def test_broker_checks_credentials_and_tls(tmp_path: Path) -> None:
     broker = Mosquitto(tmp_path, users={"cam": "right"})
     broker.start()
