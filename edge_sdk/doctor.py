@@ -581,9 +581,8 @@ def check_mqtt_spool(config: Config) -> list[Check]:
         noun = "prediction" if held == 1 else "predictions"
         rows.append(Check("mqtt spool", "PASS", f"{spool.path} holds {held} {noun} from the "
                           "last run, sent first at the next start"))
-    aside = spool.path.with_name(spool.path.name + ".damaged")
-    if aside.exists():
-        rows.append(Check("mqtt spool", "WARN", f"{aside} holds a spool that was set aside as "
+    if spool.aside.exists():
+        rows.append(Check("mqtt spool", "WARN", f"{spool.aside} holds a spool that was set aside as "
                           "damaged", "look at it (its good lines were sent), then remove it"))
     return rows
 

@@ -681,25 +681,25 @@ class MqttSink(ClosableSink):
         self.dropped += lost
         for thread in stopping:  # paho's thread ends at once after a disconnect on a connection
             thread.join(max(0.1, deadline - time.monotonic()))
-        spooled = f", {kept} kept in {self._spool_path} for the next start" if kept else ""
+        kept_note = f", {kept} kept in {self._spool_path} for the next start" if kept else ""
         if lost and not self.connects:
             log.warning(
                 "MQTT: closed; %d predictions published, %d overflowed, %d dropped, of which %d "
                 "were never sent: the broker %s was not reached in this run%s",
-                self.published, self.overflow, self.dropped, lost, self.address, spooled,
+                self.published, self.overflow, self.dropped, lost, self.address, kept_note,
             )
         elif lost:
             log.warning(
                 "MQTT: closed; %d predictions published, %d overflowed, %d dropped, of which %d "
                 "were not acknowledged by %s before close_timeout (%.1f s)%s",
                 self.published, self.overflow, self.dropped, lost, self.address,
-                self.close_timeout, spooled,
+                self.close_timeout, kept_note,
             )
         else:
             log.log(
                 logging.WARNING if kept else logging.INFO,
                 "MQTT: closed; %d predictions published, %d overflowed, %d dropped%s",
-                self.published, self.overflow, self.dropped, spooled,
+                self.published, self.overflow, self.dropped, kept_note,
             )
 
     def _wait_in_flight(self, until: float) -> None:

@@ -96,8 +96,13 @@ class MqttSpool:
                             f"queued the other {len(kept)}")
         return kept
 
+    @property
+    def aside(self) -> Path:
+        """Where a spool this code could not read whole is moved (``PATH.damaged``)."""
+        return self.path.with_name(self.path.name + ".damaged")
+
     def _set_aside(self, why: str) -> None:
-        aside = self.path.with_name(self.path.name + ".damaged")
+        aside = self.aside
         try:
             os.replace(self.path, aside)
         except OSError as exc:
