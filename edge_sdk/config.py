@@ -142,6 +142,9 @@ class MqttConfig:
                         "\"3.1.1\" for brokers without MQTT 5", choices=("5", "3.1.1"))
     spool: str = opt("", "file where a stop keeps the predictions the broker has not acknowledged, "
                      "sent first at the next start; empty: none (they are dropped and counted)")
+    spool_every: float = opt(5.0, "seconds between the spool's checkpoints while predictions wait "
+                             "for the broker (what a power cut can lose)", minimum=0.1,
+                             maximum=3600.0)
 
 
 @dataclass(frozen=True)

@@ -555,7 +555,7 @@ def check_config_files(config: Config) -> list[Check]:
 
 
 def check_mqtt_spool(config: Config) -> list[Check]:
-    """What the MQTT spool holds from the last run, and whether it can be written."""
+    """What the MQTT spool holds (from the last run, or checkpoints), and whether it can be written."""
     q = config.mqtt
     if not q.enabled:
         return []  # the broker row already says [mqtt] is off
@@ -573,14 +573,15 @@ def check_mqtt_spool(config: Config) -> list[Check]:
     try:
         held = spool.path.read_bytes().count(b"\n")
     except FileNotFoundError:
-        rows.append(Check("mqtt spool", "PASS", f"{spool.path}: nothing kept from the last run"))
+        rows.append(Check("mqtt spool", "PASS", f"{spool.path}: nothing waiting for the broker"))
     except OSError as exc:
         rows.append(Check("mqtt spool", "FAIL", f"{spool.path}: cannot read it ({exc.strerror})",
                           "chown it to the service user, or move it away"))
     else:
         noun = "prediction" if held == 1 else "predictions"
-        rows.append(Check("mqtt spool", "PASS", f"{spool.path} holds {held} {noun} from the "
-                          "last run, sent first at the next start"))
+        # From the last run, or a running service's checkpoints during an outage.
+        rows.append(Check("mqtt spool", "PASS", f"{spool.path} holds {held} {noun} the broker "
+                          "has not acknowledged, sent first at the next start"))
     if spool.aside.exists():
         rows.append(Check("mqtt spool", "WARN", f"{spool.aside} holds a spool that was set aside as "
                           "damaged", "look at it (its good lines were sent), then remove it"))

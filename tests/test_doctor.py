@@ -75,11 +75,11 @@ def test_the_mqtt_spool_row_says_what_is_kept_and_what_was_set_aside(tmp_path: P
     assert row.status == "SKIP" and "drops what is queued" in row.detail
     spool = tmp_path / "spool.jsonl"
     (row,) = spool_rows(spool=str(spool))
-    assert row.status == "PASS" and "nothing kept from the last run" in row.detail
+    assert row.status == "PASS" and "nothing waiting for the broker" in row.detail
     spool.write_text('{"frame": 1, "payload": "{}"}\n{"frame": 2, "payload": "{}"}\n')
     (tmp_path / "spool.jsonl.damaged").write_text("x\n")
     kept, aside = spool_rows(spool=str(spool))
-    assert kept.status == "PASS" and "holds 2 predictions from the last run" in kept.detail
+    assert kept.status == "PASS" and "holds 2 predictions the broker has not" in kept.detail
     assert aside.status == "WARN" and "set aside as damaged" in aside.detail
     (row,) = spool_rows(spool=str(tmp_path / "gone" / "s.jsonl"))
     assert row.status == "FAIL" and row.fix == "create it or choose another path"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -1038,6 +1040,182 @@ def test_a_stop_while_connected_spools_no_prediction_that_also_arrived(
         broker.stop()
 
 
+class SlowConnack:
+    """A TCP relay to the broker that holds the broker's first reply (the CONNACK) for `hold`
+    seconds: the window in which paho has an open socket but no connection yet."""
+
+    def __init__(self, broker: Mosquitto, hold: float) -> None:
+        self.broker, self.hold = broker, hold
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                upstream = socket.create_connection((self.broker.host, self.broker.port))
+                threading.Thread(target=self._relay, args=(client, upstream, 0.0), daemon=True).start()
+                threading.Thread(target=self._relay, args=(upstream, client, self.hold),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _relay(src: socket.socket, dst: socket.socket, hold: float) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if hold:
+                    time.sleep(hold)
+                    hold = 0.0
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_predictions_made_before_the_connack_do_not_overtake_older_ones(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """paho sends a new message at once on an open socket, even before the CONNACK, and what it
+    already held only after it: the sink hands nothing over until the connection is there and
+    paho has resent what it held, so the spool's 5 still arrive before the 3 made meanwhile."""
+    spool = tmp_path / "spool.jsonl"
+    spool.write_text("".join(json.dumps({"frame": i, "payload": json.dumps(prediction(i).to_dict())})
+                             + "\n" for i in range(5)))
+    relay = SlowConnack(mosquitto, hold=0.5)
+    topic = "edge-sdk/cam32/prediction"
+    rec = Recorder(mosquitto, [topic])
+    sink = MqttSink(host="127.0.0.1", port=relay.port, device_id="cam32", discovery=False,
+                    spool=str(spool), **FAST)
+    try:
+        time.sleep(0.25)  # the socket is open, the CONNACK held
+        assert not sink.connected
+        for i in range(5, 8):
+            sink.publish(prediction(i), None)
+        assert sink.flush(10)
+        assert rec.wait_for(lambda m: len(m) == 8)
+        assert frames_of(rec, topic) == list(range(8))
+    finally:
+        sink.close()
+        rec.close()
+        relay.close()
+
+
+def wait_until(condition: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def spooled_frames(spool: Path) -> list[int]:
+    if not spool.exists():
+        return []
+    return [json.loads(line)["frame"] for line in spool.read_text().splitlines()]
+
+
+def test_the_spool_checkpoints_an_outage_writing_each_prediction_once(tmp_path: Path) -> None:
+    """With the broker away, each checkpoint appends what came since the last one (so a power
+    cut loses at most `spool_every` of them), writes nothing while nothing changes, and once
+    the broker is back and has them all the file goes, with the sink still running."""
+    spool = tmp_path / "spool.jsonl"
+    broker = Mosquitto(tmp_path)
+    sink = MqttSink(host=broker.host, port=broker.port, device_id="cam28", discovery=False,
+                    spool=str(spool), spool_every=0.2, **FAST)
+    assert sink.spool is not None
+    rec = None
+    try:
+        for i in range(5):
+            sink.publish(prediction(i), None)
+        assert wait_until(lambda: spooled_frames(spool) == list(range(5))), spooled_frames(spool)
+        inode, writes = spool.stat().st_ino, sink.spool.writes  # 1, or 2 if a tick fell between
+        for i in range(5, 7):
+            sink.publish(prediction(i), None)
+        # Each line once, in order, in the same file: appended, not rewritten.
+        assert wait_until(lambda: spooled_frames(spool) == list(range(7))), spooled_frames(spool)
+        assert spool.stat().st_ino == inode and writes < sink.spool.writes <= writes + 2
+        writes = sink.spool.writes
+        time.sleep(0.7)  # ticks with nothing new
+        assert sink.spool.writes == writes
+        broker.start()
+        rec = Recorder(broker, ["edge-sdk/cam28/prediction"])
+        assert sink.flush(10)
+        assert wait_until(lambda: not spool.exists()), "the spool outlived its delivery"
+        assert sink.spool.writes == writes + 1  # the removal
+        assert rec.wait_for(lambda m: len(m) == 7)
+        assert frames_of(rec, "edge-sdk/cam28/prediction") == list(range(7))
+    finally:
+        sink.close()
+        if rec is not None:
+            rec.close()
+        broker.stop()
+    assert sink.spool.writes == writes + 1 and not spool.exists()  # the stop had nothing to keep
+
+
+def test_a_broker_that_answers_gets_no_spool_writes(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    spool = tmp_path / "spool.jsonl"
+    sink = MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="cam29", discovery=False,
+                    spool=str(spool), spool_every=0.5, **FAST)
+    assert sink.spool is not None
+    try:
+        assert sink.wait_connected(5)
+        for i in range(200):  # 2 s of predictions at 100 a second: 4 checkpoint ticks
+            sink.publish(prediction(i), None)
+            time.sleep(0.01)
+        assert sink.flush(5)
+    finally:
+        sink.close()
+    assert sink.spool.writes == 0 and not spool.exists()
+    assert sink.stats()["published"] == 200
+
+
+def test_a_spool_line_cut_short_by_a_power_cut_costs_that_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The append a power cut caught ends without a newline: the next start drops it, cuts it
+    off the file (so the next append does not run into it) and sets nothing aside."""
+    caplog.set_level(logging.WARNING, "edge_sdk.mqtt")
+    spool = tmp_path / "spool.jsonl"
+    good = '{"frame": 1, "payload": "{}"}\n{"frame": 2, "payload": "{}"}\n'
+    spool.write_text(good + '{"frame": 3, "payl')
+    sink = MqttSink(host="127.0.0.1", port=free_port(), device_id="cam30", discovery=False,
+                    close_timeout=0.2, spool=str(spool), **FAST)
+    try:
+        assert sink.queue_depth == 2
+        assert spool.read_text() == good
+        assert "ended in a line cut short" in caplog.text and "queued the other 2" in caplog.text
+        assert not (tmp_path / "spool.jsonl.damaged").exists()
+    finally:
+        sink.close()
+    assert spooled_frames(spool) == [1, 2]
+
+
+def test_a_checkpoint_that_cannot_write_is_logged_once_and_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "edge_sdk.mqtt")
+    spool = tmp_path / "spool.jsonl"
+    sink = MqttSink(host="127.0.0.1", port=free_port(), device_id="cam31", discovery=False,
+                    close_timeout=0.2, spool=str(spool), spool_every=0.1, **FAST)
+    try:
+        spool.mkdir()  # what the rename of each checkpoint runs into, as a full disk would
+        for i in range(6):
+            sink.publish(prediction(i), None)
+            time.sleep(0.15)
+        assert caplog.text.count("cannot write the spool") == 1, caplog.text
+        assert "a power cut would lose the" in caplog.text
+        spool.rmdir()
+        sink.publish(prediction(6), None)
+        assert wait_until(lambda: spooled_frames(spool) == list(range(7))), spooled_frames(spool)
+        assert "is written again" in caplog.text
+    finally:
+        sink.close()
+    assert spooled_frames(spool) == list(range(7))
+
+
 def service_config(broker: Mosquitto, device_id: str) -> str:
     return f"""
         [source]
@@ -1133,6 +1311,45 @@ def test_the_service_restarted_during_an_outage_loses_no_prediction_with_a_spool
         assert [m["frame"] for m in messages[:len(kept)]] == kept  # the first run's, first
         times = [utc_ms(m["time"]) / 1000 for m in messages]
         assert max(times[:len(kept)]) <= stopped < min(times[len(kept):])
+        second.signal(signal.SIGTERM)
+        assert second.wait(5) == 0, second.log
+    finally:
+        second.stop()
+        rec.close()
+        broker.stop()
+    assert not spool.exists(), second.log
+
+
+@pytest.mark.slow
+def test_the_service_killed_during_an_outage_keeps_what_it_checkpointed(
+    model_home: Path, tmp_path: Path
+) -> None:
+    """A power cut, as near as a test gets to one: the service is killed (SIGKILL, no close)
+    while its broker is down. Its spool holds what was queued up to the last checkpoint, and
+    the next start, with the broker back, delivers those first and in order."""
+    broker = Mosquitto(tmp_path)
+    spool = tmp_path / "mqtt-spool.jsonl"
+    config = (service_config(broker, "svc4") + f'        spool = "{spool}"\n'
+              + "        spool_every = 0.3\n")
+    env = {"EDGE_SDK_HOME": str(model_home)}
+    first = ServiceProcess(config, tmp_path, env=env)
+    try:
+        assert first.wait_for_line("cannot reach broker", 60), first.log
+        assert wait_until(lambda: len(spooled_frames(spool)) >= 20, 30), first.log
+        first.signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.stop()
+    kept = spooled_frames(spool)
+    assert len(kept) >= 20 and kept == sorted(kept) and len(set(kept)) == len(kept)
+    assert "kept in" not in first.log  # no stop ran: all of it came from the checkpoints
+    broker.start()
+    topic = "edge-sdk/svc4/prediction"
+    rec = Recorder(broker, [topic])
+    second = ServiceProcess(config, tmp_path, env=env)
+    try:
+        assert rec.wait_for(lambda m: len(m) >= len(kept) + 10, 60), second.log
+        assert frames_of(rec, topic)[:len(kept)] == kept
         second.signal(signal.SIGTERM)
         assert second.wait(5) == 0, second.log
     finally:

@@ -13,7 +13,9 @@ backoff and resends. QoS 1/2 predictions wait in this sink's backlog, bounded at
 (what does not fit is counted and logged), and enter paho's outgoing queue at most `_WINDOW` at a
 time: after a reconnect paho sends everything it holds at once, ignoring its own in-flight limit
 (eclipse-paho/paho.mqtt.python#492), and a broker drops what exceeds its quota without a word to
-an MQTT 3.1.1 client (mosquitto: 20 unfinished QoS 2 messages). `publish` never waits on the
+an MQTT 3.1.1 client (mosquitto: 20 unfinished QoS 2 messages). They enter it only while
+connected, and after a reconnect only once paho has resent what it held: paho sends a new message
+at once on an open socket, even before the CONNACK, ahead of older ones. `publish` never waits on the
 network. `close` delivers what is left within `close_timeout`, on a new connection if paho's is
 down, and counts what still is not acknowledged in `dropped`.
 """
@@ -261,6 +263,8 @@ class MqttSink(ClosableSink):
         spool: A file where `close` keeps what it could not deliver, and from which the next
             sink on it sends that first (see `edge_sdk.sinks.mqtt_spool`); None: no spool.
             Needs QoS 1 or 2.
+        spool_every: Seconds between the spool's checkpoints while predictions wait for the
+            broker: a power cut loses at most about this much of them.
 
     Raises:
         TypeError: an option of the wrong type (``port="1883"``, ``host=5``).
@@ -299,6 +303,7 @@ class MqttSink(ClosableSink):
         close_timeout: float = 1.5,
         protocol: str = "5",
         spool: str | os.PathLike[str] | None = None,
+        spool_every: float = 5.0,
     ) -> None:
         check_broker_host(host)
         if protocol not in PROTOCOLS:
@@ -329,6 +334,7 @@ class MqttSink(ClosableSink):
             raise TypeError(f"spool must be a file path, got {spool!r} ({type(spool).__name__})")
         if spool and qos == 0:
             raise ValueError("spool needs qos 1 or 2: QoS 0 sends once and keeps nothing")
+        check_number("spool_every", spool_every, low=0.1, high=3600)
         device_id = device_id or default_device_id()
         check_topic_part("device_id", device_id, slashes=False)
         check_topic_part("prefix", prefix, slashes=True)
@@ -381,6 +387,15 @@ class MqttSink(ClosableSink):
         self._pumping = False
         self._settled = False
         self._closing = False  # close() hands paho nothing more (see `_wait_in_flight`)
+        # From a connection until paho has resent what it held (see `_on_connect`).
+        self._resending = False
+        # For the spool's checkpoints: `_changes` counts changes to what is unacknowledged, and
+        # `_progress_at` is when the queue last moved (an acknowledgement, or its first entry).
+        self._changes = 0
+        self._checkpointed = 0
+        self._progress_at = time.monotonic()
+        self.spool_every = float(spool_every)
+        self._stop_checkpoints = threading.Event()
         self.accepted = 0
         self.published = 0
         self.overflow = 0
@@ -424,6 +439,8 @@ class MqttSink(ClosableSink):
         log.info("MQTT: publishing to %s on %s (QoS %d, MQTT %s)", self.prediction_topic,
                  self.address, qos, protocol)
         self._pump()  # the spool's, if any: paho sends them once connected
+        if self._spool is not None:
+            threading.Thread(target=self._checkpoints, name="mqtt-spool", daemon=True).start()
 
     def _queue_spooled(self, kept: list[tuple[int, str]]) -> None:
         """Queue the predictions the last run kept, before any of this run's."""
@@ -439,6 +456,11 @@ class MqttSink(ClosableSink):
         self.accepted += len(kept)
         log.info("MQTT: queued %s kept in %s by the last run", _many(len(kept), "prediction"),
                  self._spool_path)
+
+    @property
+    def spool(self) -> MqttSpool | None:
+        """The spool, if there is one (its `writes` count what it wrote to the disk)."""
+        return self._spool
 
     @property
     def _spool_path(self) -> str:
@@ -559,9 +581,12 @@ class MqttSink(ClosableSink):
                 self._not_sent(label)
             return
         with self._lock:
+            if not self._queued:
+                self._progress_at = time.monotonic()
             self._backlog.append((prediction.frame_index, payload))
             self._queued += 1
             self.accepted += 1
+            self._changes += 1
         self._pump()
 
     def _not_sent(self, label: str | None) -> None:
@@ -631,6 +656,7 @@ class MqttSink(ClosableSink):
         if self._closed:
             return
         self._closed = True
+        self._stop_checkpoints.set()
         deadline = time.monotonic() + self.close_timeout
         old = self.client
         # What the broker did not acknowledge, when closed while disconnected (None: connected).
@@ -712,6 +738,26 @@ class MqttSink(ClosableSink):
             self._closing = True
             while self._in_paho > 0 and (left := until - time.monotonic()) > 0:
                 self._drained.wait(min(left, 0.02))  # notified only once all is acknowledged
+
+    def _checkpoints(self) -> None:
+        """The spool's thread: every `spool_every`, write what a power cut would lose."""
+        while not self._stop_checkpoints.wait(self.spool_every):
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        assert self._spool is not None
+        with self._lock:
+            if self._settled or self._closing or self._changes == self._checkpointed:
+                return
+            stalled = self._queued > 0 and (
+                not self._connected.is_set()
+                or time.monotonic() - self._progress_at >= self.spool_every)
+            changes = self._changes
+            messages = [*self._sent.values(), *self._backlog]
+        # Written outside the lock: publish() must not wait for a disk.
+        if self._spool.checkpoint(messages, stalled=stalled):
+            with self._lock:
+                self._checkpointed = changes
 
     def _keep(self, messages: list[tuple[int, str]]) -> int:
         """Write `messages` to the spool (removing it when there are none); how many it kept."""
@@ -816,28 +862,34 @@ class MqttSink(ClosableSink):
     def _pump(self) -> None:
         """Hand backlog predictions to paho, oldest first, while the window has room.
 
-        Called after each new prediction and each acknowledgement (on paho's thread, where paho
-        allows publishing). Whichever thread finds another one handing over leaves the work to
-        it: the one handing over looks at the backlog again after each prediction.
+        Called after each new prediction, each connection and each acknowledgement (on paho's
+        thread, where paho allows publishing). Whichever thread finds another one handing over
+        leaves the work to it: the one handing over looks at the backlog again after each
+        prediction.
         """
         while True:
             with self._lock:
                 if (self._pumping or self._settled or self._closing or not self._backlog
-                        or self._in_paho >= _WINDOW):
+                        or self._in_paho >= _WINDOW or self._resending
+                        or not self._connected.is_set()):
                     return
                 self._pumping = True
-                frame_index, payload = self._backlog.popleft()
+                message = self._backlog.popleft()
                 self._in_paho += 1
             try:
-                more = self._hand_over(frame_index, payload)
+                more = self._hand_over(message)
             finally:
                 with self._lock:
                     self._pumping = False
             if not more:
                 return
 
-    def _hand_over(self, frame_index: int, payload: str) -> bool:
-        """Publish one backlog prediction through paho; return False to stop handing over."""
+    def _hand_over(self, message: tuple[int, str]) -> bool:
+        """Publish one backlog prediction through paho; return False to stop handing over.
+
+        The same tuple goes on to `_sent`: the spool finds its last line by identity.
+        """
+        frame_index, payload = message
         try:
             info = self.client.publish(self.prediction_topic, payload, qos=self.qos)
         except ValueError as exc:  # topic, QoS and size were checked: should not happen
@@ -847,8 +899,9 @@ class MqttSink(ClosableSink):
             # Control messages fill paho's queue (many reconnects, no acknowledgement yet):
             # keep the prediction first in line; the next acknowledgement pumps again.
             with self._lock:
-                self._backlog.appendleft((frame_index, payload))
+                self._backlog.appendleft(message)
                 self._in_paho -= 1
+                self._changes += 1  # a checkpoint may have missed it while it was out
             return False
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             # paho 2.x returns no other code under loop_start(). Should a later one, whether it
@@ -857,7 +910,7 @@ class MqttSink(ClosableSink):
             # would then be ignored).
             self._count_refused(frame_index, mqtt.error_string(info.rc), accepted=True)
             return True
-        self._track(info.mid, _PREDICTION, (frame_index, payload))
+        self._track(info.mid, _PREDICTION, message)
         return True
 
     def _track(self, mid: int, kind: str, prediction: tuple[int, str] | None = None,
@@ -867,6 +920,7 @@ class MqttSink(ClosableSink):
         # instead would deadlock: paho calls on_publish while holding its own lock.
         refused = None
         with self._lock:
+            self._changes += 1  # back in sight of a checkpoint
             if mid in self._early:
                 refused = self._early.pop(mid)
                 self._acknowledged(kind, refused)
@@ -890,6 +944,8 @@ class MqttSink(ClosableSink):
                 self.published += 1
             self._in_paho -= 1
             self._queued -= 1
+            self._changes += 1
+            self._progress_at = time.monotonic()
         if not self._pending and not self._queued:
             self._drained.notify_all()
 
@@ -928,6 +984,7 @@ class MqttSink(ClosableSink):
             with self._lock:
                 self._in_paho -= 1
                 self._queued -= 1
+                self._changes += 1
                 if not self._pending and not self._queued:
                     self._drained.notify_all()
         self.dropped += 1
@@ -991,7 +1048,15 @@ class MqttSink(ClosableSink):
         self._send_control(self.status_topic, ONLINE.encode())
         if self.discovery:
             self._announce()
+        with self._lock:
+            # paho resends what it holds after this callback returns, and sends a new message
+            # at once on an open socket: one handed over before the resend (or before the
+            # CONNACK, on an earlier socket) would overtake older ones. The first
+            # acknowledgement on this connection (of "online" at the latest) comes after the
+            # resend, and ends the wait.
+            self._resending = self._in_paho > 0
         self._connected.set()
+        self._pump()
 
     def _announce(self) -> None:
         for msg in discovery_messages(
@@ -1100,6 +1165,7 @@ class MqttSink(ClosableSink):
     ) -> None:
         refused = str(reason) if getattr(reason, "is_failure", False) else None
         with self._lock:
+            self._resending = False  # see `_on_connect`
             tracked = self._pending.pop(mid, None)
             self._sent.pop(mid, None)
             if tracked is not None:

@@ -1,14 +1,23 @@
-"""The MQTT sink's spool: predictions a stop could not deliver, kept in a file for the next start.
+"""The MQTT sink's spool: predictions the broker has not acknowledged, kept in a file for the next start.
 
 Without it, a service stopped while its broker is away (a restart, a reboot, a new config)
-drops what it had queued. With ``[mqtt] spool = PATH``, `MqttSink.close` writes them there
-and the next sink on that path queues them first, in their order, before its own. Each line is
-one prediction: ``{"frame": N, "payload": "<the JSON sent>"}``. The file is replaced whole
-(written beside it, then renamed), so a crash mid-write leaves the previous one. It stays in
-place until a close rewrites it (or removes it, with nothing left to keep): a crash before
-then sends its predictions again at the next start, so a consumer may see one twice, as QoS 1
-and 2 across a restart allow, but never none. What a crash or power cut catches in memory is
-not in it.
+drops what it had queued, and a power cut drops it too. With ``[mqtt] spool = PATH``,
+`MqttSink.close` writes them there and the next sink on that path queues them first, in their
+order, before its own. Each line is one prediction: ``{"frame": N, "payload": "<the JSON
+sent>"}``.
+
+While predictions wait unacknowledged (an outage, or a broker that stopped answering), the sink
+also checkpoints them every ``spool_every`` seconds, so a power cut or a kill loses at most the
+last of those seconds. A checkpoint appends the predictions made since the one before (each
+prediction is written once, which spares an SD card), and rewrites the file only when most of
+its lines were delivered meanwhile; once all of them were, the file is removed. Healthy, with
+acknowledgements coming, no checkpoint writes anything. Each write is synced to the disk. A
+file is replaced whole by writing it beside, then renaming it, so a crash mid-write leaves the
+previous one; an append cut short by a power cut leaves a last line with no newline, which the
+next start drops (it is the one prediction that was being written). The file stays in place
+until a checkpoint or a close rewrites or removes it: a crash before then sends its predictions
+again at the next start, so a consumer may see one twice, as QoS 1 and 2 across a restart
+allow, but never none.
 
 A spool file this code did not write whole (a damaged line, bytes that are not UTF-8, or a
 file that could not be read) is never replaced or removed: it is renamed aside to
@@ -21,6 +30,7 @@ import json
 import logging
 import os
 import stat
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,6 +73,15 @@ class MqttSpool:
         if not os.access(folder, os.W_OK | os.X_OK):
             raise ConfigError(f"spool {self.path}: this user cannot write in {folder}; choose a "
                               "folder it owns (the service's is /var/lib/edge-sdk)")
+        #: Writes to the disk (checkpoints and the stop's), for those who count an SD card's.
+        self.writes = 0
+        # What the file holds: how many lines, and the last one as the very tuple the sink
+        # queued, so a checkpoint finds where the queue goes on past the file by identity.
+        self._lines = 0
+        self._last: tuple[int, str] | None = None
+        self._saving = threading.Lock()  # one writer at a time: a checkpoint or the stop
+        self._final = False  # the stop's save is written: no checkpoint may replace it
+        self._failing = False  # a checkpoint failed; logged once until one succeeds
 
     def load(self) -> list[tuple[int, str]]:
         """The predictions kept, oldest first, as (frame index, payload); [] when none.
@@ -80,7 +99,11 @@ class MqttSpool:
             return []
         kept: list[tuple[int, str]] = []
         bad = 0
-        for line in data.splitlines():
+        lines = data.splitlines()
+        torn = bool(lines) and not data.endswith(b"\n")
+        if torn:  # the append a power cut caught: ours, not damage; cut it off before appending
+            lines.pop()
+        for line in lines:
             try:
                 entry = json.loads(line.decode("utf-8"))
                 frame, payload = entry["frame"], entry["payload"]
@@ -94,7 +117,23 @@ class MqttSpool:
         if bad:
             self._set_aside(f"{bad} of its {bad + len(kept)} lines are no kept prediction; "
                             f"queued the other {len(kept)}")
+            return kept
+        if torn:
+            try:
+                os.truncate(self.path, data.rindex(b"\n") + 1 if lines else 0)
+            except OSError as exc:
+                self._set_aside(f"its last line was cut short and it cannot be cut off ({exc.strerror})")
+                return kept
+            log.warning("MQTT: the spool %s ended in a line cut short (a power cut while it was "
+                        "written); dropped that prediction, queued the other %d", self.path, len(kept))
+        self._lines = len(kept)
+        self._last = kept[-1] if kept else None
         return kept
+
+    @property
+    def holds(self) -> bool:
+        """Whether the file holds predictions (loaded at the start, or written since)."""
+        return self._lines > 0
 
     @property
     def aside(self) -> Path:
@@ -111,26 +150,116 @@ class MqttSpool:
         log.warning("MQTT: the spool %s: %s; moved it to %s", self.path, why, aside)
 
     def save(self, messages: Sequence[tuple[int, str]]) -> None:
-        """Keep `messages` (replacing what was kept); with none, remove the file.
+        """The stop's: keep `messages` (replacing what was kept); with none, remove the file.
+
+        No checkpoint writes after it.
 
         Raises:
             OSError: it could not be written (the disk full, say) or removed; the previous
                 file stays.
         """
+        with self._saving:
+            self._final = True
+            self._write(messages)
+
+    def checkpoint(self, messages: Sequence[tuple[int, str]], *, stalled: bool) -> bool:
+        """Make the file hold what a power cut now would lose, writing as little as it can.
+
+        Args:
+            messages: The predictions not acknowledged yet, oldest first, as the sink holds
+                them (the same tuples, from one call to the next).
+            stalled: Whether they are waiting (no connection, or no acknowledgement for a
+                while). If not, the file is only removed once all it held was delivered, or
+                shrunk when most of it was.
+
+        Returns:
+            False if the stop's save came first or the write failed (logged once until one
+            succeeds); True otherwise, written or with nothing to write.
+        """
+        with self._saving:
+            if self._final:
+                return False
+            after = self._after_last(messages)
+            try:
+                if after is not None and self._lines > 2 * len(messages) + 64:
+                    self._write(messages)  # mostly delivered lines: shrink it
+                elif after is not None:
+                    if stalled:
+                        self._append(messages[after:])
+                elif stalled or self.holds:
+                    # With its last line delivered, the file holds only delivered lines (the
+                    # queue is first in, first out), so `stalled` rewrites and healthy removes.
+                    self._write(messages if stalled else [])
+            except OSError as exc:
+                if not self._failing:
+                    log.error("MQTT: cannot write the spool %s (%s); a power cut would lose the "
+                              "%d predictions waiting for the broker: free space or choose "
+                              "another spool", self.path, exc.strerror or exc, len(messages))
+                self._failing = True
+                return False
+            if self._failing:
+                log.info("MQTT: the spool %s is written again", self.path)
+                self._failing = False
+            return True
+
+    def _after_last(self, messages: Sequence[tuple[int, str]]) -> int | None:
+        """Where `messages` go on past the file's last line, if it is still among them."""
+        if self._last is None:
+            return None
+        for i in range(len(messages) - 1, -1, -1):  # from the end: new ones are few
+            if messages[i] is self._last:
+                return i + 1
+        return None
+
+    def _append(self, messages: Sequence[tuple[int, str]]) -> None:
         if not messages:
-            self.path.unlink(missing_ok=True)
+            return
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write("".join(_line(frame, payload) for frame, payload in messages))
+            f.flush()
+            os.fsync(f.fileno())
+        self.writes += 1
+        self._lines += len(messages)
+        self._last = messages[-1]
+
+    def _write(self, messages: Sequence[tuple[int, str]]) -> None:
+        if not messages:
+            if self.holds or self.path.exists():
+                self.path.unlink(missing_ok=True)
+                self.writes += 1
+            self._lines, self._last = 0, None
             return
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
             with tmp.open("w", encoding="utf-8") as f:
-                for frame, payload in messages:
-                    f.write(json.dumps({"frame": frame, "payload": payload}) + "\n")
+                f.write("".join(_line(frame, payload) for frame, payload in messages))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        _sync_folder(self.path.parent)
+        self.writes += 1
+        self._lines, self._last = len(messages), messages[-1]
+
+
+def _line(frame: int, payload: str) -> str:
+    return json.dumps({"frame": frame, "payload": payload}) + "\n"
+
+
+def _sync_folder(folder: Path) -> None:
+    """Sync a folder's entries, so a power cut does not undo a rename in it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # not every file system lets a folder be opened; the data itself is synced
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 __all__ = ["MqttSpool"]
