@@ -1301,23 +1301,31 @@ def test_the_service_restarted_during_an_outage_loses_no_prediction_with_a_spool
     kept = [json.loads(line)["frame"] for line in spool.read_text().splitlines()]
     assert len(kept) >= 10 and kept == sorted(kept)
     stopped = time.time()
+    messages = run_again_with_the_broker(broker, "svc3", config, tmp_path, env, kept)
+    times = [utc_ms(m["time"]) / 1000 for m in messages]
+    assert max(times[:len(kept)]) <= stopped < min(times[len(kept):])
+    assert not spool.exists()
+
+
+def run_again_with_the_broker(broker: Mosquitto, device_id: str, config: str, tmp_path: Path,
+                              env: dict[str, str], kept: list[int]) -> list[Any]:
+    """Start the broker and the service again; check the `kept` frames arrive first, in order,
+    and that a SIGTERM ends it cleanly. Returns the predictions received."""
     broker.start()
-    topic = "edge-sdk/svc3/prediction"
+    topic = f"edge-sdk/{device_id}/prediction"
     rec = Recorder(broker, [topic])
     second = ServiceProcess(config, tmp_path, env=env)
     try:
         assert rec.wait_for(lambda m: len(m) >= len(kept) + 10, 60), second.log
         messages = rec.json(topic)
-        assert [m["frame"] for m in messages[:len(kept)]] == kept  # the first run's, first
-        times = [utc_ms(m["time"]) / 1000 for m in messages]
-        assert max(times[:len(kept)]) <= stopped < min(times[len(kept):])
+        assert [m["frame"] for m in messages[:len(kept)]] == kept, second.log  # the first run's
         second.signal(signal.SIGTERM)
         assert second.wait(5) == 0, second.log
     finally:
         second.stop()
         rec.close()
         broker.stop()
-    assert not spool.exists(), second.log
+    return messages
 
 
 @pytest.mark.slow
@@ -1343,20 +1351,8 @@ def test_the_service_killed_during_an_outage_keeps_what_it_checkpointed(
     kept = spooled_frames(spool)
     assert len(kept) >= 20 and kept == sorted(kept) and len(set(kept)) == len(kept)
     assert "kept in" not in first.log  # no stop ran: all of it came from the checkpoints
-    broker.start()
-    topic = "edge-sdk/svc4/prediction"
-    rec = Recorder(broker, [topic])
-    second = ServiceProcess(config, tmp_path, env=env)
-    try:
-        assert rec.wait_for(lambda m: len(m) >= len(kept) + 10, 60), second.log
-        assert frames_of(rec, topic)[:len(kept)] == kept
-        second.signal(signal.SIGTERM)
-        assert second.wait(5) == 0, second.log
-    finally:
-        second.stop()
-        rec.close()
-        broker.stop()
-    assert not spool.exists(), second.log
+    run_again_with_the_broker(broker, "svc4", config, tmp_path, env, kept)
+    assert not spool.exists()
 
 
 def test_pipeline_publishes_every_prediction_and_reports_the_gauges(
