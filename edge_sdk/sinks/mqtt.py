@@ -752,6 +752,8 @@ class MqttSink(ClosableSink):
             stalled = self._queued > 0 and (
                 not self._connected.is_set()
                 or time.monotonic() - self._progress_at >= self.spool_every)
+            if not (stalled or self._spool.holds):
+                return  # healthy, with nothing on the disk: no copy of the queue to make
             changes = self._changes
             messages = [*self._sent.values(), *self._backlog]
         # Written outside the lock: publish() must not wait for a disk.

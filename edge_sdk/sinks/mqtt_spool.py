@@ -26,6 +26,7 @@ file that could not be read) is never replaced or removed: it is renamed aside t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ import stat
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from edge_sdk.errors import ConfigError
 
@@ -181,15 +183,15 @@ class MqttSpool:
                 return False
             after = self._after_last(messages)
             try:
-                if after is not None and self._lines > 2 * len(messages) + 64:
-                    self._write(messages)  # mostly delivered lines: shrink it
-                elif after is not None:
-                    if stalled:
-                        self._append(messages[after:])
-                elif stalled or self.holds:
+                if after is None:
                     # With its last line delivered, the file holds only delivered lines (the
                     # queue is first in, first out), so `stalled` rewrites and healthy removes.
-                    self._write(messages if stalled else [])
+                    if stalled or self.holds:
+                        self._write(messages if stalled else [])
+                elif self._lines > 2 * len(messages) + 64:
+                    self._write(messages)  # mostly delivered lines: shrink it
+                elif stalled:
+                    self._append(messages[after:])
             except OSError as exc:
                 if not self._failing:
                     log.error("MQTT: cannot write the spool %s (%s); a power cut would lose the "
@@ -215,9 +217,7 @@ class MqttSpool:
         if not messages:
             return
         with self.path.open("a", encoding="utf-8") as f:
-            f.write("".join(_line(frame, payload) for frame, payload in messages))
-            f.flush()
-            os.fsync(f.fileno())
+            _put(f, messages)
         self.writes += 1
         self._lines += len(messages)
         self._last = messages[-1]
@@ -232,9 +232,7 @@ class MqttSpool:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
             with tmp.open("w", encoding="utf-8") as f:
-                f.write("".join(_line(frame, payload) for frame, payload in messages))
-                f.flush()
-                os.fsync(f.fileno())
+                _put(f, messages)
             os.replace(tmp, self.path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -244,8 +242,12 @@ class MqttSpool:
         self._lines, self._last = len(messages), messages[-1]
 
 
-def _line(frame: int, payload: str) -> str:
-    return json.dumps({"frame": frame, "payload": payload}) + "\n"
+def _put(f: TextIO, messages: Sequence[tuple[int, str]]) -> None:
+    """Write `messages` as lines to `f` and sync them to the disk."""
+    f.write("".join(json.dumps({"frame": frame, "payload": payload}) + "\n"
+                    for frame, payload in messages))
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def _sync_folder(folder: Path) -> None:
@@ -255,9 +257,8 @@ def _sync_folder(folder: Path) -> None:
     except OSError:
         return  # not every file system lets a folder be opened; the data itself is synced
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
