@@ -570,6 +570,11 @@ def check_mqtt_spool(config: Config) -> list[Check]:
     except ConfigError as exc:
         return [Check("mqtt spool", "FAIL", str(exc).split("; ")[0], _fix_from(str(exc)))]
     rows = []
+    holder = spool.holder()
+    if holder is not None:
+        by = f"process {holder}" if holder else "another process"
+        rows.append(Check("mqtt spool", "PASS", f"{spool.path} is in use by a running MQTT sink "
+                          f"({by}); another sink on it would be refused"))
     try:
         held = spool.path.read_bytes().count(b"\n")
     except FileNotFoundError:
@@ -579,9 +584,10 @@ def check_mqtt_spool(config: Config) -> list[Check]:
                           "chown it to the service user, or move it away"))
     else:
         noun = "prediction" if held == 1 else "predictions"
-        # From the last run, or a running service's checkpoints during an outage.
+        # From the last run, or a running sink's checkpoints during an outage.
+        then = "sent first at the next start" if holder is None else "checkpointed by that sink"
         rows.append(Check("mqtt spool", "PASS", f"{spool.path} holds {held} {noun} the broker "
-                          "has not acknowledged, sent first at the next start"))
+                          f"has not acknowledged, {then}"))
     if spool.aside.exists():
         rows.append(Check("mqtt spool", "WARN", f"{spool.aside} holds a spool that was set aside as "
                           "damaged", "look at it (its good lines were sent), then remove it"))

@@ -18,6 +18,7 @@ from support.privileges import only_for_root_with_setpriv, rerun_without_root_ov
 from edge_sdk import config as cfg
 from edge_sdk import doctor
 from edge_sdk.cli.main import cli
+from edge_sdk.sinks.mqtt_spool import MqttSpool
 
 __all__ = ["mosquitto"]
 
@@ -81,6 +82,17 @@ def test_the_mqtt_spool_row_says_what_is_kept_and_what_was_set_aside(tmp_path: P
     kept, aside = spool_rows(spool=str(spool))
     assert kept.status == "PASS" and "holds 2 predictions the broker has not" in kept.detail
     assert aside.status == "WARN" and "set aside as damaged" in aside.detail
+    claimed = MqttSpool(spool)
+    claimed.claim()  # as a running service's sink does
+    try:
+        in_use, kept, aside = spool_rows(spool=str(spool))
+    finally:
+        claimed.release()
+    assert in_use.status == "PASS" and in_use.detail == (
+        f"{spool} is in use by a running MQTT sink (process {os.getpid()}); another sink on it "
+        "would be refused")
+    assert "holds 2 predictions the broker has not acknowledged, checkpointed by that sink" in (
+        kept.detail)
     (row,) = spool_rows(spool=str(tmp_path / "gone" / "s.jsonl"))
     assert row.status == "FAIL" and row.fix == "create it or choose another path"
 

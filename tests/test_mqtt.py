@@ -9,6 +9,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ from support.mosquitto import (
     mosquitto,
     retained,
 )
+from support.privileges import without_root_override
 from support.service_proc import ServiceProcess
 
 from edge_sdk.errors import ConfigError, SinkError
@@ -924,6 +927,8 @@ def test_close_after_the_broker_went_away_says_not_acknowledged(
     try:
         assert sink.wait_connected(5)
         broker.stop()
+        # Closed before paho noticed the end, the sink would have no loss to log: wait for it.
+        assert wait_until(lambda: not sink.connected)
         for i in range(3):
             sink.publish(prediction(i), None)
         sink.close()
@@ -1007,6 +1012,68 @@ def test_a_damaged_spool_is_set_aside_not_replaced_and_bad_paths_are_one_line_ea
         MqttSink(host="127.0.0.1", qos=0, spool=str(tmp_path / "s.jsonl"))
 
 
+def test_one_sink_at_a_time_has_a_spool(tmp_path: Path) -> None:
+    """A second sink on a spool, in this process or another, is refused at its start and
+    names the holder; the first one's close lets go of it, and so does its process's death."""
+    spool = tmp_path / "spool.jsonl"
+    lock = tmp_path / ".spool.jsonl.lock"
+    options: dict[str, Any] = {"host": "127.0.0.1", "port": free_port(), "discovery": False,
+                               "close_timeout": 0.1, "spool": str(spool), **FAST}
+    first = MqttSink(device_id="one", **options)
+    assert first.spool is not None and first.spool.holder() == os.getpid()
+    with pytest.raises(SinkError, match=re.escape(
+            f"spool {spool} is in use by another MQTT sink (process {os.getpid()}); give each "
+            "sink its own spool, or stop the other first")):
+        MqttSink(device_id="two", **options)
+    first.publish(prediction(0))
+    first.close()  # the broker is away: the prediction is kept, and the spool let go of
+    assert spooled_frames(spool) == [0] and not lock.exists()
+    assert first.spool.holder() is None
+    # Another process claims it, as a running service does, and is killed: the kernel lets go.
+    code = ("import sys\nfrom edge_sdk.sinks.mqtt_spool import MqttSpool\n"
+            f"MqttSpool({str(spool)!r}).claim()\nprint('claimed', flush=True)\nsys.stdin.read()\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "claimed\n"
+        with pytest.raises(SinkError, match=f"in use by another MQTT sink \\(process {holder.pid}\\)"):
+            MqttSink(device_id="three", **options)
+        holder.kill()
+        holder.wait(10)
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert lock.exists()  # left by the kill, no longer locked
+    third = MqttSink(device_id="four", **options)
+    assert third.queue_depth == 1  # what the first kept, not sent twice by a second sink
+    third.close()
+    assert not lock.exists()
+
+
+def test_a_lock_file_another_user_left_is_taken_over(tmp_path: Path) -> None:
+    """A run as root that was killed leaves a lock file the service user cannot write: the
+    claim still locks it, then makes it anew, so a refusal names the running process, not the
+    dead one. Run under `without_root_override` so that, as root (CI), the file's mode binds."""
+    spool = tmp_path / "spool.jsonl"
+    lock = tmp_path / ".spool.jsonl.lock"
+    lock.write_text("999999\n")
+    lock.chmod(0o444)
+    code = ("import os\nfrom edge_sdk.sinks.mqtt_spool import MqttSpool\n"
+            f"s = MqttSpool({str(spool)!r})\ns.claim()\n"
+            "print(os.getpid(), s.holder(), open(s.lock_path).read().strip(), flush=True)\n")
+    proc = subprocess.run([*without_root_override(), sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    pid, holder, written = proc.stdout.split()
+    assert holder == written == pid, proc.stdout
+    assert "would not be refused" not in proc.stderr  # guarded, not warned about
+
+
+# More than a fast machine sends in the stop's flush: all of 3000 arrived in it on a Zen 5
+# machine (about 9000 a second at QoS 1).
+_MANY = 10_000
+
+
 @pytest.mark.parametrize("qos", [1, 2])
 def test_a_stop_while_connected_spools_no_prediction_that_also_arrived(
     tmp_path: Path, qos: int
@@ -1017,24 +1084,24 @@ def test_a_stop_while_connected_spools_no_prediction_that_also_arrived(
     broker.start()
     spool = tmp_path / "spool.jsonl"
     options: dict[str, Any] = {"host": broker.host, "port": broker.port, "device_id": "cam27",
-                               "qos": qos, "discovery": False, "queue_size": 3000,
+                               "qos": qos, "discovery": False, "queue_size": _MANY,
                                "spool": str(spool), **FAST}
     topic = "edge-sdk/cam27/prediction"
     rec = Recorder(broker, [topic])
     try:
         first = MqttSink(close_timeout=0.6, **options)  # the service's
         assert first.wait_connected(5)
-        for i in range(3000):
+        for i in range(_MANY):
             first.publish(prediction(i), None)
         first.close()
         stats = first.stats()
-        assert stats["spooled"] > 0 and stats["published"] + stats["spooled"] == 3000, stats
+        assert stats["spooled"] > 0 and stats["published"] + stats["spooled"] == _MANY, stats
         second = MqttSink(close_timeout=1.5, **options)
         assert second.flush(30)
         second.close()
-        assert rec.wait_for(lambda m: len(m) >= 3000, 30)
+        assert rec.wait_for(lambda m: len(m) >= _MANY, 30)
         time.sleep(0.5)  # a duplicate would come now
-        assert frames_of(rec, topic) == list(range(3000))
+        assert frames_of(rec, topic) == list(range(_MANY))
     finally:
         rec.close()
         broker.stop()
@@ -1343,6 +1410,19 @@ def test_the_service_killed_during_an_outage_keeps_what_it_checkpointed(
     first = ServiceProcess(config, tmp_path, env=env)
     try:
         assert first.wait_for_line("cannot reach broker", 60), first.log
+        # A second service on the same spool (one started by hand beside the unit) would send
+        # the first one's predictions twice and overwrite its saves: it is refused at its start,
+        # with exit status 1, which systemd restarts, not the 78 of a config error.
+        second = ServiceProcess(config, tmp_path, env=env)
+        try:
+            assert second.wait(60) == 1, second.log
+        finally:
+            second.stop()
+        assert second.lines[-1] == (
+            f"Error: spool {spool} is in use by another MQTT sink (process {first.proc.pid}); "
+            "give each sink its own spool, or stop the other first (a running service: sudo "
+            "systemctl stop edge-classify)"), second.log
+        assert "Traceback" not in second.log
         assert wait_until(lambda: len(spooled_frames(spool)) >= 20, 30), first.log
         first.signal(signal.SIGKILL)
         first.wait(10)
@@ -1351,8 +1431,10 @@ def test_the_service_killed_during_an_outage_keeps_what_it_checkpointed(
     kept = spooled_frames(spool)
     assert len(kept) >= 20 and kept == sorted(kept) and len(set(kept)) == len(kept)
     assert "kept in" not in first.log  # no stop ran: all of it came from the checkpoints
+    lock = tmp_path / ".mqtt-spool.jsonl.lock"
+    assert lock.exists()  # left by the kill, but no longer locked: the next start claims it
     run_again_with_the_broker(broker, "svc4", config, tmp_path, env, kept)
-    assert not spool.exists()
+    assert not spool.exists() and not lock.exists()
 
 
 def test_pipeline_publishes_every_prediction_and_reports_the_gauges(

@@ -422,20 +422,26 @@ class MqttSink(ClosableSink):
         self.spooled = 0
         self._spool = MqttSpool(spool) if spool else None
         if self._spool is not None:
-            self._queue_spooled(self._spool.load())
-
-        self._password = self._read_password(username, password_file)
-        client = self._new_client()
-        client.max_queued_messages_set(_PAHO_QUEUE)
-        client.reconnect_delay_set(reconnect_min, reconnect_max)  # type: ignore[arg-type]
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_log = self._on_log
-        self.client = client
-        self._connect_async(client, keepalive)
-        client.loop_start()
+            self._spool.claim()
+        try:
+            if self._spool is not None:
+                self._queue_spooled(self._spool.load())
+            self._password = self._read_password(username, password_file)
+            client = self._new_client()
+            client.max_queued_messages_set(_PAHO_QUEUE)
+            client.reconnect_delay_set(reconnect_min, reconnect_max)  # type: ignore[arg-type]
+            client.on_connect = self._on_connect
+            client.on_connect_fail = self._on_connect_fail
+            client.on_disconnect = self._on_disconnect
+            client.on_publish = self._on_publish
+            client.on_log = self._on_log
+            self.client = client
+            self._connect_async(client, keepalive)
+            client.loop_start()
+        except BaseException:
+            if self._spool is not None:  # a sink that never started must not keep it claimed
+                self._spool.release()
+            raise
         log.info("MQTT: publishing to %s on %s (QoS %d, MQTT %s)", self.prediction_topic,
                  self.address, qos, protocol)
         self._pump()  # the spool's, if any: paho sends them once connected
@@ -702,6 +708,8 @@ class MqttSink(ClosableSink):
             self._sent.clear()
             self._drained.notify_all()
         kept = self._keep(left[:lost])
+        if self._spool is not None:
+            self._spool.release()
         self.spooled += kept
         lost -= kept
         self.dropped += lost

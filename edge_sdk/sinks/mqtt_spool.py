@@ -22,11 +22,19 @@ allow, but never none.
 A spool file this code did not write whole (a damaged line, bytes that are not UTF-8, or a
 file that could not be read) is never replaced or removed: it is renamed aside to
 ``PATH.damaged`` first, with a warning naming it, after its good lines were queued.
+
+One sink at a time has a spool: a second, in this process or another (a service started by
+hand beside the running unit, say), would send what it holds a second time and then overwrite
+the first one's saves with its own, losing them. So a sink claims the file by an exclusive lock
+on ``.NAME.lock`` beside it, which the kernel lets go of when the process ends however it ends,
+and a second sink on the file is refused at its start (a `SinkError`) with the holder's
+process id. A clean stop removes the lock file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -36,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from edge_sdk.errors import ConfigError
+from edge_sdk.errors import ConfigError, SinkError
 
 log = logging.getLogger("edge_sdk.mqtt")
 
@@ -84,6 +92,99 @@ class MqttSpool:
         self._saving = threading.Lock()  # one writer at a time: a checkpoint or the stop
         self._final = False  # the stop's save is written: no checkpoint may replace it
         self._failing = False  # a checkpoint failed; logged once until one succeeds
+        self._lock_fd: int | None = None
+
+    @property
+    def lock_path(self) -> Path:
+        """The file whose lock makes one sink the spool's only user (``.NAME.lock`` beside it)."""
+        return self.path.with_name(f".{self.path.name}.lock")
+
+    def claim(self) -> None:
+        """Make this the spool's only user until `release` (or the end of the process).
+
+        A file system that has no locks, or a folder where the lock file cannot be made, only
+        costs the guard: it is logged and the spool works unguarded.
+
+        Raises:
+            SinkError: another sink, in this process or another, has the spool. Not a
+                ConfigError: the other may end (a run started by hand), and systemd restarts
+                the unit on a SinkError's exit status 1 but not on a config error's 78.
+        """
+        if self._lock_fd is not None:
+            return
+        while True:
+            try:
+                fd = _open_lock(self.lock_path)
+            except OSError as exc:
+                self._unguarded(f"cannot make {self.lock_path} ({exc.strerror})")
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = _pid_in(fd)
+                os.close(fd)
+                by = f"process {pid}" if pid else "another process"
+                raise SinkError(f"spool {self.path} is in use by another MQTT sink ({by}); give "
+                                "each sink its own spool, or stop the other first (a running "
+                                "service: sudo systemctl stop edge-classify)") from None
+            except OSError as exc:
+                os.close(fd)
+                self._unguarded(f"its file system does not lock {self.lock_path} ({exc.strerror})")
+                return
+            # The holder before us may have removed the file between our open and our lock:
+            # then we hold a name no one else sees, and take the new file instead.
+            try:
+                current = os.stat(self.lock_path)
+            except FileNotFoundError:
+                current = None
+            held = os.fstat(fd)
+            if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+                if os.access(self.lock_path, os.W_OK):
+                    break
+                # Another user's (a run as root left it), so it would keep that run's process
+                # id: ours to remove now that we lock it, and to make anew as this user.
+                try:
+                    self.lock_path.unlink()
+                except OSError:
+                    break  # locked all the same, only without our process id in it
+            os.close(fd)
+        with contextlib.suppress(OSError):  # the id only makes the refusal's message better
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _unguarded(self, why: str) -> None:
+        log.warning("MQTT: the spool %s: %s; a second sink on it would not be refused",
+                    self.path, why)
+
+    def release(self) -> None:
+        """Let another sink claim the spool; removes the lock file. Safe to call twice."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        # Removed while still locked, so a sink that opened it meanwhile sees it is gone.
+        with contextlib.suppress(OSError):
+            self.lock_path.unlink()
+        os.close(fd)
+
+    def holder(self) -> int | None:
+        """The process id of the sink that has the spool claimed now, or None (0 if unknown).
+
+        Looks only: neither makes the lock file nor claims the spool.
+        """
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _pid_in(fd)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)  # also lets go of our shared lock, if we got it
+        return None
 
     def load(self) -> list[tuple[int, str]]:
         """The predictions kept, oldest first, as (frame index, payload); [] when none.
@@ -248,6 +349,23 @@ def _put(f: TextIO, messages: Sequence[tuple[int, str]]) -> None:
                     for frame, payload in messages))
     f.flush()
     os.fsync(f.fileno())
+
+
+def _open_lock(path: Path) -> int:
+    """Open (or make) a lock file; read-only if it is another user's (a run as root left it)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY)  # a lock needs no write access
+
+
+def _pid_in(fd: int) -> int:
+    """The process id a claim wrote in the lock file open as `fd`; 0 if there is none."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return 0
+    return int(text) if text.isdigit() else 0
 
 
 def _sync_folder(folder: Path) -> None:
