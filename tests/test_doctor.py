@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from support.mosquitto import Mosquitto, make_tls, mosquitto
-from support.privileges import only_for_root_with_setpriv, rerun_without_root_override, without_root_override
+from support.privileges import (
+    only_for_root_with_setpriv,
+    python_without_root_override,
+    rerun_without_root_override,
+)
 
 from edge_sdk import config as cfg
 from edge_sdk import doctor
@@ -356,8 +360,7 @@ def test_a_model_cache_this_user_cannot_write_is_a_warning(tmp_path: Path) -> No
     script = ("from edge_sdk import config, doctor; "
               f"rows = doctor.check_disk(config.parse({{'model': {{'home': {str(home)!r}}}}})); "
               "print(rows[0].status, rows[0].detail)")
-    proc = subprocess.run([*without_root_override(), sys.executable, "-c", script],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = python_without_root_override(script)
     home.chmod(0o755)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("WARN") and "not writable by this user" in proc.stdout

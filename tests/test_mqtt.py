@@ -28,7 +28,7 @@ from support.mosquitto import (
     mosquitto,
     retained,
 )
-from support.privileges import without_root_override
+from support.privileges import python_without_root_override
 from support.service_proc import ServiceProcess
 
 from edge_sdk.errors import ConfigError, SinkError
@@ -1053,7 +1053,7 @@ def test_one_sink_at_a_time_has_a_spool(tmp_path: Path) -> None:
 def test_a_lock_file_another_user_left_is_taken_over(tmp_path: Path) -> None:
     """A run as root that was killed leaves a lock file the service user cannot write: the
     claim still locks it, then makes it anew, so a refusal names the running process, not the
-    dead one. Run under `without_root_override` so that, as root (CI), the file's mode binds."""
+    dead one. Run under `python_without_root_override` so that, as root (CI), the file's mode binds."""
     spool = tmp_path / "spool.jsonl"
     lock = tmp_path / ".spool.jsonl.lock"
     lock.write_text("999999\n")
@@ -1061,8 +1061,7 @@ def test_a_lock_file_another_user_left_is_taken_over(tmp_path: Path) -> None:
     code = ("import os\nfrom edge_sdk.sinks.mqtt_spool import MqttSpool\n"
             f"s = MqttSpool({str(spool)!r})\ns.claim()\n"
             "print(os.getpid(), s.holder(), open(s.lock_path).read().strip(), flush=True)\n")
-    proc = subprocess.run([*without_root_override(), sys.executable, "-c", code],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = python_without_root_override(code)
     assert proc.returncode == 0, proc.stderr
     pid, holder, written = proc.stdout.split()
     assert holder == written == pid, proc.stdout

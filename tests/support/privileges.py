@@ -32,6 +32,12 @@ def without_root_override() -> list[str]:
     return SETPRIV
 
 
+def python_without_root_override(code: str) -> subprocess.CompletedProcess[str]:
+    """Run Python `code` in a new interpreter under `without_root_override`; text output."""
+    return subprocess.run([*without_root_override(), sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
 def rerun_without_root_override(test_file: str, keyword: str) -> None:
     """Run the tests of `test_file` matching `keyword` in pytest under `SETPRIV` and check they
     pass and none skips: the permission tests skip for root, and this brings them back."""
