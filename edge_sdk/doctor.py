@@ -285,6 +285,7 @@ def check_model(config: Config, *, runs: int = 10) -> list[Check]:
 
     m = config.model
     rows = []
+    per_frame: dict[str, float] = {}
     for name, modules in RUNTIME_MODULES.items():
         chosen = name == m.runtime
         if not chosen and (runs == 0 or _importable(modules) is None):
@@ -304,11 +305,35 @@ def check_model(config: Config, *, runs: int = 10) -> list[Check]:
                 rows.append(Check(what, "PASS", f"{m.name} ({m.precision}) loads"))
                 continue
             total, infer = _speed(clf, runs)
-        threads = m.threads or "auto"
-        rows.append(Check(what, "PASS", f"{m.name} ({m.precision}, {threads} threads): "
+        per_frame[name] = total
+        threads = f"{m.threads} thread{'s' * (m.threads != 1)}" if m.threads else "auto threads"
+        rows.append(Check(what, "PASS", f"{m.name} ({m.precision}, {threads}): "
                           f"{total:.1f} ms per 720p frame ({infer:.1f} ms inference), "
                           f"~{1000 / total:.0f} fps"))
-    return rows
+    return rows + _faster_runtime(m.runtime, per_frame)
+
+
+#: How much faster another runtime must be for the report to suggest it: within this, a few
+#: timed frames on a busy machine do not tell two runtimes apart.
+_SUGGEST_RATIO = 1.2
+
+
+def _faster_runtime(chosen: str, per_frame: dict[str, float]) -> list[Check]:
+    """A WARN row naming the runtime that classified fastest, when clearly ahead of `chosen`.
+
+    Which one wins depends on the CPU, not only on the board's family: on x86 without VNNI,
+    XNNPACK's int8 runs no faster than its float and onnxruntime comes out ahead of LiteRT.
+    """
+    if chosen not in per_frame:
+        return []
+    best = min(per_frame, key=per_frame.__getitem__)
+    ratio = per_frame[chosen] / per_frame[best]
+    if ratio < _SUGGEST_RATIO:
+        return []
+    return [Check("runtime choice", "WARN",
+                  f"{best} classifies this model {ratio:.1f}x as fast as the configured {chosen} "
+                  f"on this machine ({per_frame[best]:.1f} against {per_frame[chosen]:.1f} ms)",
+                  f'set [model] runtime = "{best}" (or run with --runtime {best})')]
 
 
 def _fix_from(message: str) -> str:

@@ -216,6 +216,23 @@ def test_model_missing_names_the_build_command(tmp_path: Path) -> None:
     assert litert.status == "FAIL" and "edge-classify models build squeezenet1.1" in litert.fix
 
 
+def test_a_clearly_faster_runtime_is_suggested(model_home: Path) -> None:
+    """OpenCV's DNN runs the float reference several times slower than onnxruntime (and LiteRT)
+    on any CPU measured: configured on it, the report names the faster runtime and the setting."""
+    config = cfg.parse({"model": {"runtime": "opencv", "precision": "float", "threads": 1,
+                                  "home": str(model_home)}})
+    rows = rows_by_name(doctor.check_model(config, runs=3))
+    assert rows["model on opencv"].status == "PASS"
+    choice = rows["runtime choice"]
+    best = choice.detail.split()[0]
+    assert choice.status == "WARN" and best in ("litert", "onnxruntime"), choice
+    assert "as fast as the configured opencv on this machine" in choice.detail
+    assert choice.fix == f'set [model] runtime = "{best}" (or run with --runtime {best})'
+    # Timed as fast as the fastest, or nearly: no row.
+    assert doctor._faster_runtime("litert", {"litert": 2.0, "onnxruntime": 1.8}) == []
+    assert doctor._faster_runtime("litert", {"onnxruntime": 1.0}) == []  # the chosen one failed
+
+
 def test_onnxruntime_row_says_when_int8_weights_run_as_uint8(monkeypatch: pytest.MonkeyPatch) -> None:
     from edge_sdk.runtimes import onnxruntime as ortmod
 
