@@ -151,8 +151,9 @@ def check_source(config: Config) -> list[Check]:
             return [Check("source", "FAIL", str(exc), fix)]
         unreadable = [f for f in found if not os.access(f, os.R_OK)]
         if len(unreadable) == len(found):
-            return [Check("source", "FAIL", f"none of the {len(found)} images in {path} is readable "
-                          "by you", "chmod/chown them for the user running edge-classify")]
+            what = (f"the image in {path} is not readable by you" if len(found) == 1
+                    else f"none of the {len(found)} images in {path} is readable by you")
+            return [Check("source", "FAIL", what, "chmod/chown them for the user running edge-classify")]
         detail = f"{len(found)} image{'s' if len(found) != 1 else ''} in {path}"
         if unreadable:
             return [Check("source", "WARN", f"{detail}, {len(unreadable)} not readable by you (they "
@@ -659,6 +660,6 @@ def format_table(rows: list[Check]) -> str:
             lines.append(f"{'':4}  {'':<{width}}  fix: {r.fix}")
     failed = sum(r.status == "FAIL" for r in rows)
     warned = sum(r.status == "WARN" for r in rows)
-    lines.append(f"{failed} failed, {warned} warnings, "
+    lines.append(f"{failed} failed, {warned} warning{'s' * (warned != 1)}, "
                  f"{sum(r.status == 'PASS' for r in rows)} passed")
     return "\n".join(lines)

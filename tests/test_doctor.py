@@ -228,6 +228,7 @@ def test_a_clearly_faster_runtime_is_suggested(model_home: Path) -> None:
     assert choice.status == "WARN" and best in ("litert", "onnxruntime"), choice
     assert "as fast as the configured opencv on this machine" in choice.detail
     assert choice.fix == f'set [model] runtime = "{best}" (or run with --runtime {best})'
+    assert doctor.format_table([choice]).endswith("\n0 failed, 1 warning, 0 passed")
     # Timed as fast as the fastest, or nearly: no row.
     assert doctor._faster_runtime("litert", {"litert": 2.0, "onnxruntime": 1.8}) == []
     assert doctor._faster_runtime("litert", {"onnxruntime": 1.0}) == []  # the chosen one failed
@@ -321,6 +322,8 @@ def test_unreadable_images_in_a_source_folder(tmp_path: Path, photos: Path) -> N
     none = source_row(str(tmp_path))
     assert some.status == "WARN" and "1 not readable by you" in some.detail
     assert none.status == "FAIL" and "none of the 2 images" in none.detail
+    (tmp_path / "b.png").unlink()
+    assert source_row(str(tmp_path)).detail == f"the image in {tmp_path} is not readable by you"
 
 
 @only_for_root_with_setpriv
