@@ -374,7 +374,8 @@ class MqttSink(ClosableSink):
         # reason if it refused the message. A QoS>0 prediction waits in `_backlog` (frame index,
         # payload) until `_pump` hands it to paho; `_queued` counts it from acceptance to
         # acknowledgement, `_in_paho` from the hand-over. `_pumping` lets one thread at a time
-        # hand over, so the order holds. `_settled` is set once `close` has counted what is left:
+        # hand over, so the order holds, and `_handing` is the prediction on its way from the
+        # backlog to `_sent` meanwhile. `_settled` is set once `close` has counted what is left:
         # later acknowledgements of the old connection then count for nothing.
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
@@ -385,6 +386,7 @@ class MqttSink(ClosableSink):
         self._queued = 0
         self._in_paho = 0
         self._pumping = False
+        self._handing: tuple[int, str] | None = None
         self._settled = False
         self._closing = False  # close() hands paho nothing more (see `_wait_in_flight`)
         # From a connection until paho has resent what it held (see `_on_connect`).
@@ -763,7 +765,10 @@ class MqttSink(ClosableSink):
             if not (stalled or self._spool.holds):
                 return  # healthy, with nothing on the disk: no copy of the queue to make
             changes = self._changes
-            messages = [*self._sent.values(), *self._backlog]
+            # The one on its way to paho too: a checkpoint without it would take it off the
+            # disk until the next, while the broker may not have it yet.
+            on_the_way = [] if self._handing is None else [self._handing]
+            messages = [*self._sent.values(), *on_the_way, *self._backlog]
         # Written outside the lock: publish() must not wait for a disk.
         if self._spool.checkpoint(messages, stalled=stalled):
             with self._lock:
@@ -884,13 +889,14 @@ class MqttSink(ClosableSink):
                         or not self._connected.is_set()):
                     return
                 self._pumping = True
-                message = self._backlog.popleft()
+                message = self._handing = self._backlog.popleft()
                 self._in_paho += 1
             try:
                 more = self._hand_over(message)
             finally:
                 with self._lock:
                     self._pumping = False
+                    self._handing = None
             if not more:
                 return
 
@@ -910,6 +916,7 @@ class MqttSink(ClosableSink):
             # keep the prediction first in line; the next acknowledgement pumps again.
             with self._lock:
                 self._backlog.appendleft(message)
+                self._handing = None
                 self._in_paho -= 1
                 self._changes += 1  # a checkpoint may have missed it while it was out
             return False
@@ -930,7 +937,9 @@ class MqttSink(ClosableSink):
         # instead would deadlock: paho calls on_publish while holding its own lock.
         refused = None
         with self._lock:
-            self._changes += 1  # back in sight of a checkpoint
+            self._changes += 1
+            if prediction is not None and prediction is self._handing:
+                self._handing = None  # in `_sent` now, or acknowledged already
             if mid in self._early:
                 refused = self._early.pop(mid)
                 self._acknowledged(kind, refused)
