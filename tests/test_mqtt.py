@@ -1214,6 +1214,37 @@ def test_a_checkpoint_keeps_the_prediction_on_its_way_to_paho(tmp_path: Path) ->
         broker.stop()
 
 
+def test_a_stop_keeps_the_prediction_stuck_on_its_way_to_paho(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """A hand-over that outlasts the stop (paho's publish held up, here by an event the test
+    holds): the stop keeps that prediction in the spool, not in `dropped`."""
+    spool = tmp_path / "spool.jsonl"
+    sink = MqttSink(host=mosquitto.host, port=mosquitto.port, device_id="cam30",
+                    discovery=False, spool=str(spool), close_timeout=0.5, **FAST)
+    release = threading.Event()
+    real_publish = sink.client.publish
+
+    def publish(topic: str, *args: Any, **kwargs: Any) -> Any:
+        if topic.endswith("/prediction"):
+            release.wait(10)
+        return real_publish(topic, *args, **kwargs)
+
+    try:
+        assert sink.wait_connected(5)
+        sink.client.publish = publish  # type: ignore[method-assign]
+        publisher = threading.Thread(target=sink.publish, args=(prediction(0), None))
+        publisher.start()
+        assert wait_until(lambda: sink.queue_depth == 1)
+        sink.close()
+        assert (sink.stats()["spooled"], sink.stats()["dropped"]) == (1, 0), sink.stats()
+        assert spooled_frames(spool) == [0]
+    finally:
+        release.set()
+        sink.close()
+    publisher.join(10)
+
+
 def test_the_spool_checkpoints_an_outage_writing_each_prediction_once(tmp_path: Path) -> None:
     """With the broker away, each checkpoint appends what came since the last one (so a power
     cut loses at most `spool_every` of them), writes nothing while nothing changes, and once

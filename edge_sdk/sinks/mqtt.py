@@ -686,7 +686,7 @@ class MqttSink(ClosableSink):
             # may its late acknowledgements count what the new connection sends again.
             with self._lock:
                 self._settled = True
-                messages = [*self._sent.values(), *self._backlog]
+                messages = self._unacknowledged()
             old.disconnect()
             _stop_loop(old)  # not waited for: it may sleep out a backoff second or a connect
             # Also with nothing queued: a broker that restarted while we were away may hold
@@ -700,9 +700,7 @@ class MqttSink(ClosableSink):
             self._settled = True
             delivered = 0 if left is None else len(messages) - len(left)
             if left is None:  # closed while connected: what the broker has not acknowledged
-                left = [*self._sent.values(), *self._backlog]
-            # Fewer than `messages` may have been delivered: one caught between the backlog and
-            # paho at the settling is in `_queued` only, and counts as dropped here.
+                left = self._unacknowledged()
             lost = max(0, self._queued - delivered)
             self.published += self._queued - lost
             self._queued = self._in_paho = 0
@@ -749,6 +747,15 @@ class MqttSink(ClosableSink):
             while self._in_paho > 0 and (left := until - time.monotonic()) > 0:
                 self._drained.wait(min(left, 0.02))  # notified only once all is acknowledged
 
+    def _unacknowledged(self) -> list[tuple[int, str]]:
+        """The predictions the broker has not acknowledged, oldest first; with the lock held.
+
+        The one on its way from the backlog to paho is among them: left out, a checkpoint then
+        would take it off the disk, or a stop count it dropped, before the broker has it.
+        """
+        on_the_way = [] if self._handing is None else [self._handing]
+        return [*self._sent.values(), *on_the_way, *self._backlog]
+
     def _checkpoints(self) -> None:
         """The spool's thread: every `spool_every`, write what a power cut would lose."""
         while not self._stop_checkpoints.wait(self.spool_every):
@@ -765,10 +772,7 @@ class MqttSink(ClosableSink):
             if not (stalled or self._spool.holds):
                 return  # healthy, with nothing on the disk: no copy of the queue to make
             changes = self._changes
-            # The one on its way to paho too: a checkpoint without it would take it off the
-            # disk until the next, while the broker may not have it yet.
-            on_the_way = [] if self._handing is None else [self._handing]
-            messages = [*self._sent.values(), *on_the_way, *self._backlog]
+            messages = self._unacknowledged()
         # Written outside the lock: publish() must not wait for a disk.
         if self._spool.checkpoint(messages, stalled=stalled):
             with self._lock:
