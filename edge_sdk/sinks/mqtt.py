@@ -922,7 +922,6 @@ class MqttSink(ClosableSink):
                 self._backlog.appendleft(message)
                 self._handing = None
                 self._in_paho -= 1
-                self._changes += 1  # a checkpoint may have missed it while it was out
             return False
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             # paho 2.x returns no other code under loop_start(). Should a later one, whether it
@@ -941,7 +940,6 @@ class MqttSink(ClosableSink):
         # instead would deadlock: paho calls on_publish while holding its own lock.
         refused = None
         with self._lock:
-            self._changes += 1
             if prediction is not None and prediction is self._handing:
                 self._handing = None  # in `_sent` now, or acknowledged already
             if mid in self._early:
@@ -1003,8 +1001,9 @@ class MqttSink(ClosableSink):
             self._overflow_logged_at = now
 
     def _count_refused(self, frame_index: int, why: str, *, accepted: bool = False) -> None:
-        if accepted:  # it was in the backlog and holds a place in the window
+        if accepted:  # the one on its way from the backlog, holding a place in the window
             with self._lock:
+                self._handing = None
                 self._in_paho -= 1
                 self._queued -= 1
                 self._changes += 1
