@@ -26,6 +26,7 @@ from typing import Any, Literal
 from edge_sdk import __version__, registry
 from edge_sdk.config import Config, MqttConfig, missing_files
 from edge_sdk.errors import ConfigError, EdgeSDKError
+from edge_sdk.wording import many
 
 Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
 
@@ -154,7 +155,7 @@ def check_source(config: Config) -> list[Check]:
             what = (f"the image in {path} is not readable by you" if len(found) == 1
                     else f"none of the {len(found)} images in {path} is readable by you")
             return [Check("source", "FAIL", what, "chmod/chown them for the user running edge-classify")]
-        detail = f"{len(found)} image{'s' if len(found) != 1 else ''} in {path}"
+        detail = f"{many(len(found), 'image')} in {path}"
         if unreadable:
             return [Check("source", "WARN", f"{detail}, {len(unreadable)} not readable by you (they "
                           "are skipped)", "chmod/chown them for the user running edge-classify")]
@@ -192,7 +193,7 @@ def _watched_folder_check(path: str) -> Check:
         return Check("source", "FAIL", f"the watched folder {folder} cannot be listed by you",
                      "chmod/chown it for the user running edge-classify")
     count = len(image_files(path, folder=folder == path))
-    return Check("source", "PASS", f"watching {path}: {count} image{'s' if count != 1 else ''} "
+    return Check("source", "PASS", f"watching {path}: {many(count, 'image')} "
                  "there now")
 
 
@@ -307,7 +308,7 @@ def check_model(config: Config, *, runs: int = 10) -> list[Check]:
                 continue
             total, infer = _speed(clf, runs)
         per_frame[name] = total
-        threads = f"{m.threads} thread{'s' * (m.threads != 1)}" if m.threads else "auto threads"
+        threads = many(m.threads, "thread") if m.threads else "auto threads"
         rows.append(Check(what, "PASS", f"{m.name} ({m.precision}, {threads}): "
                           f"{total:.1f} ms per 720p frame ({infer:.1f} ms inference), "
                           f"~{1000 / total:.0f} fps"))
@@ -609,10 +610,9 @@ def check_mqtt_spool(config: Config) -> list[Check]:
         rows.append(Check("mqtt spool", "FAIL", f"{spool.path}: cannot read it ({exc.strerror})",
                           "chown it to the service user, or move it away"))
     else:
-        noun = "prediction" if held == 1 else "predictions"
         # From the last run, or a running sink's checkpoints during an outage.
         then = "sent first at the next start" if holder is None else "checkpointed by that sink"
-        rows.append(Check("mqtt spool", "PASS", f"{spool.path} holds {held} {noun} the broker "
+        rows.append(Check("mqtt spool", "PASS", f"{spool.path} holds {many(held, 'prediction')} the broker "
                           f"has not acknowledged, {then}"))
     if spool.aside.exists():
         rows.append(Check("mqtt spool", "WARN", f"{spool.aside} holds a spool that was set aside as "
@@ -660,6 +660,6 @@ def format_table(rows: list[Check]) -> str:
             lines.append(f"{'':4}  {'':<{width}}  fix: {r.fix}")
     failed = sum(r.status == "FAIL" for r in rows)
     warned = sum(r.status == "WARN" for r in rows)
-    lines.append(f"{failed} failed, {warned} warning{'s' * (warned != 1)}, "
+    lines.append(f"{failed} failed, {many(warned, 'warning')}, "
                  f"{sum(r.status == 'PASS' for r in rows)} passed")
     return "\n".join(lines)

@@ -70,6 +70,7 @@ from edge_sdk.sinks.worker import BoundedQueue, QueueClosed, SinkFailure, SinkWo
 from edge_sdk.sources import ManagedSource
 from edge_sdk.sources.base import BaseSource, hide_password
 from edge_sdk.types import Frame, Prediction
+from edge_sdk.wording import many
 
 log = logging.getLogger(__name__)
 
@@ -666,7 +667,7 @@ class Pipeline:
         if not failures:
             return None
         return "; ".join(
-            f"sink {name} failed {f.failures} time{'s' if f.failures != 1 else ''} "
+            f"sink {name} failed {many(f.failures, 'time')} "
             f"(last: {f.last_error})" for name, f in failures.items()
         )
 

@@ -53,6 +53,7 @@ from edge_sdk.sinks.mqtt_policy import PublishPolicy
 from edge_sdk.sinks.mqtt_reach import why_unreachable
 from edge_sdk.sinks.mqtt_spool import MqttSpool
 from edge_sdk.types import Frame, Prediction
+from edge_sdk.wording import many
 
 log = logging.getLogger("edge_sdk.mqtt")
 
@@ -205,11 +206,6 @@ def _published(info: mqtt.MQTTMessageInfo) -> bool:
 
 #: MQTT versions the sink speaks: 5 by default; "3.1.1" for brokers without MQTT 5.
 PROTOCOLS = ("5", "3.1.1")
-
-
-def _many(count: int, noun: str) -> str:
-    """ "1 prediction", "2 predictions"."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _refusal_fix(reason: str, topic: str, username: str | None) -> str:
@@ -462,7 +458,7 @@ class MqttSink(ClosableSink):
         self._backlog.extend(kept)
         self._queued += len(kept)
         self.accepted += len(kept)
-        log.info("MQTT: queued %s kept in %s by the last run", _many(len(kept), "prediction"),
+        log.info("MQTT: queued %s kept in %s by the last run", many(len(kept), "prediction"),
                  self._spool_path)
 
     @property
@@ -787,7 +783,7 @@ class MqttSink(ClosableSink):
         except OSError as exc:
             if messages:
                 log.error("MQTT: cannot keep %s in the spool %s (%s); they are dropped",
-                          _many(len(messages), "prediction"), self._spool_path, exc)
+                          many(len(messages), "prediction"), self._spool_path, exc)
             else:  # all delivered, but the old spool is still there: the next start resends it
                 log.error("MQTT: cannot remove the spool %s (%s), whose predictions were all "
                           "delivered; the next start would send them again: remove it",
@@ -977,7 +973,7 @@ class MqttSink(ClosableSink):
                 log.error("MQTT: broker %s refused a prediction on %s (%s); %s; %s dropped so "
                           "far", self.address, topic, reason,
                           _refusal_fix(reason, topic, self.username),
-                          _many(self.dropped, "prediction"))
+                          many(self.dropped, "prediction"))
                 self._refused_logged_at = now
         else:
             self._refused_control(topic, f"{reason}; {_refusal_fix(reason, topic, self.username)}")
@@ -995,8 +991,8 @@ class MqttSink(ClosableSink):
             log.warning(
                 "MQTT: queue full (%s waiting for %s); %s overflowed so far; raise [mqtt] "
                 "queue_size or check the broker",
-                _many(self.queue_size, "prediction"), self.address,
-                _many(self.overflow, "prediction"),
+                many(self.queue_size, "prediction"), self.address,
+                many(self.overflow, "prediction"),
             )
             self._overflow_logged_at = now
 
@@ -1014,7 +1010,7 @@ class MqttSink(ClosableSink):
         if now - self._refused_logged_at >= _REPEAT_LOG_EVERY:
             log.error(
                 "MQTT: cannot send prediction %d (%s); dropped it, %s dropped so far",
-                frame_index, why, _many(self.dropped, "prediction"),
+                frame_index, why, many(self.dropped, "prediction"),
             )
             self._refused_logged_at = now
 
@@ -1059,11 +1055,11 @@ class MqttSink(ClosableSink):
             self._disconnected_at = None
             overflowed = self.overflow - self._overflow_at_loss
             if overflowed:
-                outage += (f" ({_many(overflowed, 'prediction')} overflowed meanwhile; raise "
+                outage += (f" ({many(overflowed, 'prediction')} overflowed meanwhile; raise "
                            "[mqtt] queue_size to ride out such an outage)")
         log.info(
             "MQTT: connected to %s%s; %s queued",
-            self.address, outage, _many(self.queue_depth, "prediction"),
+            self.address, outage, many(self.queue_depth, "prediction"),
         )
         # Retained messages first, so they precede the backlog paho resends after this callback;
         # `connected` turns true once they are queued, so flush() after it covers them.
@@ -1150,7 +1146,7 @@ class MqttSink(ClosableSink):
         said = "closed by the broker, or the network dropped" if why == "unspecified error" else reason
         log.warning(
             "MQTT: connection to %s lost (%s%s); %s queued, reconnecting",
-            self.address, said, hint, _many(self.queue_depth, "prediction"),
+            self.address, said, hint, many(self.queue_depth, "prediction"),
         )
 
     def _closed_before_connack(self) -> None:
