@@ -1343,8 +1343,10 @@ def test_a_checkpoint_that_cannot_write_is_logged_once_and_retried(
         assert "a power cut would lose the" in caplog.text
         spool.rmdir()
         sink.publish(prediction(6), None)
-        assert wait_until(lambda: spooled_frames(spool) == list(range(7))), spooled_frames(spool)
-        assert "is written again" in caplog.text
+        # The file is in place a moment before the line saying so is logged: wait for both.
+        assert wait_until(lambda: spooled_frames(spool) == list(range(7))
+                          and "is written again" in caplog.text), (spooled_frames(spool),
+                                                                   caplog.text)
     finally:
         sink.close()
     assert spooled_frames(spool) == list(range(7))
